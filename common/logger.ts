@@ -1,0 +1,66 @@
+import { pino, type Logger, type LoggerOptions } from 'pino';
+
+export type LogFormat = 'json' | 'pretty';
+
+export interface LoggerSettings {
+  level: string;
+  format?: LogFormat;
+  name?: string;
+  /** Extra fields on every line (slot, version...). */
+  base?: Record<string, unknown>;
+  /** Where lines go; defaults to stdout. Tests pass a stream to read them. */
+  destination?: NodeJS.WritableStream;
+}
+
+/** Paths whose values never reach a log line, whatever logs them. */
+export const REDACT_PATHS = [
+  'password',
+  '*.password',
+  'secret',
+  '*.secret',
+  'token',
+  '*.token',
+  'apiKey',
+  '*.apiKey',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  'JWT_SECRET',
+  'ADMIN_API_KEY',
+  'ADMIN_PASSWORD',
+  'DATABASE_URL',
+  '*.JWT_SECRET',
+  '*.ADMIN_API_KEY',
+  '*.ADMIN_PASSWORD',
+  '*.DATABASE_URL',
+];
+
+export function createLogger(settings: LoggerSettings): Logger {
+  const options: LoggerOptions = {
+    level: settings.level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    base: { pid: process.pid, ...(settings.name ? { name: settings.name } : {}), ...settings.base },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  };
+  if (settings.format === 'pretty') {
+    // pino-pretty in-process (not a worker transport) keeps start-up simple for local runs.
+    return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: false } } });
+  }
+  return settings.destination ? pino(options, settings.destination) : pino(options);
+}
+
+/** Replaces the password of a connection URL, for logs and status pages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '[unparseable url]';
+  }
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

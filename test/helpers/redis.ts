@@ -1,0 +1,67 @@
+import { spawn } from 'node:child_process';
+import { createConnection } from 'node:net';
+import { freePort } from './ports.js';
+import { RunningProcess } from './processes.js';
+
+/** A private redis-server on a free loopback port, which a test may kill and restart. */
+export class TestRedis {
+  private process: RunningProcess | undefined;
+
+  private constructor(readonly port: number) {}
+
+  static async start(): Promise<TestRedis> {
+    const redis = new TestRedis(await freePort());
+    await redis.restart();
+    return redis;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return this.process !== undefined;
+  }
+
+  /** (Re)starts the server on the same port; no persistence. */
+  async restart(): Promise<void> {
+    if (this.process) return;
+    const child = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.process = new RunningProcess(child);
+    await waitForPort(this.port);
+  }
+
+  /** Kills the server at once (SIGKILL), as an outage would. */
+  async kill(): Promise<void> {
+    const running = this.process;
+    this.process = undefined;
+    if (running) await running.stop('SIGKILL');
+  }
+
+  async stop(): Promise<void> {
+    const running = this.process;
+    this.process = undefined;
+    if (running) await running.stop('SIGTERM');
+  }
+}
+
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = createConnection({ port, host: '127.0.0.1' });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`port ${port} did not open in ${timeoutMs} ms`);
+}

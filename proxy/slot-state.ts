@@ -1,0 +1,49 @@
+/**
+ * The slot state shared by every proxy of a fleet, and the rule that orders
+ * changes to it: a state is applied only when its epoch is newer.
+ */
+export const SLOTS = ['blue', 'green'] as const;
+export type Slot = (typeof SLOTS)[number];
+
+export interface SlotState {
+  active: Slot;
+  previous: Slot | null;
+  /** Strictly increasing; 0 for the initial state written at first start. */
+  epoch: number;
+  /** ISO-8601 time of the switch (or of initialisation). */
+  switched_at: string;
+  /** Who switched: X-Actor of the admin request, `api`, `deploy`, `init`. */
+  actor: string;
+}
+
+export function isSlot(value: unknown): value is Slot {
+  return value === 'blue' || value === 'green';
+}
+
+export function otherSlot(slot: Slot): Slot {
+  return slot === 'blue' ? 'green' : 'blue';
+}
+
+export function initialState(defaultSlot: Slot, now = new Date()): SlotState {
+  return {
+    active: defaultSlot,
+    previous: null,
+    epoch: 0,
+    switched_at: now.toISOString(),
+    actor: 'init',
+  };
+}
+
+/** Checks a state read from a store; returns a reason when it is not a valid state. */
+export function invalidStateReason(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return 'not an object';
+  const s = value as Record<string, unknown>;
+  if (!isSlot(s.active)) return 'active is not blue or green';
+  if (s.previous !== null && !isSlot(s.previous)) return 'previous is not blue, green or null';
+  if (typeof s.epoch !== 'number' || !Number.isSafeInteger(s.epoch) || s.epoch < 0)
+    return 'epoch is not a non-negative integer';
+  if (typeof s.switched_at !== 'string' || Number.isNaN(Date.parse(s.switched_at)))
+    return 'switched_at is not a date';
+  if (typeof s.actor !== 'string') return 'actor is not a string';
+  return undefined;
+}

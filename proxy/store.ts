@@ -1,0 +1,72 @@
+import type { Slot, SlotState } from './slot-state.js';
+
+/** One attempt to switch, successful or not: the audit history's entry. */
+export interface SwitchRecord {
+  time: string;
+  actor: string;
+  from: Slot | null;
+  to: Slot;
+  /** The epoch written by a successful switch, else the epoch seen when refused. */
+  epoch: number;
+  result: 'switched' | 'unchanged' | 'refused' | 'conflict' | 'unavailable';
+  reason?: string;
+}
+
+/** The store cannot be reached: switches answer 503 `store_unavailable`. */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+}
+
+/** The stored state is unreadable (corrupt file, foreign key): start-up refuses it. */
+export class StoreCorruptError extends Error {
+  override name = 'StoreCorruptError';
+}
+
+export type CompareAndSetResult =
+  | { ok: true; state: SlotState }
+  /** Lost the race: `state` is what the store holds now. */
+  | { ok: false; state: SlotState };
+
+/**
+ * Where the slot state lives (Redis for a fleet, a file for one proxy). The
+ * hot path never calls it: the proxy keeps the state in memory and the store
+ * only tells it when the state changes.
+ */
+export interface SlotStore {
+  readonly kind: 'redis' | 'file';
+  /** Human-readable location for /admin/status, without secrets. */
+  readonly location: string;
+
+  /**
+   * Connects and returns the stored state, writing `initialState(defaultSlot)`
+   * with set-if-absent when there is none. Throws StoreCorruptError on an
+   * unreadable state, StoreUnavailableError when unreachable.
+   */
+  init(defaultSlot: Slot): Promise<SlotState>;
+
+  /** Reads the stored state now. Throws StoreUnavailableError. */
+  read(): Promise<SlotState>;
+
+  /**
+   * Writes `next` only if the stored epoch still equals `expectedEpoch` (atomic
+   * across the fleet), then notifies every proxy. Throws StoreUnavailableError.
+   */
+  compareAndSet(expectedEpoch: number, next: SlotState): Promise<CompareAndSetResult>;
+
+  /**
+   * Every state the store learns of (notifications and the periodic
+   * reconcile read). Listeners must ignore states that are not newer.
+   */
+  onState(listener: (state: SlotState) => void): void;
+
+  /** Whether the store is reachable now, and a listener for changes of that. */
+  isUp(): boolean;
+  onAvailability(listener: (up: boolean) => void): void;
+
+  /** Appends to the capped audit history. Throws StoreUnavailableError. */
+  appendHistory(record: SwitchRecord): Promise<void>;
+  /** The newest `limit` records, newest first. Throws StoreUnavailableError. */
+  history(limit: number): Promise<SwitchRecord[]>;
+
+  close(): Promise<void>;
+}

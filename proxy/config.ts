@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { parseConfig, withoutEmpty } from '../common/config.js';
+import { durationSchema } from '../common/duration.js';
+import { LOG_LEVELS } from '../common/logger.js';
+import { SLOTS } from './slot-state.js';
+
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65_535).default(fallback);
+const onOff = (fallback: 'on' | 'off') =>
+  z
+    .enum(['on', 'off', 'true', 'false', '1', '0'])
+    .default(fallback)
+    .transform((v) => v === 'on' || v === 'true' || v === '1');
+const httpUrl = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((v) => /^https?:\/\/[^/]+/.test(v) && URL.canParse(v), 'must be an http(s) URL');
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/** Every variable `togather proxy` reads (DESIGN.md, Configuration). */
+const proxyEnvSchema = z
+  .object({
+    PROXY_HOST: z.string().default('0.0.0.0'),
+    PROXY_PORT: port(80),
+    ADMIN_HOST: z.string().default('127.0.0.1'),
+    ADMIN_PORT: port(9080),
+    /** Binding the admin listener off loopback must be asked for explicitly. */
+    ADMIN_ALLOW_REMOTE: onOff('off'),
+    ADMIN_API_KEY: z
+      .string({ error: 'is required (the admin API key, at least 32 characters)' })
+      .min(32, 'must be at least 32 characters'),
+    BLUE_URL: httpUrl('http://togather-server-blue:8080'),
+    GREEN_URL: httpUrl('http://togather-server-green:8080'),
+    REDIS_URL: z
+      .string()
+      .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL')
+      .optional(),
+    STATE_FILE: z.string().default('./.togather/proxy-state.json'),
+    REDIS_KEY_PREFIX: z.string().min(1).default('togather:'),
+    DEFAULT_SLOT: z.enum(SLOTS).default('blue'),
+    HEALTH_PATH: z.string().startsWith('/', 'must start with /').default('/health'),
+    DRAIN_TIMEOUT: durationSchema('30s'),
+    UPSTREAM_TIMEOUT: durationSchema('60s'),
+    /** Client-side limits of the public listener. */
+    HEADERS_TIMEOUT: durationSchema('20s'),
+    REQUEST_TIMEOUT: durationSchema('120s'),
+    /** Longer than the 60 s idle timeout of typical cloud load balancers. */
+    KEEP_ALIVE_TIMEOUT: durationSchema('75s'),
+    MAX_HEADER_SIZE: z.coerce.number().int().min(1024).max(1_048_576).default(16_384),
+    MAX_CONNECTIONS: z.coerce.number().int().min(0).default(10_000),
+    SHUTDOWN_TIMEOUT: durationSchema('30s'),
+    TRUST_PROXY: onOff('off'),
+    ACCESS_LOG: onOff('on'),
+    LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+    LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
+    PROXY_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+  })
+  .superRefine((env, ctx) => {
+    if (!env.ADMIN_ALLOW_REMOTE && !LOOPBACK.test(env.ADMIN_HOST)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ADMIN_HOST'],
+        message: `${env.ADMIN_HOST} is not a loopback address; set ADMIN_ALLOW_REMOTE=on to expose the admin API`,
+      });
+    }
+  });
+
+export type ProxyConfig = z.output<typeof proxyEnvSchema>;
+
+/** Reads and validates the proxy's configuration; throws ConfigError listing every problem. */
+export function loadProxyConfig(env: NodeJS.ProcessEnv = process.env): ProxyConfig {
+  return parseConfig(proxyEnvSchema, withoutEmpty(env));
+}

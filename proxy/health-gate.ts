@@ -1,0 +1,146 @@
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+
+/** What one GET of a slot's health URL saw. */
+export interface HealthProbe {
+  url: string;
+  /** True only for a 200 answer within the timeout. */
+  ok: boolean;
+  /** The HTTP status, when an answer came. */
+  status_code?: number;
+  /** `status` of a JSON health body (healthy, degraded, unhealthy, shutting_down). */
+  status?: string;
+  /** `version` of a JSON health body. */
+  version?: string;
+  /** Why no answer came: timeout, refused, reset... */
+  error?: string;
+  latency_ms: number;
+}
+
+/** The gate's verdict and every probe it made. */
+export interface HealthGateResult {
+  healthy: boolean;
+  url: string;
+  attempts: HealthProbe[];
+}
+
+export interface HealthGateOptions {
+  /** Per try, for connect, headers and body together. */
+  timeoutMs?: number;
+  tries?: number;
+  retryDelayMs?: number;
+}
+
+/** A health body larger than this is not read further: only its status matters. */
+const MAX_BODY_BYTES = 64 * 1024;
+
+/** `<slot url><health path>`, keeping any path prefix of the slot URL. */
+export function healthUrl(slotUrl: string, healthPath: string): string {
+  return slotUrl.replace(/\/+$/, '') + healthPath;
+}
+
+/**
+ * The gate a switch passes before traffic moves: the target must answer 200
+ * within the timeout, on one of up to `tries` tries. A 200 ends it at once.
+ */
+export async function runHealthGate(
+  url: string,
+  options: HealthGateOptions = {},
+): Promise<HealthGateResult> {
+  const tries = options.tries ?? 3;
+  const timeoutMs = options.timeoutMs ?? 2000;
+  const retryDelayMs = options.retryDelayMs ?? 500;
+  const attempts: HealthProbe[] = [];
+  for (let i = 0; i < tries; i++) {
+    if (i > 0) await delay(retryDelayMs);
+    const probe = await probeHealth(url, timeoutMs);
+    attempts.push(probe);
+    if (probe.ok) return { healthy: true, url, attempts };
+  }
+  return { healthy: false, url, attempts };
+}
+
+/**
+ * One GET on a fresh connection (no pooled socket that the slot may have
+ * closed meanwhile, which would fail a probe for the wrong reason).
+ */
+export function probeHealth(url: string, timeoutMs: number): Promise<HealthProbe> {
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (probe: Omit<HealthProbe, 'url' | 'latency_ms'>) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      req.destroy();
+      resolve({ url, ...probe, latency_ms: elapsed() });
+    };
+    const send = url.startsWith('https:') ? httpsRequest : httpRequest;
+    const req = send(url, {
+      method: 'GET',
+      agent: false,
+      headers: { accept: 'application/json', 'user-agent': 'togather-proxy-health' },
+    });
+    const timer = setTimeout(
+      () => finish({ ok: false, error: `no answer within ${timeoutMs} ms` }),
+      timeoutMs,
+    );
+    req.on('error', (error: NodeJS.ErrnoException) =>
+      finish({ ok: false, error: describe(error) }),
+    );
+    req.on('response', (res: IncomingMessage) => {
+      readBody(res).then(
+        (body) => finish({ ok: res.statusCode === 200, status_code: res.statusCode, ...body }),
+        (error: NodeJS.ErrnoException) =>
+          finish({ ok: false, status_code: res.statusCode, error: describe(error) }),
+      );
+    });
+    req.end();
+  });
+}
+
+/** The `status` and `version` of a JSON health body, when there are any. */
+function readBody(res: IncomingMessage): Promise<{ status?: string; version?: string }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
+    });
+    res.on('error', reject);
+    res.on('aborted', () => reject(new Error('answer cut off')));
+    res.on('end', () => {
+      const out: { status?: string; version?: string } = {};
+      try {
+        const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        if (typeof parsed === 'object' && parsed !== null) {
+          const fields = parsed as Record<string, unknown>;
+          if (typeof fields.status === 'string') out.status = fields.status.slice(0, 64);
+          if (typeof fields.version === 'string') out.version = fields.version.slice(0, 128);
+        }
+      } catch {
+        // not JSON: the status code alone decides
+      }
+      resolve(out);
+    });
+  });
+}
+
+function describe(error: NodeJS.ErrnoException): string {
+  return error.code ? `${error.code}: ${error.message}` : error.message;
+}
+
+/** One line for logs and error messages: what the last probe saw. */
+export function describeProbe(probe: HealthProbe): string {
+  if (probe.status_code !== undefined) {
+    const status = probe.status ? ` (status ${probe.status})` : '';
+    return `GET ${probe.url} answered ${probe.status_code}${status}${probe.error ? `, ${probe.error}` : ''}`;
+  }
+  return `GET ${probe.url} failed: ${probe.error ?? 'no answer'}`;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

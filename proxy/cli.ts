@@ -1,4 +1,40 @@
-import type { Command } from 'commander';
+import { Argument, type Command } from 'commander';
+import { SLOTS, type Slot } from './slot-state.js';
+import {
+  adminClientFrom,
+  loadAdminClientConfig,
+  runRollback,
+  runStatus,
+  runSwitch,
+} from './admin-commands.js';
 
 /** Registers the proxy part's commands on the togather CLI. */
-export function registerProxyCommands(_program: Command): void {}
+export function registerProxyCommands(program: Command): void {
+  program
+    .command('switch')
+    .description('move traffic to a slot through the proxy admin API (ADMIN_URL, ADMIN_API_KEY)')
+    .addArgument(new Argument('<slot>', 'the slot to make active').choices(SLOTS))
+    .option('--force', 'skip the health gate of the target slot')
+    .action(async (slot: Slot, options: { force?: boolean }) => {
+      const client = adminClientFrom(loadAdminClientConfig());
+      process.stdout.write(await runSwitch(client, slot, { force: options.force === true }));
+    });
+
+  program
+    .command('rollback')
+    .description('move traffic back to the previous slot (ADMIN_URL, ADMIN_API_KEY)')
+    .option('--force', 'skip the health gate of the previous slot')
+    .action(async (options: { force?: boolean }) => {
+      const client = adminClientFrom(loadAdminClientConfig());
+      process.stdout.write(await runRollback(client, { force: options.force === true }));
+    });
+
+  program
+    .command('status')
+    .description('show the active slot, the store and both slots (ADMIN_URL, ADMIN_API_KEY)')
+    .option('--json', 'print the admin API answer as one JSON object')
+    .action(async (options: { json?: boolean }) => {
+      const client = adminClientFrom(loadAdminClientConfig());
+      process.stdout.write(await runStatus(client, options.json === true));
+    });
+}

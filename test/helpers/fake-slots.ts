@@ -27,10 +27,9 @@ export class FakeSlot {
   ) {}
 
   static async start(slot: FakeSlotName, port = 0): Promise<FakeSlot> {
-    let self: FakeSlot | undefined;
-    const server = createServer((req, res) => self?.handle(req, res));
+    const server = createServer((req, res) => self.handle(req, res));
     server.keepAliveTimeout = 120_000;
-    self = new FakeSlot(slot, server);
+    const self: FakeSlot = new FakeSlot(slot, server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, '127.0.0.1', () => resolve());

@@ -163,6 +163,40 @@ return {1}
   1,
 );
 
+/**
+ * Heals a fork: two different states with the same epoch, which only a Redis
+ * that lost data can produce (a proxy re-seeded it with an older state and
+ * switched on top while another proxy still holds the lost state of that
+ * epoch). Proxies apply only newer epochs, so the stored state is rewritten
+ * unchanged under the next epoch, and everyone applies it. Done only if the
+ * stored state is still exactly the one seen, so a real switch is never lost.
+ * KEYS: slot hash. ARGV: seen active, previous, epoch, switched_at, actor,
+ * then the new epoch, json, channel.
+ */
+const HEAL_FORK = new LuaScript(
+  `
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return {0} end
+local f = redis.call('HMGET', KEYS[1], 'active', 'previous', 'epoch', 'switched_at', 'actor')
+for i = 1, 5 do
+  if f[i] ~= ARGV[i] then return {0} end
+end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[6])
+redis.call('PUBLISH', ARGV[8], ARGV[7])
+return {1}
+`,
+  1,
+);
+
+function sameState(a: SlotState, b: SlotState): boolean {
+  return (
+    a.active === b.active &&
+    a.previous === b.previous &&
+    a.epoch === b.epoch &&
+    a.switched_at === b.switched_at &&
+    a.actor === b.actor
+  );
+}
+
 function stateArgs(state: SlotState): string[] {
   return [
     state.active,
@@ -472,6 +506,26 @@ export class RedisStore implements SlotStore {
     return candidate;
   }
 
+  private async healFork(stored: SlotState, known: SlotState): Promise<SlotState> {
+    const bumped: SlotState = { ...stored, epoch: stored.epoch + 1 };
+    const reply = await this.call('healing a forked slot state', (redis) =>
+      HEAL_FORK.run(redis, [
+        this.keys.slot,
+        ...stateArgs(stored).slice(0, 5),
+        String(bumped.epoch),
+        JSON.stringify(bumped),
+        this.keys.slotChanged,
+      ]),
+    );
+    if (!Array.isArray(reply) || reply[0] !== 1) return this.read();
+    this.logger.warn(
+      { key: this.keys.slot, stored, known, epoch: bumped.epoch },
+      'two slot states shared one epoch after redis lost data: re-published the stored one under the next epoch',
+    );
+    this.remember(bumped);
+    return bumped;
+  }
+
   private remember(state: SlotState): void {
     if (!this.newest || state.epoch > this.newest.epoch) this.newest = state;
   }
@@ -502,7 +556,11 @@ export class RedisStore implements SlotStore {
           continue;
         }
         try {
-          const state = await this.read();
+          const known = this.requireNewest();
+          let state = await this.read();
+          if (state.epoch === known.epoch && !sameState(state, known)) {
+            state = await this.healFork(state, known);
+          }
           if (this.corruptReason)
             this.logger.info({ key: this.keys.slot }, 'slot state readable again');
           this.corruptReason = undefined;

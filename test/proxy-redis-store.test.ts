@@ -460,6 +460,31 @@ describe('RedisStore outage', () => {
     expect(await storedHash(prefix)).toMatchObject({ epoch: '3', active: 'green' });
   });
 
+  it('heals two states sharing one epoch by re-publishing the stored one under the next epoch', async () => {
+    const prefix = freshPrefix();
+    const { store, logs } = makeStore(prefix, { reconcileIntervalMs: 100 });
+    const initial = await store.init('blue');
+    const mine = next(initial, 'green', 'this-proxy');
+    await store.compareAndSet(0, mine);
+    const seen: SlotState[] = [];
+    store.onState((state) => seen.push(state));
+    // What a lost write leaves behind: another state of epoch 1 written over an emptied redis.
+    const theirs = { ...next(initial, 'blue', 'other-proxy'), previous: 'blue' as const };
+    await raw.hset(redisKeys(prefix).slot, {
+      active: theirs.active,
+      previous: theirs.previous,
+      epoch: '1',
+      switched_at: theirs.switched_at,
+      actor: theirs.actor,
+    });
+    await waitUntil(() => seen.some((s) => s.epoch === 2), 2000, 'the healed state');
+    expect(seen.find((s) => s.epoch === 2)).toEqual({ ...theirs, epoch: 2 });
+    expect(await storedHash(prefix)).toMatchObject({ epoch: '2', actor: 'other-proxy' });
+    expect(
+      logs.lines().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('two slot states')),
+    ).toHaveLength(1);
+  });
+
   it('puts the state back before a compare-and-set on a redis that lost it', async () => {
     const prefix = freshPrefix();
     // No reconcile during the test: the compare-and-set itself must restore.

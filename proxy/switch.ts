@@ -2,7 +2,12 @@ import type { Logger } from 'pino';
 import { describeProbe, type HealthGateResult } from './health-gate.js';
 import type { SlotRegistry } from './slot-registry.js';
 import type { Slot, SlotState } from './slot-state.js';
-import { StoreUnavailableError, type SlotStore, type SwitchRecord } from './store.js';
+import {
+  StoreCorruptError,
+  StoreUnavailableError,
+  type SlotStore,
+  type SwitchRecord,
+} from './store.js';
 
 export type SwitchResult = SwitchRecord['result'];
 
@@ -127,7 +132,9 @@ export class SwitchService {
       try {
         written = await this.options.store.compareAndSet(current.epoch, next);
       } catch (error) {
-        if (error instanceof StoreUnavailableError) return this.unavailable(target, request, error);
+        if (error instanceof StoreUnavailableError || error instanceof StoreCorruptError) {
+          return this.unavailable(target, request, error);
+        }
         throw error;
       }
       if (written.ok) {
@@ -166,7 +173,8 @@ export class SwitchService {
       this.options.registry.apply(state);
       return { ok: true, state };
     } catch (error) {
-      if (!(error instanceof StoreUnavailableError)) throw error;
+      if (!(error instanceof StoreUnavailableError || error instanceof StoreCorruptError))
+        throw error;
       const to = target ?? this.options.registry.current.active;
       return { ok: false, outcome: await this.unavailable(to, request, error) };
     }
@@ -184,7 +192,7 @@ export class SwitchService {
   private async unavailable(
     target: Slot,
     request: SwitchRequest,
-    error: StoreUnavailableError,
+    error: StoreUnavailableError | StoreCorruptError,
   ): Promise<SwitchOutcome> {
     const known = this.options.registry.current;
     const message = `the slot store is unavailable (${error.message}); traffic stays on ${known.active}`;

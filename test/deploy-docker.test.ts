@@ -1,0 +1,261 @@
+import { execFileSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import {
+  copyPaths,
+  instructionsOf,
+  isIgnored,
+  parseDockerfile,
+  type Instruction,
+  type Stage,
+} from './helpers/dockerfile.js';
+
+// There is no Docker engine on these machines: the image is checked by reading
+// its Dockerfile, and everything it copies or runs is checked against the repo.
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const dockerfile = parseDockerfile(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
+const ignorePatterns = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n');
+
+function stage(name: string): Stage {
+  const found = dockerfile.stages.find((s) => s.name === name);
+  if (!found) throw new Error(`no stage named ${name}`);
+  return found;
+}
+
+function runs(s: Stage): string[] {
+  return instructionsOf(s, 'RUN').map((i) => i.text);
+}
+
+function only(s: Stage, keyword: string): Instruction {
+  const found = instructionsOf(s, keyword);
+  expect(found, `${s.name} has exactly one ${keyword}`).toHaveLength(1);
+  return found[0]!;
+}
+
+describe('Dockerfile reader', () => {
+  it('joins continuations, drops comments inside them and reads both forms', () => {
+    const parsed = parseDockerfile(
+      [
+        '# syntax=docker/dockerfile:1',
+        'ARG BASE=node:22-alpine',
+        'FROM ${BASE} AS one',
+        'RUN echo a \\',
+        '# a comment inside the continuation',
+        '  && echo b',
+        'COPY --chown=1:1 --chmod=0755 a b /dst/',
+        'CMD ["x", "y"]',
+        'FROM one',
+        'HEALTHCHECK --interval=5s CMD ["true"]',
+      ].join('\n'),
+    );
+    expect(parsed.directives).toEqual({ syntax: 'docker/dockerfile:1' });
+    expect(parsed.globalArgs).toEqual({ BASE: 'node:22-alpine' });
+    expect(parsed.stages.map((s) => [s.name, s.image])).toEqual([
+      ['one', 'node:22-alpine'],
+      ['1', 'one'],
+    ]);
+    const one = parsed.stages[0]!;
+    expect(runs(one)).toEqual(['echo a  && echo b']);
+    const copy = only(one, 'COPY');
+    expect(copy.flags).toEqual({ chown: '1:1', chmod: '0755' });
+    expect(copyPaths(copy)).toEqual({ sources: ['a', 'b'], destination: '/dst/' });
+    expect(only(one, 'CMD').json).toEqual(['x', 'y']);
+    const health = only(parsed.stages[1]!, 'HEALTHCHECK');
+    expect(health.flags).toEqual({ interval: '5s' });
+    expect(health.text).toBe('CMD ["true"]');
+  });
+
+  it('matches .dockerignore patterns like Docker, with ! re-including', () => {
+    const patterns = ['node_modules', '*.md', '**/.env', 'docs/', '!docs/keep.md'];
+    expect(isIgnored('node_modules/x/index.js', patterns)).toBe(true);
+    expect(isIgnored('README.md', patterns)).toBe(true);
+    expect(isIgnored('deploy/docker/.env', patterns)).toBe(true);
+    expect(isIgnored('.env', patterns)).toBe(true);
+    expect(isIgnored('docs/keep.md', patterns)).toBe(false);
+    expect(isIgnored('deploy/cli.ts', patterns)).toBe(false);
+    expect(isIgnored('deploy/x.env.example', patterns)).toBe(false);
+  });
+});
+
+describe('Dockerfile', () => {
+  it('has a builder and a runtime stage, both on an official Node 22 LTS Alpine image', () => {
+    expect(dockerfile.stages.map((s) => s.name)).toEqual(['builder', 'runtime']);
+    for (const s of dockerfile.stages)
+      expect(s.image).toMatch(/^node:22(\.\d+){0,2}-alpine[\d.]*$/);
+  });
+
+  it('builder: npm ci, then the build with the three build args, then prunes dev dependencies', () => {
+    const builder = stage('builder');
+    const commands = runs(builder);
+    const ci = commands.findIndex((c) => /\bnpm ci\b/.test(c));
+    const build = commands.findIndex((c) => /\bnpm run build\b/.test(c));
+    expect(ci).toBeGreaterThanOrEqual(0);
+    expect(build).toBeGreaterThan(ci);
+    const buildRun = commands[build]!;
+    expect(buildRun).toMatch(/npm run build[\s\S]*npm prune --omit=dev/);
+
+    const args = instructionsOf(builder, 'ARG').map((i) => i.text.split('=')[0]);
+    const buildLine = instructionsOf(builder, 'RUN')[build]!.line;
+    for (const name of ['VERSION', 'GIT_COMMIT', 'BUILD_DATE']) {
+      expect(args).toContain(name);
+      const declared = instructionsOf(builder, 'ARG').find((i) => i.text.startsWith(name))!;
+      expect(declared.line, `${name} is declared before the build`).toBeLessThan(buildLine);
+      // handed to the build, which fixes it into dist/build-info.json
+      expect(buildRun).toContain(`${name}="\${${name}}"`);
+    }
+  });
+
+  it('the build script it runs fixes VERSION, GIT_COMMIT and BUILD_DATE into build-info.json', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    expect(pkg.scripts.build).toContain('scripts/write-build-info.mjs');
+    const out = mkdtempSync(join(tmpdir(), 'togather-buildinfo-'));
+    try {
+      // Run the script on a copy of the repo layout it expects (../dist from scripts/).
+      const script = join(out, 'scripts', 'write-build-info.mjs');
+      mkdirSync(join(out, 'scripts'));
+      writeFileSync(script, readFileSync(join(ROOT, 'scripts', 'write-build-info.mjs')));
+      writeFileSync(join(out, 'package.json'), JSON.stringify({ version: '9.9.9' }));
+      execFileSync(process.execPath, [script], {
+        env: { PATH: process.env.PATH, VERSION: '1.2.3', GIT_COMMIT: 'abc1234', BUILD_DATE: 'D' },
+        cwd: out,
+      });
+      expect(JSON.parse(readFileSync(join(out, 'dist', 'build-info.json'), 'utf8'))).toEqual({
+        version: '1.2.3',
+        git_commit: 'abc1234',
+        build_date: 'D',
+      });
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('builder copies every source folder the build compiles', () => {
+    const tsconfig = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as {
+      include: string[];
+    };
+    const copied = instructionsOf(stage('builder'), 'COPY').flatMap((i) => copyPaths(i).sources);
+    // bench/ is compiled for `npm run bench` on a checkout, never run in the image.
+    for (const folder of tsconfig.include.filter((f) => f !== 'bench')) {
+      expect(copied, `COPY ${folder}`).toContain(folder);
+    }
+    for (const file of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'tsconfig.build.json',
+      'scripts',
+    ]) {
+      expect(copied).toContain(file);
+    }
+  });
+
+  it('every file it copies from the build context exists and is not excluded by .dockerignore', () => {
+    for (const s of dockerfile.stages) {
+      for (const copy of [...instructionsOf(s, 'COPY'), ...instructionsOf(s, 'ADD')]) {
+        if (copy.flags.from !== undefined) continue;
+        for (const source of copyPaths(copy).sources) {
+          expect(existsSync(join(ROOT, source)), `${source} (line ${copy.line}) exists`).toBe(true);
+          expect(isIgnored(source, ignorePatterns), `${source} is in the build context`).toBe(
+            false,
+          );
+        }
+      }
+    }
+  });
+
+  it('runtime copies only from the builder stage what runs: dist, production node_modules, package.json', () => {
+    const runtime = stage('runtime');
+    const fromBuilder = instructionsOf(runtime, 'COPY').filter((i) => i.flags.from !== undefined);
+    expect(fromBuilder.map((i) => i.flags.from)).toEqual(fromBuilder.map(() => 'builder'));
+    expect(fromBuilder.map((i) => copyPaths(i).sources[0]).sort()).toEqual(
+      ['/app/dist', '/app/node_modules', '/app/package.json'].sort(),
+    );
+    for (const copy of fromBuilder) expect(copy.flags.chown).toBe('togather:togather');
+  });
+
+  it('runtime runs as the non-root user togather with uid and gid 1000', () => {
+    const runtime = stage('runtime');
+    const setup = runs(runtime).join('\n');
+    expect(setup).toMatch(/addgroup -g 1000 togather/);
+    expect(setup).toMatch(/adduser -u 1000 -G togather\b/);
+    expect(only(runtime, 'USER').text).toBe('togather:togather');
+    // USER comes after every RUN that needs root
+    const userLine = only(runtime, 'USER').line;
+    for (const run of instructionsOf(runtime, 'RUN')) expect(run.line).toBeLessThan(userLine);
+  });
+
+  it('/app/server is an executable wrapper that runs the built CLI', () => {
+    const runtime = stage('runtime');
+    const wrapper = instructionsOf(runtime, 'COPY').find(
+      (i) => copyPaths(i).destination === '/app/server',
+    );
+    expect(wrapper).toBeDefined();
+    expect(wrapper!.flags.chmod).toBe('0755');
+    const source = copyPaths(wrapper!).sources[0]!;
+    const text = readFileSync(join(ROOT, source), 'utf8');
+    expect(text.startsWith('#!/bin/sh\n')).toBe(true);
+    expect(text).toContain('exec node /app/dist/cli/togather.js "$@"');
+    expect(statSync(join(ROOT, source)).mode & 0o111).not.toBe(0);
+
+    // The same wrapper pointed at this checkout's build really runs the CLI with its arguments.
+    const local = text.replace('/app/dist/', `${join(ROOT, 'dist')}/`);
+    const out = execFileSync('sh', ['-c', local, 'server', 'version', '--json'], {
+      encoding: 'utf8',
+    });
+    expect(JSON.parse(out)).toMatchObject({ node_version: process.version });
+  });
+
+  it('entry point /app/server, default command serve, health check through the CLI, ports 8080 and 80', () => {
+    const runtime = stage('runtime');
+    expect(only(runtime, 'ENTRYPOINT').json).toEqual(['/app/server']);
+    expect(only(runtime, 'CMD').json).toEqual(['serve']);
+    const health = only(runtime, 'HEALTHCHECK');
+    expect(health.text).toBe('CMD ["/app/server", "healthcheck"]');
+    for (const flag of ['interval', 'timeout', 'start-period', 'retries']) {
+      expect(health.flags[flag], `HEALTHCHECK --${flag}`).toBeDefined();
+    }
+    expect(only(runtime, 'EXPOSE').text.split(/\s+/).sort()).toEqual(['80', '8080']);
+    expect(only(runtime, 'WORKDIR').text).toBe('/app');
+    expect(runs(runtime).join('\n')).toContain('postgresql16-client'); // pg_dump for snapshots
+  });
+
+  it('.dockerignore keeps history, dependencies, build output, coverage, docs, bench and secrets out', () => {
+    for (const path of [
+      '.git/HEAD',
+      'node_modules/pg/package.json',
+      'dist/cli/togather.js',
+      'coverage/index.html',
+      'docs/guide.md',
+      'bench/results/steady.json',
+      'README.md',
+      '.env',
+      'deploy/docker/.env',
+      '.togather/proxy-state.json',
+      'test/cli.test.ts',
+    ]) {
+      expect(isIgnored(path, ignorePatterns), path).toBe(true);
+    }
+  });
+
+  it('the PostgreSQL image of the compose stack is PostGIS 16 with pgvector', () => {
+    const postgres = parseDockerfile(
+      readFileSync(join(ROOT, 'deploy/docker/postgres/Dockerfile'), 'utf8'),
+    );
+    expect(postgres.stages).toHaveLength(1);
+    expect(postgres.stages[0]!.image).toMatch(/^postgis\/postgis:16-\d+\.\d+$/);
+    expect(runs(postgres.stages[0]!).join('\n')).toContain('postgresql-16-pgvector');
+  });
+});

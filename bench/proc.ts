@@ -1,0 +1,118 @@
+/**
+ * CPU time and memory of processes, read from Linux /proc (the benchmark
+ * measures the proxies from outside, as an operator would).
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+function sysconf(name: string, fallback: number): number {
+  try {
+    const value = Number(execFileSync('getconf', [name], { encoding: 'utf8' }).trim());
+    return Number.isFinite(value) && value > 0 ? value : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+const CLOCK_TICKS = sysconf('CLK_TCK', 100);
+const PAGE_SIZE = sysconf('PAGESIZE', 4096);
+
+interface StatFields {
+  pid: number;
+  comm: string;
+  ppid: number;
+  /** utime + stime in clock ticks. */
+  cpuTicks: number;
+}
+
+function readStat(pid: number): StatFields | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined; // the process is gone
+  }
+  // comm is in parentheses and may contain spaces: split after the last ')'.
+  const close = text.lastIndexOf(')');
+  const comm = text.slice(text.indexOf('(') + 1, close);
+  // Fields after comm start at field 3 (state); ppid is field 4, utime 14, stime 15.
+  const rest = text.slice(close + 2).split(' ');
+  const ppid = Number(rest[1]);
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  return { pid, comm, ppid, cpuTicks: utime + stime };
+}
+
+/** The pid and all its live descendants (nginx workers, cluster workers). */
+export function processTree(rootPid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (!stat) continue;
+    const list = children.get(stat.ppid) ?? [];
+    list.push(stat.pid);
+    children.set(stat.ppid, list);
+  }
+  const tree: number[] = [];
+  const queue = [rootPid];
+  // Bounded: a pid is visited once and /proc holds finitely many.
+  while (queue.length > 0 && tree.length < 10_000) {
+    const pid = queue.shift()!;
+    if (tree.includes(pid)) continue;
+    tree.push(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return tree;
+}
+
+/** Process names of a tree, for reports ("node ×3"). */
+export function processNames(pids: number[]): string[] {
+  return pids.flatMap((pid) => {
+    const stat = readStat(pid);
+    return stat ? [stat.comm] : [];
+  });
+}
+
+/** User + system CPU seconds consumed so far by these processes (live ones). */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) ticks += readStat(pid)?.cpuTicks ?? 0;
+  return ticks / CLOCK_TICKS;
+}
+
+/** Resident set size in bytes summed over these processes. */
+export function rssBytes(pids: number[]): number {
+  let pages = 0;
+  for (const pid of pids) {
+    try {
+      pages += Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
+    } catch {
+      // gone: contributes nothing
+    }
+  }
+  return pages * PAGE_SIZE;
+}
+
+/**
+ * CPU time of a process tree across an interval. The tree is re-read at the end
+ * too, so workers started or replaced meanwhile still count (a worker that
+ * exited during the interval loses its share: the report says so).
+ */
+export class CpuMeter {
+  private readonly start = new Map<number, number>();
+
+  constructor(private readonly rootPid: number) {
+    for (const pid of processTree(rootPid)) this.start.set(pid, readStat(pid)?.cpuTicks ?? 0);
+  }
+
+  /** CPU seconds used by the tree since the meter was created. */
+  elapsedCpuSeconds(): number {
+    let ticks = 0;
+    for (const pid of processTree(this.rootPid)) {
+      const now = readStat(pid)?.cpuTicks ?? 0;
+      ticks += now - (this.start.get(pid) ?? 0);
+    }
+    return ticks / CLOCK_TICKS;
+  }
+}

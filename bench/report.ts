@@ -1,0 +1,109 @@
+/**
+ * Results on disk: bench/results/<scenario>.json per scenario and a
+ * summary.md rebuilt from every result present, so running one scenario
+ * keeps the others' latest figures.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import type { BenchOptions, ScenarioOutcome } from './scenario.js';
+
+export interface MachineInfo {
+  cpus: number;
+  cpuModel: string;
+  memoryGiB: number;
+  node: string;
+  nginx: string | undefined;
+  kernel: string;
+  /** 1-minute load average when the run started: other work on the machine. */
+  loadAverage: number;
+  gitCommit: string;
+}
+
+export function machineInfo(nginx: string | undefined): MachineInfo {
+  let gitCommit = 'unknown';
+  try {
+    gitCommit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch {
+    // not a git checkout
+  }
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 1024 ** 3),
+    node: process.version,
+    nginx,
+    kernel: release(),
+    loadAverage: Number(loadavg()[0]!.toFixed(2)),
+    gitCommit,
+  };
+}
+
+interface StoredResult {
+  scenario: string;
+  title: string;
+  finishedAt: string;
+  machine: MachineInfo;
+  options: BenchOptions;
+  skipped: string[];
+  markdown: string;
+  data: unknown;
+}
+
+export function writeScenarioResult(
+  dir: string,
+  scenario: { name: string; title: string },
+  outcome: ScenarioOutcome,
+  machine: MachineInfo,
+  options: BenchOptions,
+): string {
+  mkdirSync(dir, { recursive: true });
+  const stored: StoredResult = {
+    scenario: scenario.name,
+    title: scenario.title,
+    finishedAt: new Date().toISOString(),
+    machine,
+    options,
+    skipped: outcome.skipped,
+    markdown: outcome.markdown,
+    data: outcome.data,
+  };
+  const path = join(dir, `${scenario.name}.json`);
+  writeFileSync(path, `${JSON.stringify(stored, null, 2)}\n`);
+  return path;
+}
+
+function machineLine(m: MachineInfo): string {
+  return `${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, nginx ${m.nginx ?? 'not installed'}, load average ${m.loadAverage} at start, commit ${m.gitCommit}`;
+}
+
+/** Rebuilds summary.md from the result files of the given scenarios, in that order. */
+export function writeSummary(dir: string, scenarioNames: string[]): string {
+  const sections: string[] = [];
+  for (const name of scenarioNames) {
+    const path = join(dir, `${name}.json`);
+    if (!existsSync(path)) continue;
+    const stored = JSON.parse(readFileSync(path, 'utf8')) as StoredResult;
+    const skipped =
+      stored.skipped.length > 0
+        ? `\nNot measured: ${stored.skipped.map((s) => `\n- ${s}`).join('')}\n`
+        : '';
+    sections.push(`## ${stored.title} (\`${stored.scenario}\`)
+
+${stored.finishedAt}: ${machineLine(stored.machine)}.
+${skipped}
+${stored.markdown}`);
+  }
+  const summary = `# Benchmark results
+
+Written by \`npm run bench\` (bench/run.ts); see bench/README.md for what each scenario means.
+
+${sections.join('\n')}`;
+  const path = join(dir, 'summary.md');
+  writeFileSync(path, summary);
+  return path;
+}

@@ -1,0 +1,164 @@
+/**
+ * `npm run bench`: starts everything it measures on 127.0.0.1, runs the chosen
+ * scenarios, stops everything, and writes bench/results/.
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NGINX_INSTALL_HINT, nginxVersion } from './nginx.js';
+import { proxyUnavailableReason } from './proxy-process.js';
+import { installCleanup, stopAll } from './processes.js';
+import { machineInfo, writeScenarioResult, writeSummary } from './report.js';
+import type { BenchOptions, Scenario, ScenarioContext } from './scenario.js';
+import { steadyScenario } from './scenarios/steady.js';
+
+const SCENARIOS: Scenario[] = [steadyScenario];
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+function positiveInt(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1)
+    throw new InvalidArgumentError('must be a whole number of at least 1');
+  return value;
+}
+
+function positiveNumber(text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) throw new InvalidArgumentError('must be above 0');
+  return value;
+}
+
+function intList(text: string): number[] {
+  return text.split(',').map((part) => positiveInt(part.trim()));
+}
+
+function scenarioList(text: string): Scenario[] {
+  const names = text.split(',').map((part) => part.trim());
+  return names.map((name) => {
+    const found = SCENARIOS.find((s) => s.name === name);
+    if (!found)
+      throw new InvalidArgumentError(
+        `unknown scenario "${name}" (known: ${SCENARIOS.map((s) => s.name).join(', ')})`,
+      );
+    return found;
+  });
+}
+
+interface Flags {
+  scenarios: Scenario[];
+  duration: number;
+  connections: number[];
+  rounds: number;
+  requests: number;
+  cutoverSeconds: number;
+  switchInterval: number;
+  switches: number;
+  results: string;
+}
+
+function parseFlags(argv: string[]): Flags {
+  const program = new Command('bench')
+    .description('Benchmarks of the togather proxy against nginx and a direct connection')
+    .option(
+      '--scenarios <list>',
+      `comma-separated: ${SCENARIOS.map((s) => s.name).join(',')}`,
+      scenarioList,
+      SCENARIOS,
+    )
+    .option('--duration <seconds>', 'seconds per measured run', positiveNumber, 3)
+    .option('--connections <list>', 'connection counts for the steady scenario', intList, [50, 256])
+    .option(
+      '--rounds <n>',
+      'rounds per comparison (systems alternate within a round)',
+      positiveInt,
+      3,
+    )
+    .option('--requests <n>', 'requests in the memory scenario', positiveInt, 1_000_000)
+    .option('--cutover-seconds <seconds>', 'length of each cutover run', positiveNumber, 20)
+    .option('--switch-interval <ms>', 'time between switches in the cutover run', positiveInt, 500)
+    .option('--switches <n>', 'switches in the fleet scenario', positiveInt, 100)
+    .option('--results <dir>', 'where results go', join(REPO_ROOT, 'bench', 'results'))
+    .exitOverride()
+    .showHelpAfterError();
+  program.parse(argv);
+  return program.opts<Flags>();
+}
+
+async function main(): Promise<number> {
+  let flags: Flags;
+  try {
+    flags = parseFlags(process.argv);
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    throw error;
+  }
+  installCleanup();
+  const options: BenchOptions = {
+    durationSeconds: flags.duration,
+    connections: flags.connections,
+    rounds: flags.rounds,
+    requests: flags.requests,
+    cutoverSeconds: flags.cutoverSeconds,
+    switchIntervalMs: flags.switchInterval,
+    switches: flags.switches,
+    resultsDir: resolve(flags.results),
+  };
+  const nginx = nginxVersion();
+  if (nginx === undefined)
+    console.log(
+      `nginx is not installed: nginx figures are skipped. Install it: ${NGINX_INSTALL_HINT}`,
+    );
+  const proxyMissing = proxyUnavailableReason();
+  if (proxyMissing !== undefined) console.log(`proxy figures are skipped: ${proxyMissing}`);
+  const machine = machineInfo(nginx);
+  console.log(
+    `machine: ${machine.cpus} × ${machine.cpuModel}, Node ${machine.node}, nginx ${nginx ?? '–'}, load average ${machine.loadAverage}`,
+  );
+  mkdirSync(options.resultsDir, { recursive: true });
+  const context: ScenarioContext = {
+    options,
+    available: { nginx, proxyMissing },
+    log: (message) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`),
+    writeArtifact: (name, content) => {
+      const path = join(options.resultsDir, name);
+      writeFileSync(path, content);
+      return path;
+    },
+  };
+  let failed = false;
+  for (const scenario of flags.scenarios) {
+    context.log(`scenario ${scenario.name}: ${scenario.title}`);
+    try {
+      const outcome = await scenario.run(context);
+      const path = writeScenarioResult(options.resultsDir, scenario, outcome, machine, options);
+      context.log(`scenario ${scenario.name}: wrote ${path}`);
+    } catch (error) {
+      failed = true;
+      console.error(
+        `scenario ${scenario.name} failed: ${error instanceof Error ? error.stack : String(error)}`,
+      );
+    } finally {
+      // Whatever a failed scenario left running must not disturb the next one.
+      await stopAll();
+    }
+  }
+  const summary = writeSummary(
+    options.resultsDir,
+    SCENARIOS.map((s) => s.name),
+  );
+  console.log(`\nsummary: ${summary}`);
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (error: unknown) => {
+    console.error(error instanceof Error ? error.stack : String(error));
+    await stopAll();
+    process.exitCode = 1;
+  },
+);

@@ -54,6 +54,9 @@ ENV NODE_ENV=production \
 COPY --from=builder --chown=togather:togather /app/package.json ./package.json
 COPY --from=builder --chown=togather:togather /app/node_modules ./node_modules
 COPY --from=builder --chown=togather:togather /app/dist ./dist
+# The SQL migrations (tsc compiles TypeScript only) go next to the compiled
+# migrator, dist/server/migrations, the first place it looks.
+COPY --from=builder --chown=togather:togather /app/server/migrations ./dist/server/migrations
 COPY --chown=root:root --chmod=0755 deploy/docker/server.sh /app/server
 
 USER togather:togather

@@ -180,9 +180,17 @@ describe('Dockerfile', () => {
     const runtime = stage('runtime');
     const fromBuilder = instructionsOf(runtime, 'COPY').filter((i) => i.flags.from !== undefined);
     expect(fromBuilder.map((i) => i.flags.from)).toEqual(fromBuilder.map(() => 'builder'));
-    expect(fromBuilder.map((i) => copyPaths(i).sources[0]).sort()).toEqual(
-      ['/app/dist', '/app/node_modules', '/app/package.json'].sort(),
-    );
+    expect(
+      fromBuilder
+        .map((i) => copyPaths(i))
+        .sort((a, b) => a.destination.localeCompare(b.destination)),
+    ).toEqual([
+      { sources: ['/app/dist'], destination: './dist' },
+      // the SQL files, where the compiled migrator looks first (dist/server/migrations)
+      { sources: ['/app/server/migrations'], destination: './dist/server/migrations' },
+      { sources: ['/app/node_modules'], destination: './node_modules' },
+      { sources: ['/app/package.json'], destination: './package.json' },
+    ]);
     for (const copy of fromBuilder) expect(copy.flags.chown).toBe('togather:togather');
   });
 
@@ -248,6 +256,8 @@ describe('Dockerfile', () => {
     ]) {
       expect(isIgnored(path, ignorePatterns), path).toBe(true);
     }
+    expect(isIgnored('server/migrations/RULES.md', ignorePatterns)).toBe(false);
+    expect(isIgnored('server/migrations/0001_create_events.sql', ignorePatterns)).toBe(false);
   });
 
   it('the PostgreSQL image of the compose stack is PostGIS 16 with pgvector', () => {

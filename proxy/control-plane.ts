@@ -1,0 +1,107 @@
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { redactUrl } from '../common/logger.js';
+import { AdminAuth } from './admin-auth.js';
+import { buildAdminApi, type MetricsSource } from './admin-api.js';
+import { adminStatus, type SlotTraffic } from './admin-status.js';
+import type { ProxyConfig } from './config.js';
+import { healthUrl, runHealthGate, type HealthGateOptions } from './health-gate.js';
+import { SlotHealthMonitor } from './slot-health-monitor.js';
+import type { SlotRegistry } from './slot-registry.js';
+import type { Slot } from './slot-state.js';
+import type { SlotStore } from './store.js';
+import { SwitchService, type SwitchCounter } from './switch.js';
+
+export interface ControlPlaneOptions {
+  config: Pick<
+    ProxyConfig,
+    'ADMIN_HOST' | 'ADMIN_PORT' | 'ADMIN_API_KEY' | 'BLUE_URL' | 'GREEN_URL' | 'HEALTH_PATH'
+  >;
+  store: SlotStore;
+  registry: SlotRegistry;
+  /** The data plane's view of each slot's traffic. */
+  traffic: (slot: Slot) => SlotTraffic;
+  metrics: MetricsSource;
+  switches: SwitchCounter;
+  logger: Logger;
+  /** How often both slots' health is polled for /admin/status. */
+  healthPollIntervalMs?: number;
+  gate?: HealthGateOptions;
+}
+
+export interface ControlPlane {
+  readonly switches: SwitchService;
+  readonly monitor: SlotHealthMonitor;
+  readonly app: FastifyInstance;
+  /** Starts the admin listener and the health poll; returns the admin URL. */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** The admin side of the proxy: switch service, health gate and poll, admin API. */
+export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
+  const { config, store, registry, logger } = options;
+  // Shown on /admin/status: a password in a slot URL is not.
+  const shown = (url: string) => (new URL(url).password ? redactUrl(url) : url);
+  const slotUrl: Record<Slot, string> = {
+    blue: shown(config.BLUE_URL),
+    green: shown(config.GREEN_URL),
+  };
+  const healthUrls: Record<Slot, string> = {
+    blue: healthUrl(config.BLUE_URL, config.HEALTH_PATH),
+    green: healthUrl(config.GREEN_URL, config.HEALTH_PATH),
+  };
+  const monitor = new SlotHealthMonitor({
+    urls: healthUrls,
+    intervalMs: options.healthPollIntervalMs ?? 5000,
+    timeoutMs: options.gate?.timeoutMs ?? 2000,
+    logger,
+  });
+  const switches = new SwitchService({
+    store,
+    registry,
+    switches: options.switches,
+    logger,
+    gate: async (slot) => {
+      const result = await runHealthGate(healthUrls[slot], options.gate);
+      const last = result.attempts[result.attempts.length - 1];
+      if (last) monitor.record(slot, last);
+      return result;
+    },
+  });
+  const app = buildAdminApi({
+    switches,
+    auth: new AdminAuth({ apiKey: config.ADMIN_API_KEY }),
+    status: () =>
+      adminStatus({
+        registry,
+        store,
+        monitor,
+        traffic: (slot) => ({ ...options.traffic(slot), url: slotUrl[slot] }),
+      }),
+    history: (limit) => store.history(limit),
+    metrics: options.metrics,
+    logger,
+  });
+
+  return {
+    switches,
+    monitor,
+    app,
+    async listen() {
+      await app.listen({ host: config.ADMIN_HOST, port: config.ADMIN_PORT });
+      monitor.start();
+      return urlOf(app.server.address() as AddressInfo);
+    },
+    async close() {
+      monitor.stop();
+      await app.close();
+    },
+  };
+}
+
+export function urlOf(address: AddressInfo): string {
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}

@@ -11,9 +11,10 @@ import { proxyUnavailableReason } from './proxy-process.js';
 import { installCleanup, stopAll } from './processes.js';
 import { machineInfo, writeScenarioResult, writeSummary } from './report.js';
 import type { BenchOptions, Scenario, ScenarioContext } from './scenario.js';
+import { cutoverScenario } from './scenarios/cutover.js';
 import { steadyScenario } from './scenarios/steady.js';
 
-const SCENARIOS: Scenario[] = [steadyScenario];
+const SCENARIOS: Scenario[] = [steadyScenario, cutoverScenario];
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 

@@ -1,0 +1,103 @@
+import type { Slot } from '../proxy/slot-state.js';
+
+/** The direct port of each slot on the host (DESIGN.md, ports). */
+export const SLOT_PORTS: Record<Slot, number> = { blue: 8081, green: 8082 };
+
+export const DEFAULT_HEALTH_URL = 'http://127.0.0.1:8080/health';
+
+export function slotHealthUrl(slot: Slot): string {
+  return `http://127.0.0.1:${SLOT_PORTS[slot]}/health`;
+}
+
+export interface HealthcheckOptions {
+  url: string;
+  timeoutMs: number;
+  /** Further attempts after a failed one. */
+  retries: number;
+  retryDelayMs: number;
+}
+
+/** Exit codes: 0 healthy or degraded, 1 unhealthy or unreachable, 2 unreadable answer. */
+export type HealthcheckCode = 0 | 1 | 2;
+
+export interface HealthcheckResult {
+  code: HealthcheckCode;
+  message: string;
+}
+
+const READABLE = new Set(['healthy', 'degraded', 'unhealthy', 'shutting_down']);
+
+/** One GET of the health URL, classified. */
+export async function checkOnce(url: string, timeoutMs: number): Promise<HealthcheckResult> {
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(url, {
+      signal: AbortSignal.timeout(timeoutMs),
+      headers: { accept: 'application/json', 'user-agent': 'togather-healthcheck' },
+    });
+    text = await response.text();
+  } catch (error) {
+    const name = (error as Error).name;
+    if (name === 'TimeoutError' || name === 'AbortError') {
+      return { code: 1, message: `unreachable: no answer from ${url} within ${timeoutMs} ms` };
+    }
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    return {
+      code: 1,
+      message: `unreachable: ${url}: ${cause?.code ?? cause?.message ?? (error as Error).message}`,
+    };
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return { code: 2, message: `unreadable answer: HTTP ${response.status}, not JSON` };
+  }
+  const status = (body as { status?: unknown } | null)?.status;
+  if (typeof status !== 'string' || !READABLE.has(status)) {
+    return {
+      code: 2,
+      message: `unreadable answer: HTTP ${response.status} without a health status`,
+    };
+  }
+  const summary = describe(body as Record<string, unknown>);
+  if ((status === 'healthy' || status === 'degraded') && response.status === 200) {
+    return { code: 0, message: `${status}${summary}` };
+  }
+  if (status === 'unhealthy' || status === 'shutting_down') {
+    return { code: 1, message: `${status} (HTTP ${response.status})${summary}` };
+  }
+  return { code: 2, message: `unreadable answer: status ${status} with HTTP ${response.status}` };
+}
+
+function describe(body: Record<string, unknown>): string {
+  const parts: string[] = [];
+  if (typeof body.slot === 'string') parts.push(`slot ${body.slot}`);
+  if (typeof body.version === 'string') parts.push(`version ${body.version}`);
+  const checks = body.checks;
+  if (checks && typeof checks === 'object') {
+    const failing = Object.entries(
+      checks as Record<string, { status?: unknown; message?: unknown }>,
+    )
+      .filter(([, c]) => c?.status === 'fail' || c?.status === 'warn')
+      .map(([name, c]) => `${name} ${String(c.status)}: ${String(c.message)}`);
+    parts.push(...failing);
+  }
+  return parts.length > 0 ? `: ${parts.join('; ')}` : '';
+}
+
+/** Tries up to 1 + retries times while not healthy; the last attempt decides. */
+export async function runHealthcheck(
+  options: HealthcheckOptions,
+  onAttempt: (result: HealthcheckResult, attempt: number) => void = () => undefined,
+): Promise<HealthcheckResult> {
+  let result: HealthcheckResult = { code: 1, message: 'not checked' };
+  for (let attempt = 1; attempt <= options.retries + 1; attempt++) {
+    result = await checkOnce(options.url, options.timeoutMs);
+    onAttempt(result, attempt);
+    if (result.code === 0 || attempt > options.retries) break;
+    await new Promise((resolve) => setTimeout(resolve, options.retryDelayMs));
+  }
+  return result;
+}

@@ -1,0 +1,144 @@
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
+
+/** The request body limit; larger bodies get 413. */
+export const BODY_LIMIT_BYTES = 1_048_576;
+
+export interface FieldError {
+  /** Dotted path of the field (location.name), or the query parameter. */
+  field: string;
+  message: string;
+}
+
+/**
+ * An RFC 9457 problem: `type` stays about:blank, so `title` is the HTTP
+ * status phrase and `detail` says what went wrong in this occurrence.
+ * `request_id` and, for 400, `errors` are extension members.
+ */
+export interface ProblemBody {
+  type: 'about:blank';
+  title: string;
+  status: number;
+  detail: string;
+  instance: string;
+  request_id: string;
+  errors?: FieldError[];
+}
+
+/** Thrown by handlers and hooks; the error handler turns it into a problem response. */
+export class HttpProblem extends Error {
+  override name = 'HttpProblem';
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+    readonly options: { errors?: FieldError[]; headers?: Record<string, string> } = {},
+  ) {
+    super(detail);
+  }
+}
+
+/** The path without its query string (which may carry anything), bounded for echoing. */
+export function requestPath(request: FastifyRequest): string {
+  return (request.url.split('?')[0] ?? '/').slice(0, 256);
+}
+
+export function problemBody(
+  request: FastifyRequest,
+  status: number,
+  detail: string,
+  errors?: FieldError[],
+): ProblemBody {
+  return {
+    type: 'about:blank',
+    title: STATUS_CODES[status] ?? 'Error',
+    status,
+    detail,
+    instance: requestPath(request),
+    request_id: request.id,
+    ...(errors ? { errors } : {}),
+  };
+}
+
+export function sendProblem(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  problem: HttpProblem,
+): FastifyReply {
+  for (const [name, value] of Object.entries(problem.options.headers ?? {})) {
+    reply.header(name, value);
+  }
+  return reply
+    .code(problem.status)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(problemBody(request, problem.status, problem.detail, problem.options.errors));
+}
+
+/** 400 naming every bad field of a zod result. */
+export function validationProblem(error: z.ZodError, what: 'body' | 'query'): HttpProblem {
+  const errors: FieldError[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        errors.push({ field: [...issue.path, key].join('.'), message: 'is not a known field' });
+      }
+      continue;
+    }
+    errors.push({ field: issue.path.join('.') || `(${what})`, message: issue.message });
+  }
+  const fields = [...new Set(errors.map((e) => e.field))];
+  const noun = what === 'body' ? 'fields' : 'query parameters';
+  return new HttpProblem(400, `invalid ${noun}: ${fields.join(', ')}`, { errors });
+}
+
+/** Fastify's own errors (body parsing, limits) mapped to problems with a clear detail. */
+function problemFromFastifyError(error: FastifyError, request: FastifyRequest): HttpProblem {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new HttpProblem(400, 'request body is not valid JSON');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new HttpProblem(400, 'request body is empty; send a JSON object');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new HttpProblem(400, 'Content-Length does not match the body');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new HttpProblem(413, `request body is larger than ${BODY_LIMIT_BYTES} bytes (1 MiB)`);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return unsupportedMediaType(request);
+    default:
+      break;
+  }
+  const status = error.statusCode ?? 500;
+  if (status >= 400 && status < 500) return new HttpProblem(status, error.message);
+  return new HttpProblem(500, 'internal error; the request id identifies it in the logs');
+}
+
+export function unsupportedMediaType(request: FastifyRequest): HttpProblem {
+  const given = request.headers['content-type'];
+  if (!given) {
+    return new HttpProblem(415, 'missing Content-Type; send a JSON body as application/json');
+  }
+  const type = given.split(';')[0]!.trim().slice(0, 100);
+  return new HttpProblem(415, `Content-Type ${type} is not supported; send application/json`);
+}
+
+/** Every error and unknown route answers application/problem+json, never a stack trace. */
+export function registerProblemHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const problem = error instanceof HttpProblem ? error : problemFromFastifyError(error, request);
+    if (problem.status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+    } else if (!(error instanceof HttpProblem)) {
+      request.log.info({ code: error.code, status: problem.status }, problem.detail);
+    }
+    return sendProblem(request, reply, problem);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(
+      request,
+      reply,
+      new HttpProblem(404, `no route for ${request.method} ${requestPath(request)}`),
+    ),
+  );
+}

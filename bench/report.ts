@@ -90,7 +90,7 @@ export function writeSummary(dir: string, scenarioNames: string[]): string {
     const stored = JSON.parse(readFileSync(path, 'utf8')) as StoredResult;
     const skipped =
       stored.skipped.length > 0
-        ? `\nNot measured: ${stored.skipped.map((s) => `\n- ${s}`).join('')}\n`
+        ? `\nNot measured:\n\n${stored.skipped.map((s) => `- ${s}\n`).join('')}`
         : '';
     sections.push(`## ${stored.title} (\`${stored.scenario}\`)
 

@@ -12,9 +12,18 @@ import { installCleanup, stopAll } from './processes.js';
 import { machineInfo, writeScenarioResult, writeSummary } from './report.js';
 import type { BenchOptions, Scenario, ScenarioContext } from './scenario.js';
 import { cutoverScenario } from './scenarios/cutover.js';
+import { fleetScenario } from './scenarios/fleet.js';
+import { memoryScenario } from './scenarios/memory.js';
+import { multicoreScenario } from './scenarios/multicore.js';
 import { steadyScenario } from './scenarios/steady.js';
 
-const SCENARIOS: Scenario[] = [steadyScenario, cutoverScenario];
+const SCENARIOS: Scenario[] = [
+  steadyScenario,
+  cutoverScenario,
+  fleetScenario,
+  memoryScenario,
+  multicoreScenario,
+];
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 

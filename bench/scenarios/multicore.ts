@@ -1,0 +1,142 @@
+/**
+ * Scenario 5, multi-core: our proxy with PROXY_WORKERS=1 and 2 against nginx
+ * with 1 and 2 worker processes, small JSON. The proxy's process tree is
+ * inspected to say whether PROXY_WORKERS really started N workers.
+ */
+import { markdownTable } from '../markdown.js';
+import { measureRun, medianFigures, type RunFigures, type Target } from '../measure.js';
+import { NGINX_INSTALL_HINT, startNginx } from '../nginx.js';
+import { processNames } from '../proc.js';
+import { startProxy } from '../proxy-process.js';
+import { alternate } from '../rounds.js';
+import type { Scenario, ScenarioOutcome } from '../scenario.js';
+import { fixed, ratio, thousands } from '../stats.js';
+import { startUpstream } from '../upstream-process.js';
+import { UPSTREAM_PATHS } from '../upstream.js';
+
+const WORKER_COUNTS = [1, 2] as const;
+
+interface WorkerCheck {
+  system: string;
+  requested: number;
+  /** Processes in the proxy's tree (the primary plus its workers). */
+  processes: number;
+  processNames: string[];
+  /** What /admin/status says about workers, if it says anything. */
+  statusWorkers: unknown;
+  verdict: string;
+}
+
+export const multicoreScenario: Scenario = {
+  name: 'multicore',
+  title: 'Multi-core',
+  async run(context): Promise<ScenarioOutcome> {
+    const { options, available } = context;
+    const skipped: string[] = [];
+    const connections = options.connections[0]!;
+    const upstream = await startUpstream('blue');
+    const targets: Target[] = [];
+    const stops: (() => Promise<void>)[] = [];
+    const checks: WorkerCheck[] = [];
+    let rounds: Map<string, RunFigures[]>;
+    try {
+      if (available.proxyMissing === undefined) {
+        for (const workers of WORKER_COUNTS) {
+          const proxy = await startProxy({
+            name: `workers-${workers}`,
+            blueUrl: upstream.url,
+            greenUrl: upstream.url,
+            workers,
+          });
+          stops.push(proxy.stop);
+          const system = `proxy ${workers}w`;
+          targets.push({ name: system, url: proxy.url, rootPid: proxy.process.pid });
+          const pids = proxy.pids();
+          const status = await proxy.status();
+          const statusWorkers = status.workers;
+          // Cluster mode: one primary plus N workers; without it, one process.
+          const expected = workers === 1 ? [1, 2] : [workers + 1];
+          checks.push({
+            system,
+            requested: workers,
+            processes: pids.length,
+            processNames: processNames(pids),
+            statusWorkers,
+            verdict: expected.includes(pids.length)
+              ? 'runs as requested'
+              : `PROXY_WORKERS=${workers} ignored: ${pids.length} process(es)`,
+          });
+        }
+      } else skipped.push(`proxy: ${available.proxyMissing}`);
+      if (available.nginx !== undefined) {
+        for (const workers of WORKER_COUNTS) {
+          const nginx = await startNginx(upstream.port, workers);
+          stops.push(nginx.stop);
+          targets.push({
+            name: `nginx ${workers}w`,
+            url: `http://127.0.0.1:${nginx.port}`,
+            rootPid: nginx.process.pid,
+          });
+        }
+      } else skipped.push(`nginx: not installed (${NGINX_INSTALL_HINT})`);
+      const path = UPSTREAM_PATHS.small;
+      const byName = new Map(targets.map((t) => [t.name, t]));
+      context.log(`multicore: warm-up`);
+      for (const target of targets)
+        await measureRun(
+          target,
+          path,
+          connections,
+          Math.min(2, options.durationSeconds),
+          upstream.process.pid,
+        );
+      rounds = await alternate(
+        targets.map((t) => t.name),
+        options.rounds,
+        async (name, round) => {
+          const figures = await measureRun(
+            byName.get(name)!,
+            path,
+            connections,
+            options.durationSeconds,
+            upstream.process.pid,
+          );
+          context.log(
+            `multicore: round ${round}, ${name}: ${thousands(figures.requestsPerSecond)} req/s`,
+          );
+          return figures;
+        },
+      );
+    } finally {
+      for (const stop of stops) await stop();
+      await upstream.process.stop();
+    }
+    const medians = Object.fromEntries(
+      [...rounds].map(([name, list]) => [name, medianFigures(list)]),
+    );
+    const rows = Object.entries(medians).map(([system, m]) => [
+      system,
+      thousands(m.requestsPerSecond),
+      fixed(m.p50),
+      fixed(m.p99),
+      fixed(m.cpuPer10k),
+      String(m.errors + m.non2xx),
+      fixed(m.loadgenCpuPercent, 0),
+    ]);
+    const scaling = (name: string) =>
+      ratio(medians[`${name} 2w`]?.requestsPerSecond, medians[`${name} 1w`]?.requestsPerSecond);
+    const workerLines = checks.map(
+      (c) =>
+        `- ${c.system}: ${c.processes} process(es) (${c.processNames.join(', ')}); /admin/status \`workers\`: ${c.statusWorkers === undefined ? 'absent' : JSON.stringify(c.statusWorkers)}; ${c.verdict}.`,
+    );
+    const markdown = `Small JSON, ${connections} connections, median of ${options.rounds} round(s) of ${options.durationSeconds} s, systems alternating. Everything shares the machine's cores with the load generator and the one upstream process, so 2 workers cannot double anything here.
+
+${markdownTable(['system', 'req/s', 'p50 ms', 'p99 ms', 'CPU s/10k req', 'errors + non-2xx', 'load-gen CPU %'], rows)}
+
+Scaling 2 workers / 1 worker: proxy **${fixed(scaling('proxy'))}**, nginx **${fixed(scaling('nginx'))}**. Proxy 2w / nginx 2w: **${fixed(ratio(medians['proxy 2w']?.requestsPerSecond, medians['nginx 2w']?.requestsPerSecond))}**.
+
+${workerLines.join('\n')}
+`;
+    return { data: { checks, rounds: Object.fromEntries(rounds), medians }, markdown, skipped };
+  },
+};

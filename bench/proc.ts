@@ -116,3 +116,55 @@ export class CpuMeter {
     return ticks / CLOCK_TICKS;
   }
 }
+
+/** utime + stime + cutime + cstime: a process plus every child it has reaped. */
+function lifetimeTicks(pid: number): number {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]);
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU of this benchmark: itself, its live descendants, and every descendant already reaped. */
+function benchmarkTicks(): number {
+  let ticks = 0;
+  for (const pid of processTree(process.pid)) ticks += lifetimeTicks(pid);
+  return ticks;
+}
+
+/** Busy and steal ticks of the whole machine (all CPUs) from /proc/stat. */
+function machineTicks(): { busy: number; steal: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1);
+  const [user, nice, system, , , irq, softirq, steal] = fields.map(Number);
+  return { busy: user! + nice! + system! + irq! + softirq!, steal: steal ?? 0 };
+}
+
+export interface MachineLoad {
+  seconds: number;
+  /** Average cores used by processes that are not this benchmark's: noise in the figures. */
+  otherCores: number;
+  /** Average cores taken by the hypervisor. */
+  stealCores: number;
+}
+
+/** How busy the rest of the machine was while a scenario ran. */
+export class MachineLoadMeter {
+  private readonly started = Date.now();
+  private readonly machine = machineTicks();
+  private readonly own = benchmarkTicks();
+
+  read(): MachineLoad {
+    const seconds = (Date.now() - this.started) / 1000;
+    const machine = machineTicks();
+    const own = benchmarkTicks() - this.own;
+    const cores = (ticks: number) => Math.max(0, ticks / CLOCK_TICKS / Math.max(0.001, seconds));
+    return {
+      seconds,
+      otherCores: cores(machine.busy - this.machine.busy - own),
+      stealCores: cores(machine.steal - this.machine.steal),
+    };
+  }
+}

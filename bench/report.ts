@@ -19,6 +19,9 @@ export interface MachineInfo {
   /** 1-minute load average when the run started: other work on the machine. */
   loadAverage: number;
   gitCommit: string;
+  /** Filled in after a scenario: average cores used by other processes meanwhile. */
+  otherCores?: number;
+  stealCores?: number;
 }
 
 export function machineInfo(nginx: string | undefined): MachineInfo {
@@ -78,7 +81,7 @@ export function writeScenarioResult(
 }
 
 function machineLine(m: MachineInfo): string {
-  return `${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, nginx ${m.nginx ?? 'not installed'}, load average ${m.loadAverage} at start, commit ${m.gitCommit}`;
+  return `${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, nginx ${m.nginx ?? 'not installed'}, commit ${m.gitCommit}; other processes used ${m.otherCores?.toFixed(2) ?? '?'} cores on average during the scenario (steal ${m.stealCores?.toFixed(2) ?? '?'})`;
 }
 
 /** Rebuilds summary.md from the result files of the given scenarios, in that order. */

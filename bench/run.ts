@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NGINX_INSTALL_HINT, nginxVersion } from './nginx.js';
 import { proxyUnavailableReason } from './proxy-process.js';
+import { MachineLoadMeter } from './proc.js';
 import { installCleanup, stopAll } from './processes.js';
 import { machineInfo, writeScenarioResult, writeSummary } from './report.js';
 import type { BenchOptions, Scenario, ScenarioContext } from './scenario.js';
@@ -140,9 +141,21 @@ async function main(): Promise<number> {
   let failed = false;
   for (const scenario of flags.scenarios) {
     context.log(`scenario ${scenario.name}: ${scenario.title}`);
+    const machineLoad = new MachineLoadMeter();
     try {
       const outcome = await scenario.run(context);
-      const path = writeScenarioResult(options.resultsDir, scenario, outcome, machine, options);
+      const load = machineLoad.read();
+      context.log(
+        `scenario ${scenario.name}: other processes used ${load.otherCores.toFixed(2)} cores on average meanwhile (steal ${load.stealCores.toFixed(2)})`,
+      );
+      // Machine details per scenario: the load average tells how busy the machine was meanwhile.
+      const path = writeScenarioResult(
+        options.resultsDir,
+        scenario,
+        outcome,
+        { ...machineInfo(nginx), ...load },
+        options,
+      );
       context.log(`scenario ${scenario.name}: wrote ${path}`);
     } catch (error) {
       failed = true;

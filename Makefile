@@ -46,5 +46,5 @@ down:
 	$(COMPOSE_BG) --env-file $(ENV_FILE) down
 
 deploy: build
-	node dist/cli/togather.js deploy --runner compose --env-file $(ENV_FILE) \
+	node dist/cli/togather.js deploy --runner compose --env $(ENV_FILE) \
 		--image $(IMAGE):$(VERSION) --version $(VERSION) $(DEPLOY_ARGS)

@@ -1,0 +1,331 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CommandFailed, UsageError } from '../cli/errors.js';
+import { buildInfo } from '../common/build-info.js';
+import { generateSecret } from '../common/secrets.js';
+import type { Slot } from '../proxy/slot-state.js';
+import { isHealthy, probe, sleep } from './app-probe.js';
+import { DEV_POOL_MAX, startDevDatabase, type DevDatabase } from './dev-database.js';
+import { statePaths } from './deploy-settings.js';
+import { isTogatherProcess, portInUse, SlotProcessFile, stopProcess } from './slot-processes.js';
+
+export interface DevFlags {
+  proxyPort: string;
+  adminPort: string;
+  bluePort: string;
+  greenPort: string;
+  dbPort: string;
+  stateDir: string;
+}
+
+/** This very CLI, to start `serve`, `proxy` and `migrate` as child processes. */
+const CLI = fileURLToPath(new URL('../cli/togather.js', import.meta.url));
+const BUILD_DIR = fileURLToPath(new URL('..', import.meta.url));
+
+interface Child {
+  name: string;
+  process: ChildProcess;
+  log: string;
+  exited: boolean;
+}
+
+function portFlag(flag: string, text: string, allowZero = false): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value > 65_535 || (value === 0 && !allowZero)) {
+    throw new UsageError(`${flag}: "${text}" is not a port`);
+  }
+  return value;
+}
+
+/**
+ * `togather dev`: the whole stack on one machine without Docker or settings.
+ * PGlite over the PostgreSQL protocol (or DATABASE_URL), migrations, blue and
+ * green `serve` processes, the proxy with its file store (or REDIS_URL) and
+ * its admin API on loopback. Ctrl-C stops everything, including slot
+ * processes a `togather deploy --runner local` started meanwhile.
+ */
+export async function devCommand(flags: DevFlags): Promise<void> {
+  const ports = {
+    proxy: portFlag('--proxy-port', flags.proxyPort),
+    admin: portFlag('--admin-port', flags.adminPort),
+    blue: portFlag('--blue-port', flags.bluePort),
+    green: portFlag('--green-port', flags.greenPort),
+    db: portFlag('--db-port', flags.dbPort, true),
+  };
+  const listening = [ports.proxy, ports.admin, ports.blue, ports.green];
+  if (new Set(listening).size !== listening.length)
+    throw new UsageError('the four ports must differ');
+  for (const port of listening) {
+    if (await portInUse(port))
+      throw new CommandFailed(`port ${port} is already in use on 127.0.0.1`);
+  }
+
+  const stateDir = resolve(flags.stateDir);
+  const devDir = join(stateDir, 'dev');
+  const paths = statePaths(stateDir);
+  mkdirSync(paths.logs, { recursive: true });
+  const slotFile = new SlotProcessFile(paths.slots);
+
+  // The proxy's admin key (ADMIN_API_KEY, as every admin client reads it) and
+  // the app's API key are different secrets; both generated when not given.
+  const generated: string[] = [];
+  const proxyKey =
+    process.env.ADMIN_API_KEY || (generated.push('proxy admin key'), generateSecret(32));
+  const appKey = generateSecret(32);
+  const jwtSecret = generateSecret(48);
+  const adminPassword = generateSecret(18);
+  const redisUrl = process.env.REDIS_URL || undefined;
+
+  const children: Child[] = [];
+  let database: DevDatabase | undefined;
+  let stopping = false;
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((r) => (resolveDone = r));
+
+  const say = (text: string) => process.stdout.write(text);
+
+  function start(name: string, args: string[], env: NodeJS.ProcessEnv): Child {
+    const log = join(paths.logs, `${name}.log`);
+    const fd = openSync(log, 'a', 0o600);
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['ignore', fd, fd],
+    });
+    closeSync(fd);
+    const entry: Child = { name, process: child, log, exited: false };
+    children.push(entry);
+    child.on('exit', (code, signal) => {
+      entry.exited = true;
+      if (stopping) return;
+      const how = signal ?? `code ${code}`;
+      if (name === 'proxy') {
+        process.stderr.write(`togather dev: the proxy exited (${how}); see ${log}. Stopping.\n`);
+        void shutdown(1);
+      } else {
+        const current = slotFile.read()[name as Slot];
+        // A deploy replacing this slot stops the dev process on purpose.
+        if (!current || current.pid !== child.pid) return;
+        process.stderr.write(`togather dev: ${name} exited (${how}); see ${log}\n`);
+      }
+    });
+    return entry;
+  }
+
+  async function shutdown(code: number): Promise<void> {
+    if (stopping) return;
+    stopping = true;
+    say('\nstopping: proxy, slots, database...\n');
+    const proxy = children.find((c) => c.name === 'proxy');
+    if (proxy?.process.pid && !proxy.exited) await stopProcess(proxy.process.pid, 15_000);
+    // Every slot process known, including those a deploy started (detached).
+    const known = slotFile.read();
+    await Promise.all(
+      (['blue', 'green'] as const).map(async (slot) => {
+        const entry = known[slot];
+        if (entry && isTogatherProcess(entry.pid)) await stopProcess(entry.pid, 15_000);
+        await slotFile.set(slot, undefined);
+      }),
+    );
+    await Promise.all(
+      children
+        .filter((c) => !c.exited && c.process.pid)
+        .map((c) => stopProcess(c.process.pid!, 15_000)),
+    );
+    await database?.stop().catch(() => {});
+    say('stopped\n');
+    resolveDone(code);
+  }
+
+  const onSignal = () => void shutdown(0);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    let databaseUrl = process.env.DATABASE_URL || undefined;
+    if (!databaseUrl) {
+      database = await startDevDatabase(join(devDir, 'pgdata'), ports.db);
+      databaseUrl = database.url;
+    }
+    const appEnv: Record<string, string> = {
+      ENVIRONMENT: 'development',
+      DATABASE_URL: databaseUrl,
+      DATABASE_POOL_MAX: String(DEV_POOL_MAX),
+      JWT_SECRET: jwtSecret,
+      ADMIN_API_KEY: appKey,
+      ADMIN_PASSWORD: adminPassword,
+      SNAPSHOT_DIR: join(devDir, 'snapshots'),
+      LOG_LEVEL: process.env.LOG_LEVEL || 'info',
+      TRUST_PROXY: '127.0.0.1',
+    };
+
+    say(
+      `database: ${database ? `PGlite in ${database.dataDir}, served on ${databaseUrl}` : 'DATABASE_URL'}\n`,
+    );
+    const migrate = await runToEnd(['migrate', 'up'], appEnv);
+    if (migrate.code !== 0)
+      throw new CommandFailed(`togather migrate up failed:\n${migrate.output}`);
+    say(`migrations: ${migrate.output.trim().split('\n').pop() ?? 'applied'}\n`);
+
+    for (const slot of ['blue', 'green'] as const) {
+      const child = start(slot, ['serve'], {
+        ...appEnv,
+        SLOT: slot,
+        SERVER_HOST: '127.0.0.1',
+        SERVER_PORT: String(ports[slot]),
+      });
+      await slotFile.set(slot, {
+        pid: child.process.pid!,
+        port: ports[slot],
+        build: BUILD_DIR,
+        version: buildInfo().version,
+        started_at: new Date().toISOString(),
+        log: child.log,
+        started_by: 'dev',
+      });
+    }
+    const proxyEnv: Record<string, string> = {
+      PROXY_HOST: '127.0.0.1',
+      PROXY_PORT: String(ports.proxy),
+      ADMIN_HOST: '127.0.0.1',
+      ADMIN_PORT: String(ports.admin),
+      ADMIN_API_KEY: proxyKey,
+      BLUE_URL: `http://127.0.0.1:${ports.blue}`,
+      GREEN_URL: `http://127.0.0.1:${ports.green}`,
+      STATE_FILE: join(devDir, 'proxy-state.json'),
+      LOG_LEVEL: process.env.LOG_LEVEL || 'info',
+      ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
+    };
+    start('proxy', ['proxy'], proxyEnv);
+
+    const base = {
+      blue: `http://127.0.0.1:${ports.blue}`,
+      green: `http://127.0.0.1:${ports.green}`,
+      proxy: `http://127.0.0.1:${ports.proxy}`,
+      admin: `http://127.0.0.1:${ports.admin}`,
+    };
+    await waitFor(
+      'blue',
+      () => healthy(`${base.blue}/health`),
+      () => stopping,
+    );
+    await waitFor(
+      'green',
+      () => healthy(`${base.green}/health`),
+      () => stopping,
+    );
+    await waitFor(
+      'proxy',
+      () => answers(`${base.admin}/healthz`),
+      () => stopping,
+    );
+    await waitFor(
+      'proxy',
+      () => healthy(`${base.proxy}/health`),
+      () => stopping,
+    );
+
+    // What `togather deploy --runner local` needs to roll out to this stack.
+    const deployEnv = join(devDir, 'deploy.env');
+    writeFileSync(
+      deployEnv,
+      [
+        '# Written by `togather dev` for `togather deploy --runner local` against this stack.',
+        ...Object.entries({
+          ...appEnv,
+          PROXY_ADMIN_API_KEY: proxyKey,
+          ADMIN_URL: base.admin,
+          PROXY_URL: base.proxy,
+          BLUE_PORT: String(ports.blue),
+          GREEN_PORT: String(ports.green),
+          DEPLOY_STATE_DIR: stateDir,
+          // pg_dump cannot dump PGlite: snapshots only with a real DATABASE_URL.
+          ...(database ? { DEPLOY_SKIP_SNAPSHOT: 'on' } : {}),
+          ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
+        }).map(([k, v]) => `${k}=${quoteEnv(v)}`),
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+
+    say(
+      [
+        '',
+        'togather dev is running (Ctrl-C stops everything)',
+        `  proxy      ${base.proxy}   (store: ${redisUrl ? 'redis' : `file ${proxyEnv.STATE_FILE}`})`,
+        `  admin API  ${base.admin}   (127.0.0.1 only)`,
+        `  blue       ${base.blue}`,
+        `  green      ${base.green}`,
+        `  logs       ${paths.logs}/{blue,green,proxy}.log`,
+        '',
+        ...(generated.length > 0
+          ? [`  proxy admin key (generated, shown once): ${proxyKey}`]
+          : ['  proxy admin key: ADMIN_API_KEY from the environment']),
+        `  app API key     (generated, shown once): ${appKey}`,
+        '',
+        'try:',
+        `  curl -i ${base.proxy}/health`,
+        `  curl -s ${base.proxy}/version`,
+        `  curl -s -X POST ${base.proxy}/api/v1/events -H "Authorization: Bearer ${appKey}" -H 'Content-Type: application/json' -d '{"name":"Launch","startDate":"2030-01-01T18:00:00Z"}'`,
+        `  curl -s ${base.proxy}/api/v1/events`,
+        `  curl -s ${base.admin}/admin/status -H "Authorization: Bearer ${proxyKey}"`,
+        `  curl -s -X POST "${base.admin}/admin/switch?slot=green" -H "Authorization: Bearer ${proxyKey}"`,
+        `  togather deploy --runner local --build dist --env ${deployEnv}`,
+        '',
+      ].join('\n'),
+    );
+  } catch (error) {
+    await shutdown(1);
+    throw error;
+  }
+
+  const code = await done;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  if (code !== 0)
+    throw new CommandFailed('togather dev stopped because a part of the stack failed');
+}
+
+function quoteEnv(value: string): string {
+  return /^[\w@%+=:,./-]*$/.test(value) ? value : `"${value.replace(/(["\\])/g, '\\$1')}"`;
+}
+
+async function healthy(url: string): Promise<boolean> {
+  return isHealthy(await probe(url, 2_000));
+}
+
+async function answers(url: string): Promise<boolean> {
+  return (await probe(url, 2_000)).status === 200;
+}
+
+async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  stopped: () => boolean,
+): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (stopped()) throw new CommandFailed(`stopped while waiting for ${what}`);
+    if (await check()) return;
+    await sleep(100);
+  }
+  throw new CommandFailed(`${what} did not become healthy within 60 s; see the logs`);
+}
+
+function runToEnd(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; output: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+    child.on('error', (error) => done({ code: 127, output: error.message }));
+    child.on('close', (code) => done({ code: code ?? 1, output }));
+  });
+}

@@ -28,12 +28,16 @@ export function redisKeys(prefix: string) {
     slot: `${prefix}slot`,
     /** Pub/sub channel: the JSON state after every write. */
     slotChanged: `${prefix}slot:changed`,
+    /** Set (with a TTL) while the state is being restored into an emptied Redis. */
+    slotRestoring: `${prefix}slot:restoring`,
     /** Capped stream of SwitchRecord fields. */
     history: `${prefix}history`,
     /** The `togather deploy` lock. */
     deployLock: `${prefix}deploy:lock`,
   };
 }
+
+const DEFAULT_RECONNECT_MAX_DELAY_MS = 1000;
 
 export interface RedisConnectionSettings {
   /** Every command fails after this long instead of waiting for a stalled server. */
@@ -49,7 +53,7 @@ export interface RedisConnectionSettings {
  * Redis is back. Reconnection runs in the background with a capped backoff.
  */
 export function fastFailRedisOptions(settings: RedisConnectionSettings = {}): RedisOptions {
-  const maxDelay = settings.reconnectMaxDelayMs ?? 1000;
+  const maxDelay = settings.reconnectMaxDelayMs ?? DEFAULT_RECONNECT_MAX_DELAY_MS;
   return {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -101,11 +105,12 @@ class LuaScript {
 }
 
 /*
- * Both scripts answer {code, ...} where code is
+ * The scripts answer {code, ...} where code is
  *   1  written (and published)
  *   0  not written; the rest is HGETALL of the key
  *  -1  the key holds another type (the rest names it): never touched
  *  -2  (compare-and-set only) the key does not exist
+ *  -3  (compare-and-set only) the state is being restored; the rest is the ms left
  */
 
 /**
@@ -113,7 +118,12 @@ class LuaScript {
  * that restarted without persistence) or holds an older epoch than the
  * candidate (it was re-seeded from a proxy that knew less): the fleet's
  * newest known state wins, so every proxy can converge. Otherwise reads.
- * KEYS: slot hash. ARGV: active, previous, epoch, switched_at, actor, json, channel.
+ *
+ * A restore (grace > 0) also sets the restoring marker for the grace period:
+ * until every proxy has had the chance to put back what it knows, a switch on
+ * top of a re-seeded older state would reuse an epoch some proxy already holds.
+ * KEYS: slot hash, restoring marker. ARGV: active, previous, epoch,
+ * switched_at, actor, json, channel, grace ms.
  */
 const SEED = new LuaScript(
   `
@@ -129,6 +139,7 @@ end
 if write then
   redis.call('HSET', KEYS[1], 'active', ARGV[1], 'previous', ARGV[2], 'epoch', ARGV[3],
     'switched_at', ARGV[4], 'actor', ARGV[5])
+  if tonumber(ARGV[8]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[8]) end
   redis.call('PUBLISH', ARGV[7], ARGV[6])
   return {1}
 end
@@ -136,20 +147,22 @@ local reply = redis.call('HGETALL', KEYS[1])
 table.insert(reply, 1, 0)
 return reply
 `,
-  1,
+  2,
 );
 
 /**
  * Compare-and-set on epoch: all fields written and the change published in
  * one atomic step, so no proxy can see a half-written state or miss the order.
- * KEYS: slot hash. ARGV: expected epoch, active, previous, epoch, switched_at,
- * actor, json, channel.
+ * KEYS: slot hash, restoring marker. ARGV: expected epoch, active, previous,
+ * epoch, switched_at, actor, json, channel.
  */
 const COMPARE_AND_SET = new LuaScript(
   `
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind == 'none' then return {-2} end
 if kind ~= 'hash' then return {-1, kind} end
+local restoring = redis.call('PTTL', KEYS[2])
+if restoring > 0 then return {-3, restoring} end
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
   local reply = redis.call('HGETALL', KEYS[1])
   table.insert(reply, 1, 0)
@@ -160,7 +173,7 @@ redis.call('HSET', KEYS[1], 'active', ARGV[2], 'previous', ARGV[3], 'epoch', ARG
 redis.call('PUBLISH', ARGV[8], ARGV[7])
 return {1}
 `,
-  1,
+  2,
 );
 
 /**
@@ -234,12 +247,13 @@ export function parseSlotHash(fields: Map<string, string>, key: string): SlotSta
 function scriptReply(
   reply: unknown,
   key: string,
-): { code: 1 } | { code: -2 } | { code: 0; state: SlotState } {
+): { code: 1 } | { code: -2 } | { code: -3; remainingMs: number } | { code: 0; state: SlotState } {
   if (!Array.isArray(reply) || typeof reply[0] !== 'number') {
     throw new StoreUnavailableError(`unexpected reply from redis for ${key}`);
   }
   const [code, ...rest] = reply as [number, ...unknown[]];
   if (code === 1 || code === -2) return { code };
+  if (code === -3) return { code, remainingMs: Number(rest[0]) };
   if (code === -1) {
     throw new StoreCorruptError(`${key} holds a ${String(rest[0])}, not a slot state hash`);
   }
@@ -300,6 +314,12 @@ export interface RedisStoreOptions extends RedisConnectionSettings {
   reconcileIntervalMs?: number;
   /** Approximate cap of the audit history stream. */
   historyMaxLength?: number;
+  /**
+   * How long switches are refused after the state was restored into a Redis
+   * that lost it, so every proxy can put back what it knows first. Defaults
+   * to two reconcile intervals plus the longest reconnect delay.
+   */
+  restoreGraceMs?: number;
 }
 
 /**
@@ -311,6 +331,12 @@ export interface RedisStoreOptions extends RedisConnectionSettings {
  * Two connections: commands (fail fast, so an outage becomes a 503 at once)
  * and a subscriber. Availability follows the command connection and the
  * outcome of the reconcile reads, so a stalled server counts as down too.
+ *
+ * A Redis that comes back without its data (no persistence) is given back the
+ * newest state any proxy knows: each store restores its own newest state if
+ * the stored one is missing or older, switches pause for a short grace so all
+ * proxies get their turn, and a leftover fork (two states of one epoch) is
+ * healed by re-publishing the stored state under the next epoch.
  */
 export class RedisStore implements SlotStore {
   readonly kind = 'redis' as const;
@@ -322,6 +348,7 @@ export class RedisStore implements SlotStore {
   private readonly subscriber: Redis;
   private readonly reconcileIntervalMs: number;
   private readonly historyMaxLength: number;
+  private readonly restoreGraceMs: number;
   private readonly stateListeners: ((state: SlotState) => void)[] = [];
   private readonly availabilityListeners: ((up: boolean) => void)[] = [];
 
@@ -341,6 +368,10 @@ export class RedisStore implements SlotStore {
     this.location = `${redactUrl(options.url)} (prefix ${options.keyPrefix})`;
     this.reconcileIntervalMs = options.reconcileIntervalMs ?? 1000;
     this.historyMaxLength = options.historyMaxLength ?? 1000;
+    this.restoreGraceMs =
+      options.restoreGraceMs ??
+      2 * this.reconcileIntervalMs +
+        (options.reconnectMaxDelayMs ?? DEFAULT_RECONNECT_MAX_DELAY_MS);
     const redisOptions = fastFailRedisOptions(options);
     this.command = new Redis(options.url, { ...redisOptions, connectionName: 'togather-proxy' });
     this.subscriber = new Redis(options.url, {
@@ -357,7 +388,7 @@ export class RedisStore implements SlotStore {
     try {
       await Promise.all([this.command.connect(), this.subscriber.connect()]);
       await this.subscriber.subscribe(this.keys.slotChanged);
-      state = await this.seed(initialState(defaultSlot));
+      state = await this.seed(initialState(defaultSlot), false);
     } catch (error) {
       // Stop the background reconnects so init can simply be called again.
       await Promise.all([disconnected(this.command), disconnected(this.subscriber)]);
@@ -383,8 +414,7 @@ export class RedisStore implements SlotStore {
    * persistence) gets back the newest state this proxy knows.
    */
   async read(): Promise<SlotState> {
-    const state = await this.seed(this.requireNewest());
-    return state;
+    return this.seed(this.requireNewest(), true);
   }
 
   async compareAndSet(expectedEpoch: number, next: SlotState): Promise<CompareAndSetResult> {
@@ -398,6 +428,7 @@ export class RedisStore implements SlotStore {
         await this.call('switching the slot', (redis) =>
           COMPARE_AND_SET.run(redis, [
             this.keys.slot,
+            this.keys.slotRestoring,
             String(expectedEpoch),
             ...stateArgs(next),
             this.keys.slotChanged,
@@ -413,8 +444,14 @@ export class RedisStore implements SlotStore {
         this.remember(reply.state);
         return { ok: false, state: reply.state };
       }
-      // The key is gone (Redis restarted empty): put back what we know, then decide once more.
-      const restored = await this.seed(this.requireNewest());
+      if (reply.code === -3) {
+        throw new StoreUnavailableError(
+          `the slot state is being restored after redis lost it; switching resumes within ${reply.remainingMs} ms`,
+        );
+      }
+      // The key is gone (Redis restarted empty): put back what we know, then decide once more
+      // (which answers "being restored" until the other proxies had their chance).
+      const restored = await this.seed(this.requireNewest(), true);
       if (attempt > 0) return { ok: false, state: restored };
     }
   }
@@ -485,10 +522,20 @@ export class RedisStore implements SlotStore {
     }
   }
 
-  private async seed(candidate: SlotState): Promise<SlotState> {
+  /**
+   * Reads the state, writing `candidate` if the key is absent or older: the
+   * initial state at init, else (`restore`) the newest state this store knows.
+   */
+  private async seed(candidate: SlotState, restore: boolean): Promise<SlotState> {
     const reply = scriptReply(
       await this.call('reading the slot state', (redis) =>
-        SEED.run(redis, [this.keys.slot, ...stateArgs(candidate), this.keys.slotChanged]),
+        SEED.run(redis, [
+          this.keys.slot,
+          this.keys.slotRestoring,
+          ...stateArgs(candidate),
+          this.keys.slotChanged,
+          String(restore ? this.restoreGraceMs : 0),
+        ]),
       ),
       this.keys.slot,
     );
@@ -496,9 +543,14 @@ export class RedisStore implements SlotStore {
       this.remember(reply.state);
       return reply.state;
     }
-    if (reply.code === 1 && candidate.epoch > 0) {
+    if (reply.code === 1 && restore) {
       this.logger.warn(
-        { key: this.keys.slot, active: candidate.active, epoch: candidate.epoch },
+        {
+          key: this.keys.slot,
+          active: candidate.active,
+          epoch: candidate.epoch,
+          switchesPausedMs: this.restoreGraceMs,
+        },
         'redis had lost the slot state or held an older one: restored the newest known state',
       );
     }

@@ -15,6 +15,8 @@ let prefixCounter = 0;
 beforeAll(async () => {
   redis = await TestRedis.start();
   raw = new Redis(redis.url, { lazyConnect: true });
+  // It reconnects by itself after the outages the tests cause; nothing to report.
+  raw.on('error', () => undefined);
   await raw.connect();
 });
 
@@ -385,8 +387,8 @@ describe('RedisStore history', () => {
 describe('RedisStore outage', () => {
   it('reports the outage, fails fast, and recovers with the current state', async () => {
     const prefix = freshPrefix();
-    const { store: a } = makeStore(prefix, { reconcileIntervalMs: 200 });
-    const { store: b } = makeStore(prefix, { reconcileIntervalMs: 200 });
+    const { store: a } = makeStore(prefix, { reconcileIntervalMs: 200, restoreGraceMs: 600 });
+    const { store: b } = makeStore(prefix, { reconcileIntervalMs: 200, restoreGraceMs: 600 });
     const initial = await a.init('blue');
     await b.init('blue');
     const switched = next(initial, 'green');
@@ -420,8 +422,18 @@ describe('RedisStore outage', () => {
     expect(seenByB.at(-1)).toEqual(switched);
     expect((await storedHash(prefix)).epoch).toBe('1');
 
+    // Switches wait until every proxy had the chance to put back what it knows.
     const back = next(switched, 'blue');
-    expect(await b.compareAndSet(1, back)).toEqual({ ok: true, state: back });
+    await expect(b.compareAndSet(1, back)).rejects.toThrow(
+      /^the slot state is being restored after redis lost it; switching resumes within \d+ ms$/,
+    );
+    let result;
+    for (const deadline = Date.now() + 5000; Date.now() < deadline;) {
+      result = await b.compareAndSet(1, back).catch((e: unknown) => e);
+      if (!(result instanceof StoreUnavailableError)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(result).toEqual({ ok: true, state: back });
     expect(await a.read()).toEqual(back);
   });
 
@@ -488,15 +500,18 @@ describe('RedisStore outage', () => {
   it('puts the state back before a compare-and-set on a redis that lost it', async () => {
     const prefix = freshPrefix();
     // No reconcile during the test: the compare-and-set itself must restore.
-    const { store } = makeStore(prefix, { reconcileIntervalMs: 60_000 });
+    const { store } = makeStore(prefix, { reconcileIntervalMs: 60_000, restoreGraceMs: 300 });
     const initial = await store.init('blue');
     const switched = next(initial, 'green');
     await store.compareAndSet(0, switched);
     await raw.del(redisKeys(prefix).slot);
-    const stale = await store.compareAndSet(0, next(initial, 'green'));
-    expect(stale).toEqual({ ok: false, state: switched });
-    await raw.del(redisKeys(prefix).slot);
     const back = next(switched, 'blue');
+    await expect(store.compareAndSet(1, back)).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect(await storedHash(prefix)).toMatchObject({ epoch: '1', active: 'green' });
+    const pttl = await raw.pttl(redisKeys(prefix).slotRestoring);
+    expect(pttl).toBeGreaterThan(0);
+    expect(pttl).toBeLessThanOrEqual(300);
+    await new Promise((r) => setTimeout(r, pttl + 50));
     expect(await store.compareAndSet(1, back)).toEqual({ ok: true, state: back });
     expect((await storedHash(prefix)).epoch).toBe('2');
   });

@@ -101,9 +101,7 @@ export function registerServerCommands(program: Command): void {
     .action(async () => {
       await withDatabase(async (db, logger) => {
         const migrations = await loadMigrations();
-        const applied = await migrateUp(db, migrations, { logger }).catch((error: Error) => {
-          throw new CommandFailed(error.message);
-        });
+        const applied = await migrateUp(db, migrations, { logger });
         for (const m of applied) process.stdout.write(`applied ${migrationLabel(m)}\n`);
         if (applied.length === 0) {
           const latest = migrations[migrations.length - 1];

@@ -38,6 +38,7 @@ export function redisKeys(prefix: string) {
 }
 
 const DEFAULT_RECONNECT_MAX_DELAY_MS = 1000;
+const DEFAULT_COMMAND_TIMEOUT_MS = 1000;
 
 export interface RedisConnectionSettings {
   /** Every command fails after this long instead of waiting for a stalled server. */
@@ -59,9 +60,9 @@ export function fastFailRedisOptions(settings: RedisConnectionSettings = {}): Re
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    commandTimeout: settings.commandTimeoutMs ?? 1000,
+    commandTimeout: settings.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
     // A TCP (and TLS) handshake may take longer than a command on a remote Redis.
-    connectTimeout: Math.max(settings.commandTimeoutMs ?? 1000, 2000),
+    connectTimeout: Math.max(settings.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, 2000),
     retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, maxDelay),
   };
 }
@@ -72,15 +73,31 @@ function isWrongType(error: unknown): boolean {
 }
 
 /**
+ * Says in plain words why a Redis call failed. The text reaches operators
+ * (logs, 503 answers of the admin API), so ioredis internals are translated.
+ */
+export function describeRedisFailure(error: unknown, commandTimeoutMs: number): string {
+  if (!(error instanceof Error)) return String(error);
+  const { message, name } = error;
+  if (message.includes('enableOfflineQueue')) return 'redis is not connected';
+  if (message === 'Command timed out') return `redis did not answer within ${commandTimeoutMs} ms`;
+  if (message === 'Connection is closed.' || name === 'MaxRetriesPerRequestError') {
+    return 'the connection to redis was lost';
+  }
+  if (name === 'AbortError') return 'the connection to redis was lost';
+  if (name === 'ReplyError') return `redis refused the command: ${message}`;
+  return message;
+}
+
+/**
  * Maps a failed Redis call to the store's errors: a key of the wrong type is a
  * foreign or corrupt key; anything else (closed connection, timeout, LOADING,
  * READONLY, OOM...) means the store cannot serve us now.
  */
-export function storeError(error: unknown, what: string): Error {
+export function storeError(error: unknown, what: string, commandTimeoutMs: number): Error {
   if (error instanceof StoreCorruptError || error instanceof StoreUnavailableError) return error;
-  const message = error instanceof Error ? error.message : String(error);
-  if (isWrongType(error)) return new StoreCorruptError(`${what}: ${message}`);
-  return new StoreUnavailableError(`${what}: redis unavailable (${message})`);
+  if (isWrongType(error)) return new StoreCorruptError(`${what}: ${(error as Error).message}`);
+  return new StoreUnavailableError(describeRedisFailure(error, commandTimeoutMs));
 }
 
 /** A Lua script run by EVALSHA, falling back to EVAL after a restart emptied the script cache. */
@@ -349,6 +366,7 @@ export class RedisStore implements SlotStore {
   private readonly reconcileIntervalMs: number;
   private readonly historyMaxLength: number;
   private readonly restoreGraceMs: number;
+  private readonly commandTimeoutMs: number;
   private readonly stateListeners: ((state: SlotState) => void)[] = [];
   private readonly availabilityListeners: ((up: boolean) => void)[] = [];
 
@@ -359,6 +377,8 @@ export class RedisStore implements SlotStore {
   private timer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> | undefined;
   private reconcileAgain = false;
+  /** The last socket-level error (ECONNREFUSED...), for the start-up error. */
+  private lastConnectionError: string | undefined;
   /** Last corruption reported by reconcile, so it is logged once, not every second. */
   private corruptReason: string | undefined;
 
@@ -368,6 +388,7 @@ export class RedisStore implements SlotStore {
     this.location = `${redactUrl(options.url)} (prefix ${options.keyPrefix})`;
     this.reconcileIntervalMs = options.reconcileIntervalMs ?? 1000;
     this.historyMaxLength = options.historyMaxLength ?? 1000;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.restoreGraceMs =
       options.restoreGraceMs ??
       2 * this.reconcileIntervalMs +
@@ -385,6 +406,7 @@ export class RedisStore implements SlotStore {
   async init(defaultSlot: Slot): Promise<SlotState> {
     if (this.closed) throw new StoreUnavailableError('the store is closed');
     let state: SlotState;
+    this.lastConnectionError = undefined;
     try {
       await Promise.all([this.command.connect(), this.subscriber.connect()]);
       await this.subscriber.subscribe(this.keys.slotChanged);
@@ -392,11 +414,14 @@ export class RedisStore implements SlotStore {
     } catch (error) {
       // Stop the background reconnects so init can simply be called again.
       await Promise.all([disconnected(this.command), disconnected(this.subscriber)]);
-      const mapped = storeError(error, `connecting to ${this.location}`);
+      const mapped = storeError(error, `reading ${this.keys.slot}`, this.commandTimeoutMs);
       if (mapped instanceof StoreCorruptError) {
         this.logger.error({ err: mapped, key: this.keys.slot }, 'stored slot state is corrupt');
+        throw mapped;
       }
-      throw mapped;
+      // connect() only says the connection closed; the socket error says why.
+      const reason = this.lastConnectionError ?? mapped.message;
+      throw new StoreUnavailableError(`cannot reach redis at ${this.location}: ${reason}`);
     }
     this.newest = state;
     this.setUp(true);
@@ -516,7 +541,7 @@ export class RedisStore implements SlotStore {
       if (this.newest && this.command.status === 'ready') this.setUp(true);
       return result;
     } catch (error) {
-      const mapped = storeError(error, what);
+      const mapped = storeError(error, what, this.commandTimeoutMs);
       if (mapped instanceof StoreUnavailableError) this.setUp(false);
       throw mapped;
     }
@@ -658,6 +683,7 @@ export class RedisStore implements SlotStore {
       let lost = false;
       // Without an error listener ioredis prints every failed reconnect to the console.
       redis.on('error', (error: Error) => {
+        this.lastConnectionError = error.message;
         if (!this.newest || this.closed) return;
         if (lost) this.logger.debug({ connection: role, err: error.message }, 'redis still down');
         else this.logger.warn({ connection: role, err: error.message }, 'redis connection error');
@@ -670,6 +696,7 @@ export class RedisStore implements SlotStore {
       });
       // Catch up at once on whatever changed while this connection was down.
       redis.on('ready', () => {
+        this.lastConnectionError = undefined;
         if (!this.newest || this.closed) return;
         if (lost) this.logger.info({ connection: role }, 'redis connection restored');
         lost = false;

@@ -60,8 +60,10 @@ export function registerDeployCommands(program: Command): void {
     .description('the latest deployment with its steps, and who holds the deploy lock')
     .option('--env <path>', 'environment file to read the state location from')
     .option('--json', 'print one JSON object')
-    .action(async (flags: { env?: string; json?: boolean }) => {
-      await readCommand('status', flags);
+    // --env and --json are also flags of `deploy` itself, which commander lets the
+    // parent take: read them merged with the parent's.
+    .action(async (_flags: object, command: Command) => {
+      await readCommand('status', command.optsWithGlobals<{ env?: string; json?: boolean }>());
     });
 
   deploy
@@ -70,8 +72,11 @@ export function registerDeployCommands(program: Command): void {
     .option('--env <path>', 'environment file to read the state location from')
     .option('--limit <n>', 'how many', '20')
     .option('--json', 'print one JSON object')
-    .action(async (flags: { env?: string; json?: boolean; limit?: string }) => {
-      await readCommand('history', flags);
+    .action(async (_flags: object, command: Command) => {
+      await readCommand(
+        'history',
+        command.optsWithGlobals<{ env?: string; json?: boolean; limit?: string }>(),
+      );
     });
 
   program

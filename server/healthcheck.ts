@@ -71,18 +71,21 @@ export async function checkOnce(url: string, timeoutMs: number): Promise<Healthc
   return { code: 2, message: `unreadable answer: status ${status} with HTTP ${response.status}` };
 }
 
+/** ": slot blue, version 1.2.0; database fail: …" — who answered, and what is not passing. */
 function describe(body: Record<string, unknown>): string {
-  const parts: string[] = [];
-  if (typeof body.slot === 'string') parts.push(`slot ${body.slot}`);
-  if (typeof body.version === 'string') parts.push(`version ${body.version}`);
+  const who: string[] = [];
+  if (typeof body.slot === 'string') who.push(`slot ${body.slot}`);
+  if (typeof body.version === 'string') who.push(`version ${body.version}`);
+  const parts = who.length > 0 ? [who.join(', ')] : [];
   const checks = body.checks;
   if (checks && typeof checks === 'object') {
-    const failing = Object.entries(
-      checks as Record<string, { status?: unknown; message?: unknown }>,
-    )
-      .filter(([, c]) => c?.status === 'fail' || c?.status === 'warn')
-      .map(([name, c]) => `${name} ${String(c.status)}: ${String(c.message)}`);
-    parts.push(...failing);
+    for (const [name, check] of Object.entries(
+      checks as Record<string, { status?: unknown; message?: unknown } | null>,
+    )) {
+      if (check?.status === 'fail' || check?.status === 'warn') {
+        parts.push(`${name} ${String(check.status)}: ${String(check.message)}`);
+      }
+    }
   }
   return parts.length > 0 ? `: ${parts.join('; ')}` : '';
 }

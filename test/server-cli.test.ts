@@ -13,7 +13,6 @@ import { freePort } from './helpers/ports.js';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
 import { runCli, startCli, type RunningProcess } from './helpers/processes.js';
 import {
-  TEST_AUTH,
   call,
   postgresBackend,
   startTestApp,

@@ -323,6 +323,17 @@ function parseHistoryEntry(flat: unknown[]): SwitchRecord | undefined {
   return record;
 }
 
+/** Puts the successful switches of a newest-first list in descending epoch order, in place. */
+function inEpochOrder(records: SwitchRecord[]): SwitchRecord[] {
+  const places: number[] = [];
+  records.forEach((record, i) => {
+    if (record.result === 'switched') places.push(i);
+  });
+  const switches = places.map((i) => records[i]!).sort((a, b) => b.epoch - a.epoch);
+  places.forEach((place, i) => (records[place] = switches[i]!));
+  return records;
+}
+
 export interface RedisStoreOptions extends RedisConnectionSettings {
   url: string;
   keyPrefix: string;
@@ -506,6 +517,12 @@ export class RedisStore implements SlotStore {
     );
   }
 
+  /**
+   * The newest records first. Proxies append after their switch committed, so
+   * two proxies switching within a millisecond may append in the other order;
+   * the epochs are the commit order, so successful switches are listed by
+   * epoch (each in one of the places the successful switches occupy).
+   */
   async history(limit: number): Promise<SwitchRecord[]> {
     const count = Math.min(Math.max(Math.trunc(limit), 0), this.historyMaxLength);
     if (count === 0) return [];
@@ -518,7 +535,7 @@ export class RedisStore implements SlotStore {
       if (record) records.push(record);
       else this.logger.warn({ key: this.keys.history, id }, 'skipping an unreadable history entry');
     }
-    return records;
+    return inEpochOrder(records);
   }
 
   async close(): Promise<void> {

@@ -363,6 +363,28 @@ describe('RedisStore history', () => {
     expect(await store.history(0)).toEqual([]);
   });
 
+  it('lists successful switches in epoch order even when their records were appended out of order', async () => {
+    const prefix = freshPrefix();
+    const { store } = makeStore(prefix);
+    await store.init('blue');
+    const appended = [
+      record({ epoch: 1, result: 'switched' }),
+      record({ epoch: 1, result: 'refused', reason: 'target_unhealthy' }),
+      // Two proxies that switched at once appended in the other order.
+      record({ epoch: 3, result: 'switched', from: 'green', to: 'blue' }),
+      record({ epoch: 2, result: 'switched', from: 'blue', to: 'green' }),
+      record({ epoch: 3, result: 'conflict', reason: 'lost the race' }),
+    ];
+    for (const r of appended) await store.appendHistory(r);
+    expect(await store.history(10)).toEqual([
+      appended[4],
+      appended[2],
+      appended[3],
+      appended[1],
+      appended[0],
+    ]);
+  });
+
   it('is capped', async () => {
     const prefix = freshPrefix();
     const { store } = makeStore(prefix, { historyMaxLength: 200 });

@@ -113,8 +113,14 @@ export async function devCommand(flags: DevFlags): Promise<void> {
     return entry;
   }
 
-  async function shutdown(code: number): Promise<void> {
-    if (stopping) return;
+  let stopped: Promise<void> | undefined;
+  /** Stops everything once; later calls wait for the same shutdown. */
+  function shutdown(code: number): Promise<void> {
+    stopped ??= stopAll(code);
+    return stopped;
+  }
+
+  async function stopAll(code: number): Promise<void> {
     stopping = true;
     say('\nstopping: proxy, slots, database...\n');
     const proxy = children.find((c) => c.name === 'proxy');

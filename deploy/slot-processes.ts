@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createConnection } from 'node:net';
@@ -24,6 +25,9 @@ export type SlotProcesses = Partial<Record<Slot, SlotProcess>>;
  * process on Ctrl-C, including those a deploy started.
  */
 export class SlotProcessFile {
+  /** Writes of this process, one after another (each reads, changes one slot, renames). */
+  private writing: Promise<void> = Promise.resolve();
+
   constructor(readonly path: string) {}
 
   read(): SlotProcesses {
@@ -34,14 +38,18 @@ export class SlotProcessFile {
     }
   }
 
-  async set(slot: Slot, entry: SlotProcess | undefined): Promise<void> {
-    const all = this.read();
-    if (entry) all[slot] = entry;
-    else delete all[slot];
-    await fs.mkdir(dirname(this.path), { recursive: true });
-    const temp = `${this.path}.${process.pid}.tmp`;
-    await fs.writeFile(temp, JSON.stringify(all, null, 2) + '\n', { mode: 0o600 });
-    await fs.rename(temp, this.path);
+  set(slot: Slot, entry: SlotProcess | undefined): Promise<void> {
+    const write = this.writing.then(async () => {
+      const all = this.read();
+      if (entry) all[slot] = entry;
+      else delete all[slot];
+      await fs.mkdir(dirname(this.path), { recursive: true });
+      const temp = `${this.path}.${process.pid}.${randomUUID()}.tmp`;
+      await fs.writeFile(temp, JSON.stringify(all, null, 2) + '\n', { mode: 0o600 });
+      await fs.rename(temp, this.path);
+    });
+    this.writing = write.catch(() => {});
+    return write;
   }
 }
 

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
+import { isConnectionError } from './database.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
@@ -111,6 +112,11 @@ function problemFromFastifyError(error: FastifyError, request: FastifyRequest): 
   }
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) return new HttpProblem(status, error.message);
+  if (isConnectionError(error)) {
+    return new HttpProblem(503, 'database unavailable; try again shortly', {
+      headers: { 'retry-after': '5' },
+    });
+  }
   return new HttpProblem(500, 'internal error; the request id identifies it in the logs');
 }
 

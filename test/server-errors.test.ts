@@ -33,7 +33,14 @@ const limiter = new LoginLimiter({ now: () => clock });
 
 beforeAll(async () => {
   backend = await postgresBackend();
-  server = await startTestApp({ database: backend.db, limiter });
+  server = await startTestApp({
+    database: backend.db,
+    limiter,
+    extraRoutes: (app) =>
+      app.get('/test/boom', async () => {
+        throw new Error('boom: internal detail');
+      }),
+  });
   events = `${server.url}/api/v1/events`;
 });
 
@@ -363,6 +370,25 @@ describe('other statuses', () => {
     const login = await call(`${server.url}/api/v1/admin/login`);
     expect(login.status).toBe(405);
     expect(login.headers.get('allow')).toBe('POST, OPTIONS');
+  });
+
+  it('500 without internals for an unexpected error, logged with its request id', async () => {
+    const result = await call(`${server.url}/test/boom`);
+    expect(result.status).toBe(500);
+    expect(result.body).toEqual(
+      problem(
+        500,
+        'Internal Server Error',
+        'internal error; the request id identifies it in the logs',
+        '/test/boom',
+        result.headers.get('x-request-id'),
+      ),
+    );
+    expect(result.text).not.toContain('internal detail');
+    const logged = server.logs.lines.find(
+      (l) => l.request_id === result.headers.get('x-request-id') && l.msg === 'request failed',
+    );
+    expect(logged).toMatchObject({ level: 50, err: { message: 'boom: internal detail' } });
   });
 
   it('OPTIONS answers 204 with Allow', async () => {

@@ -93,6 +93,18 @@ describe('/health', () => {
       const live = await call(`${down.url}/healthz`);
       expect(live.status).toBe(200);
       expect(live.body).toEqual({ status: 'ok' });
+
+      const list = await call(`${down.url}/api/v1/events`);
+      expect(list.status).toBe(503);
+      expect(list.headers.get('retry-after')).toBe('5');
+      expect(list.body).toEqual({
+        type: 'about:blank',
+        title: 'Service Unavailable',
+        status: 503,
+        detail: 'database unavailable; try again shortly',
+        instance: '/api/v1/events',
+        request_id: list.headers.get('x-request-id'),
+      });
     } finally {
       await down.close();
       await db.close();

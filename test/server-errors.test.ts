@@ -501,3 +501,49 @@ describe('X-Request-Id and logs', () => {
     }
   });
 });
+
+describe('behind the edge proxy (TRUST_PROXY)', () => {
+  let proxied: TestApp;
+
+  beforeAll(async () => {
+    proxied = await startTestApp({
+      database: backend.db,
+      settings: { trustProxy: ['127.0.0.1'] },
+    });
+  });
+
+  afterAll(async () => {
+    await proxied?.close();
+  });
+
+  it('limits logins per forwarded client, not per proxy address', async () => {
+    const login = (client: string, password: string) =>
+      call(`${proxied.url}/api/v1/admin/login`, {
+        method: 'POST',
+        headers: { 'x-forwarded-for': client },
+        json: { username: TEST_AUTH.adminUsername, password },
+      });
+    for (let i = 0; i < 5; i++) expect((await login('203.0.113.7', 'wrong')).status).toBe(401);
+    expect((await login('203.0.113.7', TEST_AUTH.adminPassword)).status).toBe(429);
+    expect((await login('203.0.113.8', TEST_AUTH.adminPassword)).status).toBe(200);
+  });
+
+  it('builds @id from the forwarded scheme and host', async () => {
+    const result = await call(`${proxied.url}/api/v1/events`, {
+      method: 'POST',
+      headers: { ...ADMIN, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'events.example.org' },
+      json: valid,
+    });
+    const body = result.body as { '@id': string; identifier: string };
+    expect(body['@id']).toBe(`https://events.example.org/api/v1/events/${body.identifier}`);
+  });
+
+  it('ignores forwarded headers from an untrusted peer', async () => {
+    const result = await call(events, {
+      method: 'POST',
+      headers: { ...ADMIN, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' },
+      json: valid,
+    });
+    expect((result.body as { '@id': string })['@id']).toMatch(/^http:\/\/127\.0\.0\.1:\d+\//);
+  });
+});

@@ -416,6 +416,7 @@ export class RedisStore implements SlotStore {
 
   async init(defaultSlot: Slot): Promise<SlotState> {
     if (this.closed) throw new StoreUnavailableError('the store is closed');
+    if (this.newest) return this.read();
     let state: SlotState;
     this.lastConnectionError = undefined;
     try {

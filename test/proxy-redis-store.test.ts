@@ -121,6 +121,9 @@ describe('RedisStore init', () => {
     const { store: b } = makeStore(prefix);
     expect(await b.init('blue')).toEqual(switched);
     expect(await b.read()).toEqual(switched);
+    // A second init reads again and keeps the connections.
+    expect(await b.init('green')).toEqual(switched);
+    expect(b.isUp()).toBe(true);
   });
 
   it('refuses a foreign key of another type with StoreCorruptError, logs it and leaves it', async () => {

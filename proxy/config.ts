@@ -48,6 +48,7 @@ const proxyEnvSchema = z
     /** Longer than the 60 s idle timeout of typical cloud load balancers. */
     KEEP_ALIVE_TIMEOUT: durationSchema('75s'),
     MAX_HEADER_SIZE: z.coerce.number().int().min(1024).max(1_048_576).default(16_384),
+    /** Client connections the public listener holds at once; 0: no limit. */
     MAX_CONNECTIONS: z.coerce.number().int().min(0).default(10_000),
     SHUTDOWN_TIMEOUT: durationSchema('30s'),
     TRUST_PROXY: onOff('off'),
@@ -62,6 +63,14 @@ const proxyEnvSchema = z
         code: 'custom',
         path: ['ADMIN_HOST'],
         message: `${env.ADMIN_HOST} is not a loopback address; set ADMIN_ALLOW_REMOTE=on to expose the admin API`,
+      });
+    }
+    // Node refuses a header timeout above a (non-zero) request timeout.
+    if (env.REQUEST_TIMEOUT > 0 && env.HEADERS_TIMEOUT > env.REQUEST_TIMEOUT) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['HEADERS_TIMEOUT'],
+        message: `must not exceed REQUEST_TIMEOUT (${env.REQUEST_TIMEOUT} ms)`,
       });
     }
   });

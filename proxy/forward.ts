@@ -1,0 +1,410 @@
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-proxy-3';
+import type { Logger } from 'pino';
+import { newRequestId, requestIdFrom } from '../common/request-id.js';
+import type { AccessLog } from './access-log.js';
+import { rawProxyError, sendProxyError } from './error-response.js';
+import { EdgeRequest, EdgeResponse, type ExchangeObserver } from './exchange.js';
+import { clientAddress, connectionTokens, prepareRequestHeaders } from './headers.js';
+import type { ProxyMetrics } from './metrics.js';
+import type { SlotRegistry } from './slot-registry.js';
+import type { Slot } from './slot-state.js';
+import {
+  classifyUpstreamError,
+  isStaleSocketError,
+  UpstreamTimeoutError,
+  type UpstreamFailure,
+} from './upstream-errors.js';
+import type { Upstream } from './upstream.js';
+
+/**
+ * The public listener is created with EdgeRequest and EdgeResponse, so every
+ * request and response http-proxy-3 hands back is one of those (its response
+ * type parameter is too narrow to say so: handlers narrow it themselves).
+ */
+export type EdgeProxyServer = ProxyServer<typeof EdgeRequest>;
+
+/** Shared between the pipeline parts: flips once when the proxy starts shutting down. */
+export interface Lifecycle {
+  closing: boolean;
+}
+
+export interface ForwarderOptions {
+  registry: SlotRegistry;
+  upstreams: Readonly<Record<Slot, Upstream>>;
+  metrics: ProxyMetrics;
+  /** null when ACCESS_LOG is off. */
+  accessLog: AccessLog | null;
+  logger: Logger;
+  /** TRUST_PROXY: keep an incoming X-Forwarded-* chain instead of replacing it. */
+  trustProxy: boolean;
+  lifecycle: Lifecycle;
+}
+
+/** An upstream answer, linked back to the client answer it is piped into. */
+interface UpstreamResponse extends IncomingMessage {
+  edgeResponse?: EdgeResponse;
+}
+
+/** Methods that may be sent again when a pooled socket turns out to be closed. */
+const IDEMPOTENT: Readonly<Record<string, true>> = Object.assign(
+  Object.create(null) as Record<string, true>,
+  { GET: true, HEAD: true, OPTIONS: true, PUT: true, DELETE: true, TRACE: true },
+);
+
+/** How often upstream failures of one slot reach the log at most (the metric counts all). */
+const WARN_INTERVAL_MS = 1000;
+
+/**
+ * The request pipeline of the public listener, on http-proxy-3: reads the
+ * active slot once per request, rewrites headers (headers.ts), forwards with
+ * the slot's keep-alive agent and streams both bodies, answers upstream
+ * failures with 502/504 JSON, and accounts every exchange (inflight, metrics,
+ * access log) when the client answer closes. Its handlers are created once
+ * per proxy; per-request state lives on EdgeRequest.
+ */
+export class Forwarder implements ExchangeObserver {
+  readonly proxy: EdgeProxyServer;
+
+  private readonly registry: SlotRegistry;
+  private readonly upstreams: Readonly<Record<Slot, Upstream>>;
+  private readonly metrics: ProxyMetrics;
+  private readonly accessLog: AccessLog | null;
+  private readonly logger: Logger;
+  private readonly trustProxy: boolean;
+  private readonly lifecycle: Lifecycle;
+  /** http-proxy-3 options per slot, built once. */
+  private readonly slotOptions: Readonly<Record<Slot, ServerOptions>>;
+  private readonly lastWarnAt: Record<Slot, number> = { blue: -Infinity, green: -Infinity };
+  private readonly suppressedWarnings: Record<Slot, number> = { blue: 0, green: 0 };
+
+  constructor(options: ForwarderOptions) {
+    this.registry = options.registry;
+    this.upstreams = options.upstreams;
+    this.metrics = options.metrics;
+    this.accessLog = options.accessLog;
+    this.logger = options.logger;
+    this.trustProxy = options.trustProxy;
+    this.lifecycle = options.lifecycle;
+    this.slotOptions = {
+      blue: upstreamOptions(options.upstreams.blue),
+      green: upstreamOptions(options.upstreams.green),
+    };
+    this.proxy = createProxyServer<typeof EdgeRequest>({});
+    keepOnlyStreamPass(this.proxy);
+    this.proxy.on('proxyReq', this.onProxyReq);
+    this.proxy.on('proxyRes', this.onProxyRes);
+    this.proxy.on('error', this.onError);
+  }
+
+  /** http-proxy-3 options for forwarding to `slot` (also used for WebSocket handshakes). */
+  optionsFor(slot: Slot): ServerOptions {
+    return this.slotOptions[slot];
+  }
+
+  /** The public listener's 'request' handler. */
+  readonly handle = (req: EdgeRequest, res: EdgeResponse): void => {
+    const upstream = this.upstreams[this.registry.current.active];
+    const slot = upstream.slot;
+    const requestId = requestIdFrom(req.headers['x-request-id']);
+    req.slot = slot;
+    req.upstream = upstream;
+    req.requestId = requestId;
+    req.startedAt = performance.now();
+    req.response = res;
+    req.observer = this;
+    if (this.accessLog !== null) req.bytesBefore = req.socket.bytesWritten;
+    res.on('close', onResponseClose);
+    res.setOwnHeader('x-togather-slot', slot);
+    res.setOwnHeader('x-request-id', requestId);
+    if (this.lifecycle.closing) res.shouldKeepAlive = false;
+    upstream.begin(req);
+
+    const url = req.url;
+    if (url === undefined || url.charCodeAt(0) !== 47 /* "/" */) {
+      if (!toOriginForm(req)) {
+        sendProxyError(res, 400, 'bad_request_target', slot, requestId);
+        return;
+      }
+    }
+    // Node's own check would answer before this handler, without X-Togather-Slot.
+    if (
+      req.headers.host === undefined &&
+      req.httpVersionMajor === 1 &&
+      req.httpVersionMinor === 1
+    ) {
+      sendProxyError(res, 400, 'missing_host_header', slot, requestId);
+      return;
+    }
+    prepareRequestHeaders(req.headers, req.socket, {
+      requestId,
+      trustProxy: this.trustProxy,
+      upgrade: false,
+    });
+    this.proxy.web(req, res, this.slotOptions[slot]);
+  };
+
+  /** The exchange is over: the client answer was written in full or the client left. */
+  finished(req: EdgeRequest, res: EdgeResponse): void {
+    const upstream = req.upstream;
+    if (upstream === null) return;
+    upstream.end(req);
+    const aborted = !res.writableFinished;
+    const status = aborted && !res.headersSent ? 499 : res.statusCode;
+    const durationMs = performance.now() - req.startedAt;
+    this.metrics.observeRequest(req.slot, req.method, status, durationMs / 1000);
+    if (aborted) {
+      // The client left: nothing may keep running on the slot for it.
+      const upstreamRequest = req.proxyReq;
+      if (upstreamRequest !== null && !upstreamRequest.destroyed) upstreamRequest.destroy();
+    }
+    if (this.accessLog !== null) {
+      const socket = req.socket;
+      this.accessLog.write({
+        requestId: req.requestId,
+        slot: req.slot,
+        method: req.method,
+        url: req.url,
+        remoteAddress: clientAddress(socket),
+        status,
+        durationMs,
+        bytes: socket.bytesWritten - req.bytesBefore,
+        aborted,
+        upstreamError: req.upstreamError,
+      });
+    }
+  }
+
+  /** The slot cut its answer short after the headers were sent: the client answer is cut too. */
+  upstreamAnswerCut(req: EdgeRequest, res: EdgeResponse): void {
+    if (req.upstreamError === null) {
+      req.upstreamError = 'reset';
+      this.metrics.countUpstreamError(req.slot, 'reset');
+      this.warn(req, { reason: 'reset', status: 502, error: 'upstream_reset' }, undefined);
+    }
+    res.destroy();
+  }
+
+  /**
+   * The public listener's 'clientError' handler: requests Node could not
+   * parse, headers over MAX_HEADER_SIZE (431), header or request timeouts
+   * (408). Answered like Node would, plus X-Togather-Slot and a JSON body.
+   */
+  readonly onClientError = (error: NodeJS.ErrnoException, stream: Duplex): void => {
+    // The public listener is a net-based http.Server: its client streams are net.Sockets.
+    const socket = stream as Socket;
+    if (error.code === 'ECONNRESET' || !socket.writable || answerStarted(socket)) {
+      socket.destroy();
+      return;
+    }
+    const [status, code] = clientErrorAnswer(error.code);
+    const slot = this.registry.current.active;
+    const requestId = newRequestId();
+    socket.write(rawProxyError(status, code, slot, requestId));
+    socket.destroySoon();
+    this.metrics.countRequest(slot, undefined, status);
+    this.accessLog?.write({
+      requestId,
+      slot,
+      method: undefined,
+      url: undefined,
+      remoteAddress: clientAddress(socket),
+      status,
+      durationMs: 0,
+      bytes: 0,
+      aborted: false,
+      upstreamError: null,
+    });
+  };
+
+  /** 'checkExpectation': an Expect header other than 100-continue. */
+  readonly onCheckExpectation = (req: EdgeRequest, res: EdgeResponse): void => {
+    this.answerLocally(req, res, 417, 'expectation_failed');
+  };
+
+  /** 'connect': the public listener is not a forward proxy. */
+  readonly onConnect = (req: EdgeRequest, stream: Duplex): void => {
+    const socket = stream as Socket;
+    const slot = this.registry.current.active;
+    const requestId = requestIdFrom(req.headers['x-request-id']);
+    socket.on('error', ignoreError);
+    socket.write(rawProxyError(405, 'method_not_allowed', slot, requestId));
+    socket.destroySoon();
+    this.metrics.countRequest(slot, req.method, 405);
+  };
+
+  private answerLocally(req: EdgeRequest, res: EdgeResponse, status: number, error: string): void {
+    const slot = this.registry.current.active;
+    const requestId = requestIdFrom(req.headers['x-request-id']);
+    sendProxyError(res, status, error, slot, requestId);
+    this.metrics.countRequest(slot, req.method, status);
+  }
+
+  private readonly onProxyReq = (proxyReq: ClientRequest, req: EdgeRequest): void => {
+    req.proxyReq = proxyReq;
+    // The slot's agent sets UPSTREAM_TIMEOUT on the socket; Node only reports it.
+    proxyReq.on('timeout', onUpstreamTimeout);
+  };
+
+  private readonly onProxyRes = (
+    proxyRes: UpstreamResponse,
+    _req: EdgeRequest,
+    response: ServerResponse,
+  ): void => {
+    const res = response as EdgeResponse;
+    res.droppedTokens = connectionTokens(proxyRes.headers.connection);
+    proxyRes.edgeResponse = res;
+    proxyRes.on('close', onUpstreamResponseClose);
+  };
+
+  private readonly onError = (
+    error: Error,
+    req: EdgeRequest,
+    target: ServerResponse | Socket,
+  ): void => {
+    // WebSocket handshakes fail with a socket here; websocket.ts answers those.
+    if (!(target instanceof EdgeResponse)) return;
+    const res = target;
+    const upstream = req.upstream;
+    if (upstream === null || res.writableEnded) return;
+    if (res.destroyed || req.socket.destroyed) {
+      // The client left: not the slot's failure.
+      req.proxyReq?.destroy();
+      return;
+    }
+    if (
+      !req.retried &&
+      !res.headersSent &&
+      isStaleSocketError(error) &&
+      req.proxyReq?.reusedSocket === true &&
+      isReplayable(req)
+    ) {
+      // The slot closed a pooled keep-alive socket as we reused it; the request never reached it.
+      req.retried = true;
+      req.proxyReq = null;
+      this.proxy.web(req, res, this.slotOptions[req.slot]);
+      return;
+    }
+    const failure = classifyUpstreamError(error);
+    req.upstreamError = failure.reason;
+    this.metrics.countUpstreamError(req.slot, failure.reason);
+    this.warn(req, failure, error);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    sendProxyError(res, failure.status, failure.error, req.slot, req.requestId);
+  };
+
+  private warn(req: EdgeRequest, failure: UpstreamFailure, error: Error | undefined): void {
+    const slot = req.slot;
+    const now = performance.now();
+    if (now - this.lastWarnAt[slot] < WARN_INTERVAL_MS) {
+      this.suppressedWarnings[slot]++;
+      return;
+    }
+    this.lastWarnAt[slot] = now;
+    const suppressed = this.suppressedWarnings[slot];
+    this.suppressedWarnings[slot] = 0;
+    this.logger.warn(
+      {
+        slot,
+        request_id: req.requestId,
+        reason: failure.reason,
+        status: failure.status,
+        code: (error as NodeJS.ErrnoException | undefined)?.code,
+        error: error?.message,
+        ...(suppressed > 0 ? { suppressed } : {}),
+      },
+      'upstream request failed',
+    );
+  }
+}
+
+function upstreamOptions(upstream: Upstream): ServerOptions {
+  return {
+    target: upstream.target,
+    agent: upstream.agent,
+    // Pass the request target as received instead of re-parsing and normalising it.
+    toProxy: true,
+  };
+}
+
+/**
+ * http-proxy-3 runs four passes per request: deleteLength, timeout, XHeaders
+ * and stream. deleteLength turns a chunked DELETE or OPTIONS body into
+ * `Content-Length: 0` followed by the body bytes (a request-smuggling hazard
+ * on a keep-alive upstream connection); timeout and XHeaders are replaced by
+ * the agent's timeout and headers.ts. Only `stream` is kept. The pass list is
+ * internal to http-proxy-3 (pinned at 1.23.3): an unexpected list fails here
+ * at start-up rather than changing behaviour silently.
+ */
+function keepOnlyStreamPass(proxy: EdgeProxyServer): void {
+  const internals = proxy as unknown as { webPasses?: Array<{ name: string }> };
+  const passes = internals.webPasses;
+  const names = passes?.map((pass) => pass.name).join(',');
+  if (passes === undefined || names !== 'deleteLength,timeout,XHeaders,stream') {
+    throw new Error(
+      `http-proxy-3 web passes are not the expected ones (${names ?? 'none'}): review proxy/forward.ts`,
+    );
+  }
+  passes.splice(0, 3);
+}
+
+function onResponseClose(this: EdgeResponse): void {
+  const req = this.req;
+  req.observer?.finished(req, this);
+}
+
+function onUpstreamTimeout(this: ClientRequest): void {
+  this.destroy(new UpstreamTimeoutError('no answer from the slot within UPSTREAM_TIMEOUT'));
+}
+
+function onUpstreamResponseClose(this: UpstreamResponse): void {
+  if (this.complete) return;
+  const res = this.edgeResponse;
+  if (res === undefined || res.destroyed || res.writableFinished) return;
+  res.req.observer?.upstreamAnswerCut(res.req, res);
+}
+
+/** Absolute-form targets (`GET http://host/path`) become origin-form; anything else is refused. */
+function toOriginForm(req: EdgeRequest): boolean {
+  const url = req.url;
+  if (url === undefined || !/^https?:\/\//i.test(url) || !URL.canParse(url)) return false;
+  const parsed = new URL(url);
+  req.url = `${parsed.pathname}${parsed.search}`;
+  // RFC 9112 §3.2.2: the authority of an absolute-form target replaces Host.
+  req.headers.host = parsed.host;
+  return true;
+}
+
+function isReplayable(req: EdgeRequest): boolean {
+  if (req.method === undefined || IDEMPOTENT[req.method] !== true) return false;
+  const length = req.headers['content-length'];
+  return (length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined;
+}
+
+/** Whether an answer on this connection has started (Node's own check, on its internal field). */
+function answerStarted(socket: Socket): boolean {
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })
+    ._httpMessage;
+  return inFlight?.headersSent === true;
+}
+
+function clientErrorAnswer(code: string | undefined): [number, string] {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, 'request_header_fields_too_large'];
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return [413, 'chunk_extensions_too_large'];
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [408, 'request_timeout'];
+    default:
+      return [400, 'bad_request'];
+  }
+}
+
+function ignoreError(): void {}

@@ -64,8 +64,16 @@ class TunnelledWebSocket implements UpstreamWebSocket {
 
   upgraded(upstreamSocket: Socket): void {
     this.upstreamSocket = upstreamSocket;
-    // Sees every chunk the tunnel pipes to the client, in the same order.
-    upstreamSocket.on('data', this.onUpstreamData);
+  }
+
+  /**
+   * Called once http-proxy-3 has piped the tunnel: from then on this listener
+   * sees every chunk the pipe writes to the client, in the same order. (Added
+   * earlier, it would take the bytes that came with the 101 answer before
+   * the pipe exists, and the client would never get them.)
+   */
+  tunnelOpen(): void {
+    this.upstreamSocket?.on('data', this.onUpstreamData);
   }
 
   close(code: number, reason: string): void {
@@ -149,6 +157,7 @@ export class WebSocketProxy {
   private readonly trustProxy: boolean;
   private readonly lifecycle: Lifecycle;
   private readonly tunnels = new WeakMap<IncomingMessage, TunnelledWebSocket>();
+  private readonly byUpstreamSocket = new WeakMap<Socket, TunnelledWebSocket>();
 
   constructor(options: WebSocketProxyOptions) {
     this.forwarder = options.forwarder;
@@ -161,6 +170,7 @@ export class WebSocketProxy {
     this.trustProxy = options.trustProxy;
     this.lifecycle = options.lifecycle;
     this.proxy.on('proxyReqWs', this.onProxyReqWs);
+    this.proxy.on('open', this.onOpen);
     this.proxy.on('error', this.onError);
   }
 
@@ -246,8 +256,13 @@ export class WebSocketProxy {
       proxyRes.headers['x-request-id'] = tunnel.requestId;
       tunnel.answered = true;
       tunnel.upgraded(upstreamSocket);
+      this.byUpstreamSocket.set(upstreamSocket, tunnel);
       this.record(req, tunnel.slot, tunnel.requestId, tunnel.startedAt, tunnel.client, 101, null);
     });
+  };
+
+  private readonly onOpen = (upstreamSocket: Socket): void => {
+    this.byUpstreamSocket.get(upstreamSocket)?.tunnelOpen();
   };
 
   private readonly onError = (

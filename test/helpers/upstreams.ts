@@ -31,8 +31,9 @@ export interface RecordedRequest {
  * - `/reset-mid-body`: sends headers and part of the body, then destroys the connection
  * - `/health`: 200 {status: healthy, slot}
  * - anything else: 200 JSON {slot, path}
- * WebSockets on any path echo each message as `<slot>:<message>`; a text
- * message `close:<code>` makes the slot close with that code.
+ * WebSockets on any path but `/ws-refused` (401) echo each message as
+ * `<slot>:<message>`; a text message `close:<code>` makes the slot close with
+ * that code.
  */
 export class TestUpstream {
   readonly requests: RecordedRequest[] = [];
@@ -47,7 +48,11 @@ export class TestUpstream {
     readonly slot: UpstreamSlot,
     readonly server: Server,
   ) {
-    this.wss = new WebSocketServer({ server });
+    this.wss = new WebSocketServer({
+      server,
+      // A slot that refuses some upgrades: 401 from `ws`.
+      verifyClient: (info: { req: IncomingMessage }) => !info.req.url?.startsWith('/ws-refused'),
+    });
     this.wss.on('connection', (ws) => {
       this.websockets.add(ws);
       ws.on('close', () => this.websockets.delete(ws));

@@ -1,0 +1,130 @@
+import { spawnSync } from 'node:child_process';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProxyMetrics } from '../proxy/metrics.js';
+import { startTestEdge, type TestEdge } from './helpers/edge.js';
+import { httpRequest, rawHttp } from './helpers/http-client.js';
+import { startUpstreams, type TestUpstream } from './helpers/upstreams.js';
+
+const hasPromtool = spawnSync('promtool', ['--version']).status === 0;
+
+function value(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('proxy metrics', () => {
+  let blue: TestUpstream;
+  let green: TestUpstream;
+  let t: TestEdge;
+
+  beforeAll(async () => {
+    ({ blue, green } = await startUpstreams());
+    t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
+  });
+
+  afterAll(async () => {
+    await t?.stop();
+    await Promise.all([blue?.close(), green?.close()]);
+  });
+
+  it('counts requests by slot, bounded method and status, across scrapes', async () => {
+    const series = 'togather_proxy_requests_total{slot="blue",method="GET",code="200"}';
+    const before = value(await t.metrics.metrics(), series) ?? 0;
+    for (let i = 0; i < 3; i++) await httpRequest(`${t.url}/echo/${i}`);
+    expect(value(await t.metrics.metrics(), series)).toBe(before + 3);
+    await httpRequest(`${t.url}/echo/again`);
+    await httpRequest(`${t.url}/status/404`);
+    const text = await t.metrics.metrics();
+    expect(value(text, series)).toBe(before + 4);
+    expect(value(text, 'togather_proxy_requests_total{slot="blue",method="GET",code="404"}')).toBe(
+      1,
+    );
+  });
+
+  it('labels methods outside the standard set OTHER', async () => {
+    const answer = await rawHttp(
+      t.port,
+      'PROPFIND /echo/dav HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n',
+    );
+    expect(answer.status).toBe(200);
+    const text = await t.metrics.metrics();
+    expect(
+      value(text, 'togather_proxy_requests_total{slot="blue",method="OTHER",code="200"}'),
+    ).toBe(1);
+    expect(text).not.toContain('method="PROPFIND"');
+  });
+
+  it('observes durations and reports in-flight requests, the active slot and the epoch', async () => {
+    const count = 'togather_proxy_request_duration_seconds_count{slot="blue"}';
+    const before = value(await t.metrics.metrics(), count) ?? 0;
+    const slow = httpRequest(`${t.url}/slow?ms=1500`, { headers: { 'x-request-id': 'm-slow' } });
+    await eventually(() => blue.requests.some((r) => r.headers['x-request-id'] === 'm-slow'));
+    let text = await t.metrics.metrics();
+    expect(value(text, 'togather_proxy_inflight_requests{slot="blue"}')).toBe(1);
+    expect(value(text, 'togather_proxy_inflight_requests{slot="green"}')).toBe(0);
+    await slow;
+    text = await t.metrics.metrics();
+    expect(value(text, 'togather_proxy_inflight_requests{slot="blue"}')).toBe(0);
+    expect(value(text, count)).toBe(before + 1);
+    expect(value(text, 'togather_proxy_request_duration_seconds_bucket{le="1",slot="blue"}')).toBe(
+      before,
+    );
+
+    const state = await t.switchTo('green');
+    text = await t.metrics.metrics();
+    expect(value(text, 'togather_proxy_active_slot{slot="green"}')).toBe(1);
+    expect(value(text, 'togather_proxy_active_slot{slot="blue"}')).toBe(0);
+    expect(value(text, 'togather_proxy_slot_epoch')).toBe(state.epoch);
+    await t.switchTo('blue');
+  });
+
+  it('starts every bounded series at zero and shows the store up', async () => {
+    const text = await t.metrics.metrics();
+    for (const slot of ['blue', 'green']) {
+      for (const reason of ['refused', 'dns', 'unreachable', 'reset', 'timeout', 'drain_aborted']) {
+        expect(
+          value(text, `togather_proxy_upstream_errors_total{slot="${slot}",reason="${reason}"}`),
+        ).toBeDefined();
+      }
+    }
+    for (const result of ['switched', 'unchanged', 'refused', 'conflict', 'unavailable']) {
+      expect(value(text, `togather_proxy_switches_total{result="${result}"}`)).toBe(0);
+    }
+    expect(value(text, 'togather_proxy_store_up')).toBe(1);
+  });
+
+  it('counts switches for the control plane', async () => {
+    const metrics = new ProxyMetrics(new Registry(), { processMetrics: false });
+    metrics.switches.inc({ result: 'switched' });
+    metrics.recordSwitch('refused');
+    metrics.recordSwitch('refused');
+    const text = await metrics.metrics();
+    expect(value(text, 'togather_proxy_switches_total{result="switched"}')).toBe(1);
+    expect(value(text, 'togather_proxy_switches_total{result="refused"}')).toBe(2);
+    expect(metrics.contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
+  });
+
+  it.skipIf(!hasPromtool)('passes promtool check metrics, process metrics included', async () => {
+    const metrics = new ProxyMetrics(new Registry());
+    metrics.observeRequest('blue', 'GET', 200, 0.012);
+    metrics.countUpstreamError('green', 'timeout');
+    const check = (text: string) =>
+      spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    const own = check(await metrics.metrics());
+    expect(own.stderr + own.stdout).toBe('');
+    expect(own.status).toBe(0);
+    const edge = check(await t.metrics.metrics());
+    expect(edge.stderr + edge.stdout).toBe('');
+    expect(edge.status).toBe(0);
+    expect(await metrics.metrics()).toContain('process_cpu_seconds_total');
+  });
+});

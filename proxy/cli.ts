@@ -1,4 +1,5 @@
 import { Argument, type Command } from 'commander';
+import { loadProxyConfig } from './config.js';
 import { SLOTS, type Slot } from './slot-state.js';
 import {
   adminClientFrom,
@@ -10,6 +11,18 @@ import {
 
 /** Registers the proxy part's commands on the togather CLI. */
 export function registerProxyCommands(program: Command): void {
+  program
+    .command('proxy')
+    .description(
+      'run the edge proxy: public listener PROXY_HOST:PROXY_PORT, admin API ADMIN_HOST:ADMIN_PORT (see DESIGN.md for every variable)',
+    )
+    .action(async () => {
+      const config = loadProxyConfig();
+      // Loaded on use: the other commands need none of the proxy's dependencies.
+      const { runProxyProcess } = await import('./main.js');
+      await runProxyProcess(config);
+    });
+
   program
     .command('switch')
     .description('move traffic to a slot through the proxy admin API (ADMIN_URL, ADMIN_API_KEY)')

@@ -140,9 +140,10 @@ export class SwitchService {
       if (written.ok) {
         this.options.registry.apply(written.state);
         await this.record(request, current.active, target, written.state.epoch, 'switched');
-        this.options.logger.info(
+        // The data plane logs the switch itself (with its drain result) when it applies it.
+        this.options.logger.debug(
           { actor: request.actor, from: current.active, to: target, epoch: written.state.epoch },
-          'slot switched',
+          'switch written to the store',
         );
         return { ok: true, changed: true, state: written.state };
       }

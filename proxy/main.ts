@@ -1,0 +1,175 @@
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { CommandFailed } from '../cli/errors.js';
+import { createLogger } from '../common/logger.js';
+import type { ProxyConfig } from './config.js';
+import { createControlPlane, urlOf, type ControlPlane } from './control-plane.js';
+import { FileSlotStore } from './file-store.js';
+import { ProxyMetrics } from './metrics.js';
+import { createEdgeProxy, type EdgeProxy } from './proxy.js';
+import { RedisStore } from './redis-store.js';
+import { StoreCorruptError, StoreUnavailableError, type SlotStore } from './store.js';
+
+export interface RunningProxy {
+  /** The public listener, e.g. http://127.0.0.1:8080 */
+  publicUrl: string;
+  /** The admin listener, e.g. http://127.0.0.1:9080 */
+  adminUrl: string;
+  edge: EdgeProxy;
+  control: ControlPlane;
+  store: SlotStore;
+  /**
+   * Stops the admin listener, lets requests in flight finish (up to
+   * `timeoutMs`, default SHUTDOWN_TIMEOUT), then closes the store.
+   */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+export interface StartProxyOptions {
+  /** Defaults to a logger built from LOG_LEVEL and LOG_FORMAT. */
+  logger?: Logger;
+  /** Health poll of both slots for /admin/status (default 5 s). */
+  healthPollIntervalMs?: number;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/** The store DESIGN.md names: Redis for a fleet (REDIS_URL), else the state file. */
+export function storeFor(config: ProxyConfig, logger: Logger): SlotStore {
+  if (config.REDIS_URL) {
+    return new RedisStore({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger });
+  }
+  return new FileSlotStore({ stateFile: config.STATE_FILE });
+}
+
+/**
+ * `togather proxy` without the process around it: loads the slot state,
+ * starts the public and admin listeners and returns once both listen.
+ * Throws StoreCorruptError / StoreUnavailableError when the state cannot be
+ * loaded, and the listen error when a port is taken; nothing is left running.
+ */
+export async function startProxy(
+  config: ProxyConfig,
+  options: StartProxyOptions = {},
+): Promise<RunningProxy> {
+  const logger =
+    options.logger ??
+    createLogger({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, name: 'togather-proxy' });
+  if (!LOOPBACK.test(config.ADMIN_HOST)) {
+    logger.warn(
+      { admin_host: config.ADMIN_HOST },
+      'the admin API listens off loopback (ADMIN_ALLOW_REMOTE): anyone who can reach it and guesses the key can move traffic; keep it on a private network',
+    );
+  }
+
+  const store = storeFor(config, logger);
+  const metrics = new ProxyMetrics(new Registry());
+  let edge: EdgeProxy | undefined;
+  let control: ControlPlane | undefined;
+  try {
+    edge = await createEdgeProxy({ config, store, logger, metrics });
+    const data = edge;
+    control = createControlPlane({
+      config,
+      store,
+      registry: data.registry,
+      traffic: (slot) => data.traffic(slot),
+      metrics,
+      switches: metrics.switches,
+      logger,
+      healthPollIntervalMs: options.healthPollIntervalMs,
+    });
+    const publicUrl = urlOf(await data.listen());
+    const adminUrl = await control.listen();
+    logger.info(
+      {
+        public: publicUrl,
+        admin: adminUrl,
+        store: `${store.kind} ${store.location}`,
+        active: data.registry.current.active,
+        epoch: data.registry.current.epoch,
+      },
+      'togather proxy listening',
+    );
+    const running = { publicUrl, adminUrl, edge: data, control, store };
+    let closing: Promise<void> | undefined;
+    return {
+      ...running,
+      close(timeoutMs?: number) {
+        closing ??= stop(running, logger, timeoutMs);
+        return closing;
+      },
+    };
+  } catch (error) {
+    await control?.close().catch(() => undefined);
+    await edge?.close(0).catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function stop(
+  running: { edge: EdgeProxy; control: ControlPlane; store: SlotStore },
+  logger: Logger,
+  timeoutMs: number | undefined,
+): Promise<void> {
+  // No switch may start once shutdown has begun; the public side drains.
+  await Promise.all([
+    running.control.close().catch((error: unknown) => {
+      logger.warn({ err: error }, 'admin listener did not close cleanly');
+    }),
+    running.edge.close(timeoutMs),
+  ]);
+  await running.store.close();
+  logger.info('togather proxy stopped');
+}
+
+/**
+ * The `togather proxy` process: starts, serves until SIGTERM or SIGINT, then
+ * stops gracefully and returns (exit 0). A second signal during the stop
+ * exits at once with 1.
+ */
+export async function runProxyProcess(config: ProxyConfig): Promise<void> {
+  const logger = createLogger({
+    level: config.LOG_LEVEL,
+    format: config.LOG_FORMAT,
+    name: 'togather-proxy',
+  });
+  let running: RunningProxy;
+  try {
+    running = await startProxy(config, { logger });
+  } catch (error) {
+    throw new CommandFailed(`cannot start the proxy: ${startFailure(error)}`);
+  }
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  logger.info(
+    { signal, timeout_ms: config.SHUTDOWN_TIMEOUT },
+    'stopping: finishing requests in flight',
+  );
+  const again = (second: NodeJS.Signals) => {
+    logger.warn({ signal: second }, 'second signal: exiting without waiting');
+    process.exit(1);
+  };
+  process.once('SIGTERM', again);
+  process.once('SIGINT', again);
+  await running.close();
+  process.off('SIGTERM', again);
+  process.off('SIGINT', again);
+}
+
+function startFailure(error: unknown): string {
+  if (error instanceof StoreCorruptError)
+    return `the stored slot state is unreadable: ${error.message}`;
+  if (error instanceof StoreUnavailableError)
+    return `the slot store is unavailable: ${error.message}`;
+  const code = (error as NodeJS.ErrnoException).code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === 'EADDRINUSE') return `a port is already in use (${message})`;
+  if (code === 'EACCES')
+    return `not allowed to listen (${message}); ports below 1024 need privileges`;
+  if (code === 'EADDRNOTAVAIL') return `cannot listen on that address (${message})`;
+  return message;
+}

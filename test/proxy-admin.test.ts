@@ -4,12 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { Counter, Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadProxyConfig } from '../proxy/config.js';
-import { createControlPlane } from '../proxy/control-plane.js';
-import { RedisStore } from '../proxy/redis-store.js';
-import { SlotRegistry } from '../proxy/slot-registry.js';
+import { startProxy } from '../proxy/main.js';
 import { startFakeSlots, type FakeSlot } from './helpers/fake-slots.js';
 import { TestRedis } from './helpers/redis.js';
 
@@ -19,10 +16,11 @@ const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 interface Admin {
   url: string;
+  publicUrl: string;
   close(): Promise<void>;
 }
 
-/** TEMPORARY until the data plane lands: the control plane over a real Redis store. */
+/** The whole proxy in this process (public listener unused here), on a real Redis. */
 async function startAdmin(
   redis: TestRedis,
   slots: Record<'blue' | 'green', FakeSlot>,
@@ -30,38 +28,16 @@ async function startAdmin(
 ): Promise<Admin> {
   const config = loadProxyConfig({
     ADMIN_API_KEY: KEY,
+    PROXY_HOST: '127.0.0.1',
+    PROXY_PORT: '0',
     ADMIN_PORT: '0',
     BLUE_URL: slots.blue.url,
     GREEN_URL: slots.green.url,
     REDIS_URL: redis.url,
+    REDIS_KEY_PREFIX: prefix,
   });
-  const store = new RedisStore({ url: redis.url, keyPrefix: prefix, logger });
-  const registry = new SlotRegistry(await store.init('blue'));
-  const metrics = new Registry();
-  const switches = new Counter({
-    name: 'togather_proxy_switches_total',
-    help: 'switch attempts by result',
-    labelNames: ['result'] as const,
-    registers: [metrics],
-  });
-  const plane = createControlPlane({
-    config,
-    store,
-    registry,
-    traffic: () => ({ url: '', inflight: 0, websockets: 0, draining: false }),
-    metrics,
-    switches,
-    logger,
-    gate: { retryDelayMs: 20 },
-  });
-  const url = await plane.listen();
-  return {
-    url,
-    async close() {
-      await plane.close();
-      await store.close();
-    },
-  };
+  const proxy = await startProxy(config, { logger, healthPollIntervalMs: 200 });
+  return { url: proxy.adminUrl, publicUrl: proxy.publicUrl, close: () => proxy.close(1000) };
 }
 
 interface Answer {
@@ -123,6 +99,9 @@ describe('admin API', () => {
         changed: true,
         switched_at: expect.stringMatching(ISO),
       });
+      const served = await fetch(`${admin.publicUrl}/events`);
+      expect(served.headers.get('x-togather-slot')).toBe('green');
+      expect(await served.json()).toEqual({ slot: 'green', path: '/events' });
       const second = await call('POST', '/admin/switch', { body: '{"slot":"blue"}' });
       expect(second.status).toBe(200);
       expect(second.body).toEqual({

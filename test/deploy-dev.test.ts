@@ -1,0 +1,134 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { processAlive } from '../deploy/slot-processes.js';
+import { killSlotProcesses, makeRelease, tempDir } from './helpers/deploy-fixtures.js';
+import { freePort } from './helpers/ports.js';
+import { runCli, startCli, type RunningProcess } from './helpers/processes.js';
+import { waitForPort } from './helpers/redis.js';
+
+const dir = tempDir('dev');
+const stateDir = join(dir.path, 'state');
+let dev: RunningProcess | undefined;
+
+afterAll(async () => {
+  await dev?.stop('SIGKILL');
+  killSlotProcesses(stateDir);
+  dir.cleanup();
+}, 60_000);
+
+async function portClosed(port: number): Promise<boolean> {
+  return waitForPort(port, 200).then(
+    () => false,
+    () => true,
+  );
+}
+
+describe('togather dev', () => {
+  it('starts the whole stack with no configuration, answers through the proxy, takes a local deploy, stops on SIGINT', async () => {
+    const [proxyPort, adminPort, bluePort, greenPort] = await Promise.all([
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+    ]);
+    const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+    const adminUrl = `http://127.0.0.1:${adminPort}`;
+    dev = startCli(
+      [
+        'dev',
+        '--proxy-port',
+        String(proxyPort),
+        '--admin-port',
+        String(adminPort),
+        '--blue-port',
+        String(bluePort),
+        '--green-port',
+        String(greenPort),
+        '--state-dir',
+        stateDir,
+      ],
+      {},
+      dir.path,
+    );
+    await dev.waitFor(/togather dev is running/, 90_000);
+    const out = dev.stdout;
+    const proxyKey = /proxy admin key \(generated, shown once\): (\S+)/.exec(out)?.[1];
+    const appKey = /app API key\s+\(generated, shown once\): (\S+)/.exec(out)?.[1];
+    expect(proxyKey).toMatch(/^[\w-]{32,}$/);
+    expect(appKey).toMatch(/^[\w-]{32,}$/);
+    expect(appKey).not.toBe(proxyKey);
+    expect(out.split(proxyKey!).length - 1).toBe(3); // the key line and two curl commands, once each
+    expect(out).toContain(`proxy      ${proxyUrl}`);
+    expect(out).toContain(`admin API  ${adminUrl}   (127.0.0.1 only)`);
+    expect(out).toContain(`curl -i ${proxyUrl}/health`);
+    expect(out).toContain(
+      `curl -s -X POST "${adminUrl}/admin/switch?slot=green" -H "Authorization: Bearer ${proxyKey}"`,
+    );
+
+    const health = await fetch(`${proxyUrl}/health`);
+    expect(health.status).toBe(200);
+    expect(health.headers.get('x-togather-slot')).toBe('blue');
+
+    // Both slots share the one PGlite database, served over the wire protocol.
+    const created = await fetch(`${proxyUrl}/api/v1/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${appKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Dev launch', startDate: '2030-01-01T18:00:00Z' }),
+    });
+    expect(created.status).toBe(201);
+    const fromGreen = await fetch(`http://127.0.0.1:${greenPort}/api/v1/events`);
+    expect(JSON.stringify(await fromGreen.json())).toContain('Dev launch');
+
+    // togather deploy --runner local against it: the idle green gets the new release.
+    const release = makeRelease(dir.path, '9.9.9-dev');
+    const deployed = await runCli(
+      [
+        'deploy',
+        '--runner',
+        'local',
+        '--env',
+        join(stateDir, 'dev', 'deploy.env'),
+        '--build',
+        release,
+        '--health-interval',
+        '200ms',
+        '--verify-seconds',
+        '2',
+      ],
+      {},
+      { timeoutMs: 120_000 },
+    );
+    expect(deployed.stderr).toBe('');
+    expect(deployed.code).toBe(0);
+    expect(deployed.stdout).toMatch(/^snapshot\s+skipped\s/m);
+    expect(deployed.stdout).toMatch(/^deployed 9\.9\.9-dev \(blue -> green\)/m);
+    const version = await fetch(`${proxyUrl}/version`);
+    expect(version.headers.get('x-togather-slot')).toBe('green');
+    expect(((await version.json()) as { version: string }).version).toBe('9.9.9-dev');
+    const slots = JSON.parse(readFileSync(join(stateDir, 'slots.json'), 'utf8')) as Record<
+      string,
+      { pid: number; started_by: string }
+    >;
+    expect(slots.green!.started_by).toBe('deploy');
+
+    // Ctrl-C: everything stops, including the slot the deploy started.
+    const exit = await dev.stop('SIGINT', 30_000);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(dev.stdout).toContain('stopped\n');
+    expect(processAlive(slots.green!.pid)).toBe(false);
+    expect(processAlive(slots.blue!.pid)).toBe(false);
+    for (const port of [proxyPort, adminPort, bluePort, greenPort])
+      expect(await portClosed(port)).toBe(true);
+    dev = undefined;
+  });
+
+  it('bad ports exit 2', async () => {
+    const r = await runCli(['dev', '--proxy-port', 'eighty']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('togather: --proxy-port: "eighty" is not a port\n');
+    const same = await runCli(['dev', '--proxy-port', '18080', '--admin-port', '18080']);
+    expect(same.code).toBe(2);
+    expect(same.stderr).toBe('togather: the four ports must differ\n');
+  });
+});

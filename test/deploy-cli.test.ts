@@ -276,9 +276,18 @@ describe('togather deploy: the lock between deploys', () => {
     try {
       await first.waitFor(/^lock\s+ok\s/m, 20_000);
 
-      const second = await runCli([...common, '--health-retries', '1']);
+      const second = await runCli([...common, '--health-retries', '1', '--json']);
       expect(second.code).toBe(1);
-      expect(second.stdout).toMatch(/^lock\s+FAILED\s/m);
+      // --json: the record alone on stdout
+      const refused = JSON.parse(second.stdout) as {
+        result: string;
+        steps: { name: string; status: string }[];
+      };
+      expect(refused.result).toBe('failed');
+      expect(refused.steps.map((s) => [s.name, s.status])).toEqual([
+        ['validate', 'ok'],
+        ['lock', 'failed'],
+      ]);
       expect(second.stderr).toMatch(
         new RegExp(
           `^togather: deploy of 5\\.0\\.0 failed: lock: another deploy holds the lock: \\S+@\\S+ pid ${first.pid} since \\S+ \\(deploy 5\\.0\\.0\\); it expires in \\d+ s unless renewed\\n$`,

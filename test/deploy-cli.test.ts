@@ -239,6 +239,60 @@ describe('togather deploy: bad input', () => {
   });
 });
 
+describe('togather deploy: interrupted', () => {
+  it('SIGINT stops a deploy before the switch: exit 1, reason recorded, lock released', async () => {
+    const [bluePort, greenPort] = [await freePort(), await freePort()];
+    const stateDir = join(dir.path, 'state-sigint');
+    const path = writeEnvFile(join(dir.path, 'sigint.env'), {
+      ...goodEnv(),
+      BLUE_PORT: String(bluePort),
+      GREEN_PORT: String(greenPort),
+      DEPLOY_STATE_DIR: stateDir,
+    });
+    const build = makeFakeBuild(dir.path, '6.0.0', 'unhealthy');
+    const deploy = startCli([
+      'deploy',
+      '--runner',
+      'local',
+      '--env',
+      path,
+      '--build',
+      build,
+      '--skip-snapshot',
+      '--skip-migrations',
+      '--health-retries',
+      '10000',
+      '--health-interval',
+      '100ms',
+    ]);
+    try {
+      await deploy.waitFor(/^start\s+ok\s/m, 20_000);
+      const exit = await deploy.stop('SIGINT', 20_000);
+      expect(exit).toEqual({ code: 1, signal: null });
+      expect(deploy.stderr).toContain(
+        'warning: SIGINT: stopping the deploy (rolling back if traffic moved)',
+      );
+      expect(deploy.stderr).toMatch(
+        /togather: deploy of 6\.0\.0 failed: health: interrupted by a signal\n$/,
+      );
+      const status = await runCli(['deploy', 'status', '--env', path, '--json']);
+      const parsed = JSON.parse(status.stdout) as {
+        latest: { result: string; reason: string };
+        lock: unknown;
+      };
+      expect(parsed.lock).toBeNull();
+      expect(parsed.latest).toMatchObject({
+        result: 'failed',
+        reason: 'health: interrupted by a signal',
+      });
+      expect(switches).toEqual([]);
+    } finally {
+      await deploy.stop('SIGKILL');
+      killSlotProcesses(stateDir);
+    }
+  });
+});
+
 describe('togather deploy: the lock between deploys', () => {
   it('a second concurrent deploy is refused; the lock of a killed deploy expires', async () => {
     const [bluePort, greenPort] = [await freePort(), await freePort()];

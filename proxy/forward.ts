@@ -196,7 +196,20 @@ export class Forwarder implements ExchangeObserver {
   readonly onClientError = (error: NodeJS.ErrnoException, stream: Duplex): void => {
     // The public listener is a net-based http.Server: its client streams are net.Sockets.
     const socket = stream as Socket;
-    if (error.code === 'ECONNRESET' || !socket.writable || answerStarted(socket)) {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const pending = pendingAnswer(socket);
+    if (pending !== null && pending.req.complete && error.code?.startsWith('HPE_') === true) {
+      // The bad bytes follow a complete request whose answer is still on its
+      // way: that answer goes first, else the client would read this error as
+      // the answer to a request the slot did serve. Node parses nothing more
+      // on this connection, so once the answers end only the error is left.
+      pending.once('close', () => setImmediate(() => this.onClientError(error, socket)));
+      return;
+    }
+    if (pending?.headersSent === true) {
       socket.destroy();
       return;
     }
@@ -387,11 +400,10 @@ function isReplayable(req: EdgeRequest): boolean {
   return (length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined;
 }
 
-/** Whether an answer on this connection has started (Node's own check, on its internal field). */
-function answerStarted(socket: Socket): boolean {
-  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })
-    ._httpMessage;
-  return inFlight?.headersSent === true;
+/** The answer Node is writing on this connection now, if any (its own internal field). */
+function pendingAnswer(socket: Socket): EdgeResponse | null {
+  const inFlight = (socket as Socket & { _httpMessage?: EdgeResponse | null })._httpMessage;
+  return inFlight ?? null;
 }
 
 function clientErrorAnswer(code: string | undefined): [number, string] {

@@ -68,14 +68,31 @@ export function buildAdminApi(options: AdminApiOptions): FastifyInstance {
     // The listener is on loopback or behind an operator's own network: the
     // peer address is the client (the failed-attempt brake keys on it).
     trustProxy: false,
-    return503OnClosing: true,
+    // Answered by the hook below, in the JSON error shape.
+    return503OnClosing: false,
     exposeHeadRoutes: true,
   });
 
   installBodyParsers(app);
   installErrorHandling(app, options.logger);
 
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
   app.addHook('onRequest', async (request) => {
+    if (closing && pathOf(request.url) !== '/metrics') {
+      throw new AdminError(
+        503,
+        'shutting_down',
+        'the proxy is shutting down',
+        {},
+        {
+          connection: 'close',
+        },
+      );
+    }
     if (!isAdminPath(pathOf(request.url))) return;
     const verdict = options.auth.check(request.ip, request.headers.authorization);
     if (verdict.ok) return;

@@ -62,6 +62,12 @@ export async function startProxy(
     );
   }
 
+  if (config.PROXY_WORKERS > 1) {
+    logger.warn(
+      { PROXY_WORKERS: config.PROXY_WORKERS },
+      'PROXY_WORKERS above 1 is not supported: running one process (run several proxies on one Redis to use more cores)',
+    );
+  }
   const store = storeFor(config, logger);
   const metrics = new ProxyMetrics(new Registry());
   let edge: EdgeProxy | undefined;

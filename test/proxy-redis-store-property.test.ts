@@ -256,7 +256,7 @@ async function scenario(ops: Op[]): Promise<void> {
 describe('RedisStore under random interleavings and restarts', () => {
   it('keeps epochs increasing and converges every registry', { timeout: 180_000 }, async () => {
     await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), scenario), {
-      numRuns: Number(process.env.PROPERTY_RUNS ?? 20),
+      numRuns: Number(process.env.PROPERTY_RUNS ?? 12),
       interruptAfterTimeLimit: 90_000,
     });
   });

@@ -34,6 +34,8 @@ export interface ProxyOptions {
   redisKeyPrefix?: string;
   workers?: number;
   drainTimeout?: string;
+  /** Run under `node --cpu-prof`, writing the profile (one per process) into this directory. */
+  cpuProfileDir?: string;
 }
 
 export interface SwitchAnswer {
@@ -82,7 +84,15 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyProcess> {
   } else {
     env.STATE_FILE = join(makeTempDir(`proxy-${options.name}`), 'proxy-state.json');
   }
-  const child = startProcess(`proxy-${options.name}`, process.execPath, [CLI, 'proxy'], env);
+  const profiling = options.cpuProfileDir
+    ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir]
+    : [];
+  const child = startProcess(
+    `proxy-${options.name}`,
+    process.execPath,
+    [...profiling, CLI, 'proxy'],
+    env,
+  );
   const agent = keepAliveAgent();
   const adminUrl = `http://127.0.0.1:${adminPort}`;
   const auth = { authorization: `Bearer ${adminKey}` };

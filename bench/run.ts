@@ -3,12 +3,13 @@
  * scenarios, stops everything, and writes bench/results/.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NGINX_INSTALL_HINT, nginxVersion } from './nginx.js';
 import { proxyUnavailableReason } from './proxy-process.js';
 import { MachineLoadMeter } from './proc.js';
+import { profileMarkdown, profilesIn, summarizeProfile } from './profile.js';
 import { installCleanup, stopAll } from './processes.js';
 import { machineInfo, writeScenarioResult, writeSummary } from './report.js';
 import type { BenchOptions, Scenario, ScenarioContext } from './scenario.js';
@@ -67,6 +68,7 @@ interface Flags {
   switchInterval: number;
   switches: number;
   results: string;
+  cpuProf: boolean;
 }
 
 function parseFlags(argv: string[]): Flags {
@@ -91,10 +93,41 @@ function parseFlags(argv: string[]): Flags {
     .option('--switch-interval <ms>', 'time between switches in the cutover run', positiveInt, 500)
     .option('--switches <n>', 'switches in the fleet scenario', positiveInt, 100)
     .option('--results <dir>', 'where results go', join(REPO_ROOT, 'bench', 'results'))
+    .option(
+      '--cpu-prof',
+      'run every proxy under node --cpu-prof; profiles and their top functions go to bench/profiles/<scenario>/',
+      false,
+    )
     .exitOverride()
     .showHelpAfterError();
   program.parse(argv);
   return program.opts<Flags>();
+}
+
+/** bench/profiles/<scenario>/, emptied of an earlier run's profiles. */
+function freshProfileDir(scenario: string): string {
+  const dir = join(REPO_ROOT, 'bench', 'profiles', scenario);
+  mkdirSync(dir, { recursive: true });
+  for (const file of profilesIn(dir)) rmSync(file);
+  return dir;
+}
+
+/** Summarizes each profile into <dir>/summary.md and prints the top of the busiest one. */
+function reportProfiles(dir: string, log: (message: string) => void): void {
+  const summaries = profilesIn(dir)
+    .map((file) => summarizeProfile(file, REPO_ROOT))
+    .sort((a, b) => b.busyMs - a.busyMs);
+  if (summaries.length === 0) {
+    log(`no CPU profile was written to ${dir} (did the proxy exit cleanly?)`);
+    return;
+  }
+  const markdown = summaries.map((s) => profileMarkdown(s, REPO_ROOT)).join('\n');
+  writeFileSync(join(dir, 'summary.md'), `# CPU profiles: self time per function\n\n${markdown}`);
+  const busiest = summaries[0]!;
+  log(`CPU profile ${busiest.file}: top functions by self time (% of busy time)`);
+  for (const f of busiest.top.slice(0, 12))
+    log(`  ${f.percent.toFixed(1).padStart(5)} %  ${f.name}  ${f.location}`);
+  log(`all profiles summarized in ${join(dir, 'summary.md')}`);
 }
 
 async function main(): Promise<number> {
@@ -141,9 +174,11 @@ async function main(): Promise<number> {
   let failed = false;
   for (const scenario of flags.scenarios) {
     context.log(`scenario ${scenario.name}: ${scenario.title}`);
+    const profileDir = flags.cpuProf ? freshProfileDir(scenario.name) : undefined;
+    const scenarioContext = { ...context, options: { ...options, cpuProfileDir: profileDir } };
     const machineLoad = new MachineLoadMeter();
     try {
-      const outcome = await scenario.run(context);
+      const outcome = await scenario.run(scenarioContext);
       const load = machineLoad.read();
       context.log(
         `scenario ${scenario.name}: other processes used ${load.otherCores.toFixed(2)} cores on average meanwhile (steal ${load.stealCores.toFixed(2)})`,
@@ -166,6 +201,7 @@ async function main(): Promise<number> {
       // Whatever a failed scenario left running must not disturb the next one.
       await stopAll();
     }
+    if (profileDir) reportProfiles(profileDir, context.log);
   }
   const summary = writeSummary(
     options.resultsDir,

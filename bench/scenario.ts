@@ -12,6 +12,8 @@ export interface BenchOptions {
   /** Fleet scenario: number of switches. */
   switches: number;
   resultsDir: string;
+  /** When set, every proxy runs under `node --cpu-prof` and writes its profile here. */
+  cpuProfileDir?: string;
 }
 
 export interface Availability {

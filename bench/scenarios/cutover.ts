@@ -67,8 +67,18 @@ interface CutoverRun {
   loadgenCpuPercent: number;
 }
 
-async function proxySwitcher(blueUrl: string, greenUrl: string): Promise<Switcher> {
-  const proxy = await startProxy({ name: 'cutover', blueUrl, greenUrl, drainTimeout: '5s' });
+async function proxySwitcher(
+  blueUrl: string,
+  greenUrl: string,
+  cpuProfileDir: string | undefined,
+): Promise<Switcher> {
+  const proxy = await startProxy({
+    name: 'cutover',
+    blueUrl,
+    greenUrl,
+    drainTimeout: '5s',
+    cpuProfileDir,
+  });
   return {
     name: 'proxy',
     url: proxy.url,
@@ -255,7 +265,7 @@ export const cutoverScenario: Scenario = {
     const runs: CutoverRun[] = [];
     try {
       if (available.proxyMissing === undefined)
-        switchers.push(await proxySwitcher(blue.url, green.url));
+        switchers.push(await proxySwitcher(blue.url, green.url, options.cpuProfileDir));
       else skipped.push(`proxy: ${available.proxyMissing}`);
       if (available.nginx !== undefined)
         switchers.push(await nginxSwitcher({ blue: blue.port, green: green.port }));

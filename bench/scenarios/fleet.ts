@@ -65,6 +65,7 @@ export const fleetScenario: Scenario = {
       greenUrl: green.url,
       redisUrl: redis.url,
       redisKeyPrefix: prefix,
+      cpuProfileDir: options.cpuProfileDir,
     };
     const samples: SwitchSample[] = [];
     const agent = keepAliveAgent();

@@ -40,6 +40,7 @@ export const memoryScenario: Scenario = {
       name: 'memory',
       blueUrl: upstream.url,
       greenUrl: upstream.url,
+      cpuProfileDir: options.cpuProfileDir,
     });
     const samples: RssSample[] = [];
     let idle = 0;

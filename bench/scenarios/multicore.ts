@@ -47,6 +47,7 @@ export const multicoreScenario: Scenario = {
             blueUrl: upstream.url,
             greenUrl: upstream.url,
             workers,
+            cpuProfileDir: options.cpuProfileDir,
           });
           stops.push(proxy.stop);
           const system = `proxy ${workers}w`;

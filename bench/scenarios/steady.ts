@@ -38,6 +38,7 @@ async function startTargets(
       name: 'steady',
       blueUrl: upstream.url,
       greenUrl: upstream.url,
+      cpuProfileDir: context.options.cpuProfileDir,
     });
     targets.push({ name: 'proxy', url: proxy.url, rootPid: proxy.process.pid });
     stops.push(proxy.stop);

@@ -630,3 +630,25 @@ describe('edge proxy and stale pooled connections', () => {
     });
   });
 });
+
+describe('edge proxy with a slot URL that has a path', () => {
+  let blue: TestUpstream;
+  let green: TestUpstream;
+  let t: TestEdge;
+
+  beforeAll(async () => {
+    ({ blue, green } = await startUpstreams());
+    t = await startTestEdge({ blueUrl: `${blue.url}/echo/prefix`, greenUrl: green.url });
+  });
+
+  afterAll(async () => {
+    await t?.stop();
+    await Promise.all([blue?.close(), green?.close()]);
+  });
+
+  it('puts the path in front of the request target', async () => {
+    const answer = await httpRequest(`${t.url}/items?page=2`);
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.body).url).toBe('/echo/prefix/items?page=2');
+  });
+});

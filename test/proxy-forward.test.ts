@@ -1,5 +1,5 @@
 import { Agent, request, type IncomingMessage } from 'node:http';
-import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
+import { connect, createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge, type TestEdge } from './helpers/edge.js';
 import { httpRequest, rawHttp } from './helpers/http-client.js';
@@ -650,5 +650,68 @@ describe('edge proxy with a slot URL that has a path', () => {
     const answer = await httpRequest(`${t.url}/items?page=2`);
     expect(answer.status).toBe(200);
     expect(JSON.parse(answer.body).url).toBe('/echo/prefix/items?page=2');
+  });
+});
+
+describe('edge proxy client-side limits', () => {
+  let blue: TestUpstream;
+  let green: TestUpstream;
+  let t: TestEdge;
+
+  beforeAll(async () => {
+    ({ blue, green } = await startUpstreams());
+    t = await startTestEdge({
+      blueUrl: blue.url,
+      greenUrl: green.url,
+      env: { HEADERS_TIMEOUT: '400ms', REQUEST_TIMEOUT: '800ms', MAX_CONNECTIONS: '3' },
+    });
+  });
+
+  afterAll(async () => {
+    await t?.stop();
+    await Promise.all([blue?.close(), green?.close()]);
+  });
+
+  it('answers 408 with the slot header when the headers do not arrive in time', async () => {
+    const answer = await rawHttp(t.port, 'GET /echo HTTP/1.1\r\nHost: edge.test\r\n');
+    expect(answer.status).toBe(408);
+    expect(answer.headers['x-togather-slot']).toBe('blue');
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'request_timeout', slot: 'blue' });
+  });
+
+  it('keeps an HTTP/1.0 keep-alive client alive and closes a plain HTTP/1.0 one', async () => {
+    const socket = connect(t.port, '127.0.0.1');
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('GET /echo/one HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
+    await eventually(() => Buffer.concat(received).includes('"url":"/echo/one"'));
+    const first = Buffer.concat(received).toString();
+    expect(first).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(first).toMatch(/\r\nConnection: keep-alive\r\n/i);
+    socket.write('GET /echo/two HTTP/1.0\r\n\r\n');
+    await new Promise((resolve) => socket.once('close', resolve));
+    const both = Buffer.concat(received).toString();
+    expect(both).toContain('"url":"/echo/two"');
+    expect(both.slice(first.length)).toMatch(/\r\nConnection: close\r\n/i);
+  });
+
+  it('refuses connections beyond MAX_CONNECTIONS and counts them', async () => {
+    const held = await Promise.all(
+      [1, 2, 3].map(
+        () =>
+          new Promise<ReturnType<typeof connect>>((resolve) => {
+            const s = connect(t.port, '127.0.0.1', () => resolve(s));
+          }),
+      ),
+    );
+    try {
+      await expect(httpRequest(`${t.url}/echo/fourth`)).rejects.toThrow(
+        /socket hang up|ECONNRESET/,
+      );
+      expect(await t.metrics.metrics()).toMatch(/togather_proxy_dropped_connections_total 1\n/);
+    } finally {
+      for (const s of held) s.destroy();
+    }
   });
 });

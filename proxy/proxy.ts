@@ -159,6 +159,11 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
     forwarder.handle,
   );
   server.keepAliveTimeout = config.KEEP_ALIVE_TIMEOUT;
+  // Node drops header lines beyond maxHeadersCount (2000) from req.headers while
+  // its parser still frames the body by them: a Content-Length past the 2000th
+  // line would not be forwarded and the body would reach the slot unframed, as
+  // requests of its own. MAX_HEADER_SIZE bounds the header block instead.
+  server.maxHeadersCount = 0;
   if (config.MAX_CONNECTIONS > 0) server.maxConnections = config.MAX_CONNECTIONS;
   server.on('upgrade', websockets.handleUpgrade);
   server.on('clientError', forwarder.onClientError);

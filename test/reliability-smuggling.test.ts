@@ -223,6 +223,27 @@ describe('framing the proxy accepts reaches the slot framed one way only', () =>
     expect(blue.received('/smuggled')).toEqual([]);
   });
 
+  it.each([
+    ['Content-Length', (body: string) => `Content-Length: ${body.length}\r\n\r\n${body}`],
+    [
+      'Transfer-Encoding: chunked',
+      (body: string) =>
+        `Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+    ],
+  ])('keeps %s framing when it comes after 2000 other header lines', async (_name, framed) => {
+    // Node leaves header lines past its header count limit out of req.headers.
+    const smuggled = `GET /smuggled HTTP/1.1\r\n${HEAD}\r\n`;
+    const reply = await converse(
+      proxy.port,
+      `GET /front HTTP/1.1\r\n${HEAD}${'x-pad:\r\n'.repeat(2001)}Connection: close\r\n${framed(smuggled)}`,
+    );
+    expect(reply.answers.map((a) => a.status)).toEqual([200]);
+    expect(blue.traffic().map((r) => [r.method, r.target, r.body.toString()])).toEqual([
+      ['GET', '/front', smuggled],
+    ]);
+    expect(blue.received('/smuggled')).toEqual([]);
+  });
+
   it('answers a malformed request pipelined behind a slow one only after the slow answer', async () => {
     const reply = await converse(
       proxy.port,

@@ -1,7 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { redactUrl } from '../common/logger.js';
 import { AdminAuth } from './admin-auth.js';
 import { buildAdminApi, type MetricsSource } from './admin-api.js';
 import { adminStatus, type SlotTraffic } from './admin-status.js';
@@ -20,7 +19,7 @@ export interface ControlPlaneOptions {
   >;
   store: SlotStore;
   registry: SlotRegistry;
-  /** The data plane's view of each slot's traffic. */
+  /** The data plane's view of each slot's traffic (its URL without password). */
   traffic: (slot: Slot) => SlotTraffic;
   metrics: MetricsSource;
   switches: SwitchCounter;
@@ -42,12 +41,6 @@ export interface ControlPlane {
 /** The admin side of the proxy: switch service, health gate and poll, admin API. */
 export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const { config, store, registry, logger } = options;
-  // Shown on /admin/status: a password in a slot URL is not.
-  const shown = (url: string) => (new URL(url).password ? redactUrl(url) : url);
-  const slotUrl: Record<Slot, string> = {
-    blue: shown(config.BLUE_URL),
-    green: shown(config.GREEN_URL),
-  };
   const healthUrls: Record<Slot, string> = {
     blue: healthUrl(config.BLUE_URL, config.HEALTH_PATH),
     green: healthUrl(config.GREEN_URL, config.HEALTH_PATH),
@@ -78,7 +71,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         registry,
         store,
         monitor,
-        traffic: (slot) => ({ ...options.traffic(slot), url: slotUrl[slot] }),
+        traffic: options.traffic,
       }),
     history: (limit) => store.history(limit),
     metrics: options.metrics,

@@ -40,6 +40,11 @@ async function startAdmin(
   return { url: proxy.adminUrl, publicUrl: proxy.publicUrl, close: () => proxy.close(1000) };
 }
 
+interface AdminStatusBody {
+  draining: string[];
+  slots: Record<'blue' | 'green', { active: boolean; inflight: number; draining: boolean }>;
+}
+
 interface Answer {
   status: number;
   headers: Headers;
@@ -253,6 +258,35 @@ describe('admin API', () => {
               .green,
         )
         .toMatchObject({ healthy: true, version: '1.0.0', health_status: 'healthy' });
+    });
+  });
+
+  describe('status while a slot drains', () => {
+    it('shows the old slot draining with its request in flight, then drained', async () => {
+      const slow = fetch(`${admin.publicUrl}/slow?ms=1500`);
+      await expect
+        .poll(
+          async () =>
+            ((await call('GET', '/admin/status')).body as AdminStatusBody).slots.blue.inflight,
+        )
+        .toBe(1);
+      expect((await call('POST', '/admin/switch?slot=green')).status).toBe(200);
+      const during = (await call('GET', '/admin/status')).body as AdminStatusBody;
+      expect(during.draining).toEqual(['blue']);
+      expect(during.slots.blue).toMatchObject({ active: false, inflight: 1, draining: true });
+      expect(during.slots.green).toMatchObject({ active: true, inflight: 0, draining: false });
+      const answer = await slow;
+      expect(answer.headers.get('x-togather-slot')).toBe('blue');
+      expect(await answer.json()).toEqual({ slot: 'blue', path: '/slow?ms=1500' });
+      await expect
+        .poll(async () => ((await call('GET', '/admin/status')).body as AdminStatusBody).draining)
+        .toEqual([]);
+      expect(
+        ((await call('GET', '/admin/status')).body as AdminStatusBody).slots.blue,
+      ).toMatchObject({
+        inflight: 0,
+        draining: false,
+      });
     });
   });
 

@@ -14,7 +14,8 @@ export interface FakeHealth {
 /**
  * A tiny stand-in for one app slot on a real loopback socket: /health answers
  * as set (status, delay, version), every other path answers 200 JSON naming
- * the slot, so a test can tell which slot served a request.
+ * the slot, so a test can tell which slot served a request (`/slow?ms=N`
+ * after N ms).
  */
 export class FakeSlot {
   readonly health: FakeHealth = { status: 200, delayMs: 0, version: '1.0.0' };
@@ -69,7 +70,16 @@ export class FakeSlot {
       return;
     }
     this.requests++;
-    req.on('end', () => sendJson(res, 200, { slot: this.slot, path: req.url }));
+    // /slow?ms=N answers after N ms: a request still in flight at a switch.
+    const slow = /^\/slow\?ms=(\d+)$/.exec(req.url ?? '');
+    const delayMs = slow ? Number(slow[1]) : 0;
+    req.on('end', () => {
+      const answer = () => {
+        if (!res.destroyed) sendJson(res, 200, { slot: this.slot, path: req.url });
+      };
+      if (delayMs > 0) setTimeout(answer, delayMs);
+      else answer();
+    });
   }
 }
 

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from './helpers/fake-slots.js';
 import { freePort } from './helpers/ports.js';
 import { runCli, startCli, waitForHttp, type RunningProcess } from './helpers/processes.js';
@@ -59,136 +59,160 @@ describe('togather proxy, switch, rollback, status as processes', () => {
     return response.headers.get('x-togather-slot');
   }
 
+  let stateN = 0;
+
   beforeAll(async () => {
     slots = await startFakeSlots();
     dir = await mkdtemp(join(tmpdir(), 'togather-proxy-cli-'));
-    stateFile = join(dir, 'proxy-state.json');
-    proxy = await startProxyChild();
   });
   afterAll(async () => {
-    await proxy?.process.stop();
     await Promise.all([slots.blue.close(), slots.green.close()]);
     await rm(dir, { recursive: true, force: true });
   });
+  beforeEach(() => {
+    // Every test starts from a state file of its own.
+    stateFile = join(dir, `proxy-state-${++stateN}.json`);
+  });
 
-  it('switch, same-slot switch, refused switch, forced switch, rollback, status', async () => {
-    expect(await servedBy()).toBe('blue');
-
-    const switched = await admin(['switch', 'green']);
-    expect(switched).toEqual({ code: 0, stdout: 'switched blue -> green (epoch 1)\n', stderr: '' });
-    expect(await servedBy()).toBe('green');
-
-    const same = await admin(['switch', 'green']);
-    expect(same).toEqual({
-      code: 0,
-      stdout: 'green is already active (epoch 1); nothing changed\n',
-      stderr: '',
+  describe('with a running proxy', () => {
+    beforeEach(async () => {
+      proxy = await startProxyChild();
+    });
+    afterEach(async () => {
+      await proxy.process.stop();
     });
 
-    slots.blue.setHealth({ status: 503 });
-    try {
-      const refused = await admin(['switch', 'blue']);
-      expect(refused).toEqual({
-        code: 1,
-        stdout: '',
-        stderr: `togather: switch refused (409 target_unhealthy): blue is unhealthy: GET ${slots.blue.url}/health answered 503 (status unhealthy) (3 tries); use force to switch anyway\n`,
+    it('switch, same-slot switch, refused switch, forced switch, rollback, status, history', async () => {
+      expect(await servedBy()).toBe('blue');
+
+      const switched = await admin(['switch', 'green']);
+      expect(switched).toEqual({
+        code: 0,
+        stdout: 'switched blue -> green (epoch 1)\n',
+        stderr: '',
       });
       expect(await servedBy()).toBe('green');
 
-      const forced = await admin(['switch', 'blue', '--force']);
-      expect(forced).toEqual({
+      const same = await admin(['switch', 'green']);
+      expect(same).toEqual({
         code: 0,
-        stdout: 'switched green -> blue (epoch 2) (forced, health gate skipped)\n',
+        stdout: 'green is already active (epoch 1); nothing changed\n',
         stderr: '',
       });
-      expect(await servedBy()).toBe('blue');
-    } finally {
-      slots.blue.setHealth({ status: 200 });
-    }
 
-    const rolledBack = await admin(['rollback']);
-    expect(rolledBack).toEqual({
-      code: 0,
-      stdout: 'rolled back blue -> green (epoch 3)\n',
-      stderr: '',
+      slots.blue.setHealth({ status: 503 });
+      try {
+        const refused = await admin(['switch', 'blue']);
+        expect(refused).toEqual({
+          code: 1,
+          stdout: '',
+          stderr: `togather: switch refused (409 target_unhealthy): blue is unhealthy: GET ${slots.blue.url}/health answered 503 (status unhealthy) (3 tries); use force to switch anyway\n`,
+        });
+        expect(await servedBy()).toBe('green');
+
+        const forced = await admin(['switch', 'blue', '--force']);
+        expect(forced).toEqual({
+          code: 0,
+          stdout: 'switched green -> blue (epoch 2) (forced, health gate skipped)\n',
+          stderr: '',
+        });
+        expect(await servedBy()).toBe('blue');
+      } finally {
+        slots.blue.setHealth({ status: 200 });
+      }
+
+      const rolledBack = await admin(['rollback']);
+      expect(rolledBack).toEqual({
+        code: 0,
+        stdout: 'rolled back blue -> green (epoch 3)\n',
+        stderr: '',
+      });
+      expect(await servedBy()).toBe('green');
+
+      const json = await admin(['status', '--json']);
+      expect(json.code).toBe(0);
+      const status = JSON.parse(json.stdout) as Record<string, unknown>;
+      expect(status).toMatchObject({
+        active: 'green',
+        previous: 'blue',
+        epoch: 3,
+        actor: expect.stringMatching(/^cli/),
+        store: { kind: 'file', location: stateFile, connected: true },
+        slots: {
+          blue: { url: slots.blue.url, active: false },
+          green: { url: slots.green.url, active: true },
+        },
+      });
+
+      const text = await admin(['status']);
+      expect(text.code).toBe(0);
+      expect(text.stdout).toMatch(/^active: +green \(epoch 3, since \S+, by cli\S*\)\n/);
+      expect(text.stdout).toContain('previous:  blue\n');
+      expect(text.stdout).toContain(`store:     file ${stateFile} (connected)\n`);
+      expect(text.stdout).toMatch(new RegExp(`  green +${slots.green.url} .*\\[active\\]\\n`));
+
+      const response = await fetch(`${proxy.adminUrl}/admin/history?limit=100`, {
+        headers: { authorization: `Bearer ${KEY}` },
+      });
+      const { history } = (await response.json()) as {
+        history: { actor: string; result: string; to: string }[];
+      };
+      expect(history.map((h) => [h.result, h.to])).toEqual([
+        ['switched', 'green'],
+        ['switched', 'blue'],
+        ['refused', 'blue'],
+        ['unchanged', 'green'],
+        ['switched', 'green'],
+      ]);
+      for (const entry of history) expect(entry.actor).toMatch(/^cli/);
     });
-    expect(await servedBy()).toBe('green');
 
-    const json = await admin(['status', '--json']);
-    expect(json.code).toBe(0);
-    const status = JSON.parse(json.stdout) as Record<string, unknown>;
-    expect(status).toMatchObject({
-      active: 'green',
-      previous: 'blue',
-      epoch: 3,
-      actor: expect.stringMatching(/^cli/),
-      store: { kind: 'file', location: stateFile, connected: true },
-      slots: {
-        blue: { url: slots.blue.url, active: false },
-        green: { url: slots.green.url, active: true },
-      },
+    it('a wrong key, a missing key, an unreachable proxy and a bad slot fail with the reason', async () => {
+      expect(await admin(['status'], { ADMIN_API_KEY: 'not-the-key' })).toEqual({
+        code: 1,
+        stdout: '',
+        stderr: 'togather: status refused (401 unauthorized): wrong admin API key\n',
+      });
+      const noKey = await runCli(['switch', 'green'], { ADMIN_URL: proxy.adminUrl });
+      expect(noKey).toEqual({
+        code: 2,
+        stdout: '',
+        stderr:
+          'togather: invalid configuration:\n  - ADMIN_API_KEY: is required (the proxy admin API key)\n',
+      });
+      const port = await freePort();
+      const unreachable = await admin(['rollback'], { ADMIN_URL: `http://127.0.0.1:${port}` });
+      expect(unreachable.code).toBe(1);
+      expect(unreachable.stderr).toMatch(
+        new RegExp(
+          `^togather: rollback failed: cannot reach the admin API at http://127\\.0\\.0\\.1:${port}: ECONNREFUSED`,
+        ),
+      );
+      const purple = await admin(['switch', 'purple']);
+      expect(purple.code).toBe(2);
+      expect(purple.stderr).toContain(
+        "error: command-argument value 'purple' is invalid for argument 'slot'. Allowed choices are blue, green.",
+      );
     });
 
-    const text = await admin(['status']);
-    expect(text.code).toBe(0);
-    expect(text.stdout).toMatch(/^active: +green \(epoch 3, since \S+, by cli\S*\)\n/);
-    expect(text.stdout).toContain('previous:  blue\n');
-    expect(text.stdout).toContain(`store:     file ${stateFile} (connected)\n`);
-    expect(text.stdout).toMatch(new RegExp(`  green +${slots.green.url} .*\\[active\\]\\n`));
-  });
-
-  it('the switches are in the history with the CLI as actor', async () => {
-    const response = await fetch(`${proxy.adminUrl}/admin/history?limit=100`, {
-      headers: { authorization: `Bearer ${KEY}` },
+    it('the state survives a restart of the proxy, and SIGTERM exits 0', async () => {
+      expect((await admin(['switch', 'green'])).code).toBe(0);
+      const before = JSON.parse((await admin(['status', '--json'])).stdout) as {
+        active: string;
+        epoch: number;
+      };
+      const stopped = await proxy.process.stop('SIGTERM');
+      expect(stopped).toEqual({ code: 0, signal: null });
+      expect(proxy.process.stdout).toContain('togather proxy stopped');
+      proxy = await startProxyChild();
+      const after = JSON.parse((await admin(['status', '--json'])).stdout) as {
+        active: string;
+        epoch: number;
+      };
+      expect(before).toMatchObject({ active: 'green', epoch: 1 });
+      expect(after).toMatchObject({ active: 'green', epoch: 1 });
+      expect(await servedBy()).toBe(before.active);
     });
-    const { history } = (await response.json()) as { history: { actor: string; result: string }[] };
-    expect(history.length).toBeGreaterThan(0);
-    for (const entry of history) expect(entry.actor).toMatch(/^cli/);
-  });
-
-  it('a wrong key, a missing key, an unreachable proxy and a bad slot fail with the reason', async () => {
-    expect(await admin(['status'], { ADMIN_API_KEY: 'not-the-key' })).toEqual({
-      code: 1,
-      stdout: '',
-      stderr: 'togather: status refused (401 unauthorized): wrong admin API key\n',
-    });
-    const noKey = await runCli(['switch', 'green'], { ADMIN_URL: proxy.adminUrl });
-    expect(noKey).toEqual({
-      code: 2,
-      stdout: '',
-      stderr:
-        'togather: invalid configuration:\n  - ADMIN_API_KEY: is required (the proxy admin API key)\n',
-    });
-    const port = await freePort();
-    const unreachable = await admin(['rollback'], { ADMIN_URL: `http://127.0.0.1:${port}` });
-    expect(unreachable.code).toBe(1);
-    expect(unreachable.stderr).toMatch(
-      new RegExp(
-        `^togather: rollback failed: cannot reach the admin API at http://127\\.0\\.0\\.1:${port}: ECONNREFUSED`,
-      ),
-    );
-    const purple = await admin(['switch', 'purple']);
-    expect(purple.code).toBe(2);
-    expect(purple.stderr).toContain(
-      "error: command-argument value 'purple' is invalid for argument 'slot'. Allowed choices are blue, green.",
-    );
-  });
-
-  it('the state survives a restart of the proxy, and SIGTERM exits 0', async () => {
-    const before = JSON.parse((await admin(['status', '--json'])).stdout) as {
-      active: string;
-      epoch: number;
-    };
-    const stopped = await proxy.process.stop('SIGTERM');
-    expect(stopped).toEqual({ code: 0, signal: null });
-    expect(proxy.process.stdout).toContain('togather proxy stopped');
-    proxy = await startProxyChild();
-    const after = JSON.parse((await admin(['status', '--json'])).stdout) as {
-      active: string;
-      epoch: number;
-    };
-    expect(after).toMatchObject({ active: before.active, epoch: before.epoch });
-    expect(await servedBy()).toBe(before.active);
   });
 
   describe('start-up refusals', () => {

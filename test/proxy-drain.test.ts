@@ -197,8 +197,6 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
     const fresh = await openWebSocket(`ws://127.0.0.1:${t.port}/live`);
     expect(fresh.slotHeader).toBe('green');
     expect(await roundTrip(fresh.ws, 'new')).toBe('green:new');
-    await new Promise((r) => setTimeout(r, DRAIN_MS / 2));
-    expect(ws.readyState).toBe(WebSocket.OPEN);
 
     expect(await closed).toEqual({ code: 1012, reason: 'service restart' });
     const line = await t.logs.waitFor((l) => l.msg === 'slot switched' && l.epoch === state.epoch);

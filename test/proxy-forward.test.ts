@@ -663,7 +663,7 @@ describe('edge proxy client-side limits', () => {
     t = await startTestEdge({
       blueUrl: blue.url,
       greenUrl: green.url,
-      env: { HEADERS_TIMEOUT: '400ms', REQUEST_TIMEOUT: '800ms', MAX_CONNECTIONS: '3' },
+      env: { HEADERS_TIMEOUT: '400ms', REQUEST_TIMEOUT: '800ms' },
     });
   });
 
@@ -694,6 +694,26 @@ describe('edge proxy client-side limits', () => {
     const both = Buffer.concat(received).toString();
     expect(both).toContain('"url":"/echo/two"');
     expect(both.slice(first.length)).toMatch(/\r\nConnection: close\r\n/i);
+  });
+});
+
+describe('edge proxy connection limit', () => {
+  let blue: TestUpstream;
+  let green: TestUpstream;
+  let t: TestEdge;
+
+  beforeAll(async () => {
+    ({ blue, green } = await startUpstreams());
+    t = await startTestEdge({
+      blueUrl: blue.url,
+      greenUrl: green.url,
+      env: { MAX_CONNECTIONS: '3' },
+    });
+  });
+
+  afterAll(async () => {
+    await t?.stop();
+    await Promise.all([blue?.close(), green?.close()]);
   });
 
   it('refuses connections beyond MAX_CONNECTIONS and counts them', async () => {

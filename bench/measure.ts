@@ -72,3 +72,8 @@ export function medianFigures(rounds: RunFigures[]): RunFigures {
     loadgenCpuPercent: pick('loadgenCpuPercent'),
   };
 }
+
+/** Warm-up length: enough for the JIT and connection pools, at most 2 s, at least 1 s (autocannon's tick). */
+export function warmupSeconds(durationSeconds: number): number {
+  return Math.max(1, Math.min(2, Math.round(durationSeconds / 2)));
+}

@@ -35,6 +35,8 @@ export const memoryScenario: Scenario = {
         markdown: 'Not run: the proxy is not available.\n',
         skipped: [`proxy: ${available.proxyMissing}`],
       };
+    // autocannon needs at least one request per connection.
+    const requests = Math.max(options.requests, CONNECTIONS);
     const upstream = await startUpstream('blue');
     const proxy = await startProxy({
       name: 'memory',
@@ -50,14 +52,14 @@ export const memoryScenario: Scenario = {
       await sleep(1_000);
       idle = rssBytes(proxy.pids());
       context.log(
-        `memory: idle RSS ${megabytes(idle)}; ${thousands(options.requests)} requests at ${CONNECTIONS} connections`,
+        `memory: idle RSS ${megabytes(idle)}; ${thousands(requests)} requests at ${CONNECTIONS} connections`,
       );
       const started = performance.now();
       let nextLog = 0;
       load = await runLoad({
         url: `${proxy.url}${UPSTREAM_PATHS.small}`,
         connections: CONNECTIONS,
-        amount: options.requests,
+        amount: requests,
         onProgress: (responses) => {
           const seconds = (performance.now() - started) / 1000;
           samples.push({ responses, seconds, rss: rssBytes(proxy.pids()) });
@@ -82,13 +84,13 @@ export const memoryScenario: Scenario = {
       await upstream.process.stop();
     }
     if (!load) throw new Error('memory: the load run did not finish');
-    const settledAt = options.requests * SETTLED_FRACTION;
+    const settledAt = requests * SETTLED_FRACTION;
     const settled = samples.find((s) => s.responses >= settledAt) ?? samples[0];
     const end = samples.at(-1);
     const peak = Math.max(...samples.map((s) => s.rss));
     const growth = settled && end ? (end.rss - settled.rss) / settled.rss : Number.NaN;
     const figures = {
-      requests: options.requests,
+      requests: requests,
       responses: load.responses,
       errors: load.errors,
       non2xx: load.non2xx,
@@ -101,7 +103,7 @@ export const memoryScenario: Scenario = {
       growthSettledToEnd: growth,
       idleRssAfterLoad: afterIdle,
     };
-    const markdown = `Proxy process tree RSS from /proc, ${thousands(options.requests)} small-JSON requests over ${CONNECTIONS} connections (${thousands(load.requestsPerSecond)} req/s, ${load.errors} errors, ${load.non2xx} non-2xx). Growth is from the first sample at or after ${thousands(settledAt)} responses to the end. One system, so no rounds.
+    const markdown = `Proxy process tree RSS from /proc, ${thousands(requests)} small-JSON requests over ${CONNECTIONS} connections (${thousands(load.requestsPerSecond)} req/s, ${load.errors} errors, ${load.non2xx} non-2xx). Growth is from the first sample at or after ${thousands(settledAt)} responses to the end. One system, so no rounds.
 
 | idle | peak under ${CONNECTIONS} connections | at ${thousands(figures.settledResponses)} responses | at end (${thousands(load.responses)}) | growth | idle 2 s after the load |
 | --- | --- | --- | --- | --- | --- |

@@ -4,7 +4,13 @@
  * inspected to say whether PROXY_WORKERS really started N workers.
  */
 import { markdownTable } from '../markdown.js';
-import { measureRun, medianFigures, type RunFigures, type Target } from '../measure.js';
+import {
+  measureRun,
+  medianFigures,
+  warmupSeconds,
+  type RunFigures,
+  type Target,
+} from '../measure.js';
 import { NGINX_INSTALL_HINT, startNginx } from '../nginx.js';
 import { processNames } from '../proc.js';
 import { startProxy } from '../proxy-process.js';
@@ -88,7 +94,7 @@ export const multicoreScenario: Scenario = {
           target,
           path,
           connections,
-          Math.min(2, options.durationSeconds),
+          warmupSeconds(options.durationSeconds),
           upstream.process.pid,
         );
       rounds = await alternate(

@@ -4,7 +4,13 @@
  * JSON and a 64 KiB response at each connection count.
  */
 import { markdownTable } from '../markdown.js';
-import { measureRun, medianFigures, type RunFigures, type Target } from '../measure.js';
+import {
+  measureRun,
+  medianFigures,
+  warmupSeconds,
+  type RunFigures,
+  type Target,
+} from '../measure.js';
 import { NGINX_INSTALL_HINT, startNginx } from '../nginx.js';
 import { startProxy } from '../proxy-process.js';
 import { alternate } from '../rounds.js';
@@ -105,7 +111,7 @@ export const steadyScenario: Scenario = {
       for (const size of SIZES) {
         for (const connections of options.connections) {
           context.log(`steady: ${size.name}, ${connections} connections: warm-up`);
-          const warmup = Math.min(2, options.durationSeconds);
+          const warmup = warmupSeconds(options.durationSeconds);
           for (const target of targets)
             await measureRun(target, size.path, connections, warmup, upstream.process.pid);
           const byTarget = new Map(targets.map((t) => [t.name, t]));

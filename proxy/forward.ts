@@ -8,7 +8,12 @@ import { newRequestId, requestIdFrom } from '../common/request-id.js';
 import type { AccessLog } from './access-log.js';
 import { rawProxyError, sendProxyError } from './error-response.js';
 import { EdgeRequest, EdgeResponse, type ExchangeObserver } from './exchange.js';
-import { clientAddress, connectionTokens, prepareRequestHeaders } from './headers.js';
+import {
+  clientAddress,
+  connectionTokens,
+  hostHeaderProblem,
+  prepareRequestHeaders,
+} from './headers.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { SlotRegistry } from './slot-registry.js';
 import type { Slot } from './slot-state.js';
@@ -123,6 +128,12 @@ export class Forwarder implements ExchangeObserver {
     if (this.lifecycle.closing) res.shouldKeepAlive = false;
     upstream.begin(req);
 
+    if (req.httpVersionMajor !== 1) {
+      // An HTTP/0.9 request line, or HTTP/2.0 and above in HTTP/1 syntax: only HTTP/1.x is spoken here.
+      res.shouldKeepAlive = false;
+      sendProxyError(res, 505, 'http_version_not_supported', slot, requestId);
+      return;
+    }
     const url = req.url;
     if (url === undefined || url.charCodeAt(0) !== 47 /* "/" */) {
       if (!toOriginForm(req)) {
@@ -130,13 +141,10 @@ export class Forwarder implements ExchangeObserver {
         return;
       }
     }
-    // Node's own check would answer before this handler, without X-Togather-Slot.
-    if (
-      req.headers.host === undefined &&
-      req.httpVersionMajor === 1 &&
-      req.httpVersionMinor === 1
-    ) {
-      sendProxyError(res, 400, 'missing_host_header', slot, requestId);
+    // Node's own check of a missing Host would answer before this handler, without X-Togather-Slot.
+    const hostProblem = hostHeaderProblem(req);
+    if (hostProblem !== null) {
+      sendProxyError(res, 400, hostProblem, slot, requestId);
       return;
     }
     prepareRequestHeaders(req.headers, req.socket, {
@@ -213,7 +221,7 @@ export class Forwarder implements ExchangeObserver {
       socket.destroy();
       return;
     }
-    const [status, code] = clientErrorAnswer(error.code);
+    const [status, code] = clientErrorAnswer(error);
     const slot = this.registry.current.active;
     const requestId = newRequestId();
     socket.write(rawProxyError(status, code, slot, requestId));
@@ -409,10 +417,18 @@ function pendingAnswer(socket: Socket): EdgeResponse | null {
   return inFlight ?? null;
 }
 
-function clientErrorAnswer(code: string | undefined): [number, string] {
-  switch (code) {
+/** What Node's parser attaches to its errors: the chunk it failed in, and how far it got. */
+interface ParseError extends NodeJS.ErrnoException {
+  rawPacket?: unknown;
+  bytesParsed?: unknown;
+}
+
+function clientErrorAnswer(error: ParseError): [number, string] {
+  switch (error.code) {
     case 'HPE_HEADER_OVERFLOW':
-      return [431, 'request_header_fields_too_large'];
+      return overflowInRequestLine(error)
+        ? [414, 'uri_too_long']
+        : [431, 'request_header_fields_too_large'];
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return [413, 'chunk_extensions_too_large'];
     case 'ERR_HTTP_REQUEST_TIMEOUT':
@@ -420,6 +436,24 @@ function clientErrorAnswer(code: string | undefined): [number, string] {
     default:
       return [400, 'bad_request'];
   }
+}
+
+/** A request line not ended yet: a method, a space and the start of a target. */
+const OPEN_REQUEST_LINE = /^[A-Z]+ (?:\/|\*|[A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\r\n ]*$/;
+
+/**
+ * Whether the header block overflowed MAX_HEADER_SIZE inside the request line
+ * (a target too long: 414) rather than in the header fields (431). Node counts
+ * both against one limit and says only where in the failing chunk it stopped;
+ * a target trickled over several chunks is not recognised and gets 431.
+ */
+function overflowInRequestLine(error: ParseError): boolean {
+  const { rawPacket, bytesParsed } = error;
+  if (!Buffer.isBuffer(rawPacket) || typeof bytesParsed !== 'number') return false;
+  const seen = rawPacket.subarray(0, bytesParsed).toString('latin1');
+  // A keep-alive connection's earlier request may end in the same chunk.
+  const previousEnd = seen.lastIndexOf('\r\n\r\n');
+  return OPEN_REQUEST_LINE.test(previousEnd === -1 ? seen : seen.slice(previousEnd + 4));
 }
 
 function ignoreError(): void {}

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 
 /**
@@ -78,6 +78,36 @@ export function connectionTokens(value: string | string[] | undefined): string[]
     if (token !== '' && token !== 'close' && token !== 'keep-alive') tokens.push(token);
   }
   return tokens.length === 0 ? null : tokens;
+}
+
+/** RFC 9112 §3.2: uri-host [":" port]; an IP literal, or reg-name characters. */
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+
+export type HostHeaderProblem =
+  'missing_host_header' | 'duplicate_host_header' | 'invalid_host_header';
+
+/**
+ * What is wrong with a request's Host (RFC 9112 §3.2: 400 for an HTTP/1.1
+ * request without one, with more than one, or with an invalid value), or
+ * null. Node keeps only the first of several Host lines in req.headers, so
+ * without this check the slot would route on a Host that a cache or another
+ * hop in front may have read differently.
+ */
+export function hostHeaderProblem(req: IncomingMessage): HostHeaderProblem | null {
+  const host = req.headers.host;
+  if (host === undefined) {
+    return req.httpVersionMajor === 1 && req.httpVersionMinor === 1 ? 'missing_host_header' : null;
+  }
+  if (!VALID_HOST.test(host)) return 'invalid_host_header';
+  const raw = req.rawHeaders;
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host' && ++seen > 1) {
+      return 'duplicate_host_header';
+    }
+  }
+  return null;
 }
 
 /** The client's address as the slot should see it (IPv4-mapped IPv6 written as IPv4). */

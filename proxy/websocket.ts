@@ -8,7 +8,7 @@ import type { AccessLog } from './access-log.js';
 import { rawProxyError } from './error-response.js';
 import { EdgeResponse, type EdgeRequest } from './exchange.js';
 import type { EdgeProxyServer, Forwarder, Lifecycle } from './forward.js';
-import { clientAddress, prepareRequestHeaders } from './headers.js';
+import { clientAddress, hostHeaderProblem, prepareRequestHeaders } from './headers.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { SlotRegistry } from './slot-registry.js';
 import type { Slot } from './slot-state.js';
@@ -221,9 +221,9 @@ export class WebSocketProxy {
     if (req.url === undefined || req.url.charCodeAt(0) !== 47 /* "/" */) {
       return [400, 'bad_request_target'];
     }
-    if (req.headers.host === undefined && req.httpVersionMinor === 1) {
-      return [400, 'missing_host_header'];
-    }
+    if (req.httpVersionMajor !== 1) return [505, 'http_version_not_supported'];
+    const hostProblem = hostHeaderProblem(req);
+    if (hostProblem !== null) return [400, hostProblem];
     return null;
   }
 

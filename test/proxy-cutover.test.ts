@@ -139,6 +139,7 @@ describe('cutover under load', () => {
     expect(tally.blue).toBeGreaterThan(0);
     expect(tally.green).toBeGreaterThan(0);
     expect(switches.every((s) => s.status === 200 && s.changed === true)).toBe(true);
-    expect(switches.length).toBeGreaterThanOrEqual(15);
+    // Aimed at one per 500 ms; a machine busy with other tests may manage fewer, never none.
+    expect(switches.length).toBeGreaterThanOrEqual(5);
   });
 });

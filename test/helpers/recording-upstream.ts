@@ -33,8 +33,9 @@ const MAX_HEAD = 64 * 1024;
  * bytes are kept.
  *
  * Answers, in order per connection: `/hang...` never; `/slow?ms=N` after N
- * ms; anything else 200 JSON `{slot, seq, target}` at once. Every answer
- * carries `X-Upstream-Slot`.
+ * ms; anything else 200 JSON `{slot, seq, target}` at once (`/hop-answer`
+ * with hop-by-hop and proxy-owned headers of its own). Every answer carries
+ * `X-Upstream-Slot`.
  */
 export class RecordingUpstream {
   readonly requests: RecordedRequest[] = [];
@@ -160,12 +161,22 @@ export class RecordingUpstream {
     }
     if (socket.destroyed) return;
     const body = JSON.stringify({ slot: this.slot, seq, target: request.target });
+    // `/hop-answer`: an answer that tries to speak for the proxy and to strip its headers.
+    const hostile =
+      url.pathname === '/hop-answer'
+        ? 'Connection: keep-alive, X-Togather-Slot, X-Request-Id, X-Slot-Hop\r\n' +
+          'X-Togather-Slot: green\r\n' +
+          'X-Request-Id: chosen-by-the-slot\r\n' +
+          'X-Slot-Hop: must not pass\r\n' +
+          'Proxy-Authenticate: Basic realm="slot"\r\n' +
+          'Keep-Alive: timeout=1\r\n'
+        : 'Connection: keep-alive\r\n';
     socket.write(
       'HTTP/1.1 200 OK\r\n' +
         'Content-Type: application/json\r\n' +
         `Content-Length: ${Buffer.byteLength(body)}\r\n` +
         `X-Upstream-Slot: ${this.slot}\r\n` +
-        'Connection: keep-alive\r\n' +
+        hostile +
         '\r\n' +
         body,
     );

@@ -186,7 +186,11 @@ export async function deployCommand(flags: DeployFlags): Promise<void> {
   const get = lookup(envFile.values);
   const where = locations(runnerKind, get);
   const adminKey = get('PROXY_ADMIN_API_KEY')!;
-  const skipSnapshot = flags.skipSnapshot === true || isOn(get('DEPLOY_SKIP_SNAPSHOT'));
+  const skipSnapshot = flags.skipSnapshot
+    ? '--skip-snapshot'
+    : isOn(get('DEPLOY_SKIP_SNAPSHOT'))
+      ? `DEPLOY_SKIP_SNAPSHOT=${get('DEPLOY_SKIP_SNAPSHOT')} in ${envFilePath}`
+      : undefined;
   const validation: StepRecord = {
     name: 'validate',
     status: 'ok',
@@ -314,7 +318,7 @@ function printPlan(input: {
   where: Locations;
   version: string;
   envFilePath: string;
-  skipSnapshot: boolean;
+  skipSnapshot: string | undefined;
   adminKey: string;
   warnings: string[];
   out: (text: string) => void;
@@ -330,7 +334,9 @@ function printPlan(input: {
     if (s.name === 'active')
       detail = `GET ${where.adminUrl}/admin/status; the idle slot is the target`;
     if (s.name === 'snapshot')
-      detail = input.skipSnapshot ? 'skipped' : 'togather snapshot create --reason pre-deploy';
+      detail = input.skipSnapshot
+        ? `skipped (${input.skipSnapshot})`
+        : 'togather snapshot create --reason pre-deploy';
     if (s.name === 'migrate') detail = flags.skipMigrations ? 'skipped' : 'togather migrate up';
     if (s.name === 'start')
       detail = `${runner.describeStart('blue')}  (or green, whichever is idle)`;

@@ -13,7 +13,8 @@ export interface DeployOptions {
   version: string;
   gitCommit: string;
   actor: string;
-  skipSnapshot: boolean;
+  /** Why the snapshot is skipped (the flag, or the env file), or undefined to take one. */
+  skipSnapshot: string | undefined;
   skipMigrations: boolean;
   stopOld: boolean;
   healthRetries: number;
@@ -168,7 +169,7 @@ export async function runDeploy(
     const from = active!;
     const to = target!;
 
-    if (options.skipSnapshot) skip('snapshot', '--skip-snapshot');
+    if (options.skipSnapshot !== undefined) skip('snapshot', options.skipSnapshot);
     else
       await step('snapshot', async () => {
         const result = await runner.runCommand(to, [

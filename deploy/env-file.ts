@@ -59,7 +59,8 @@ export function readEnvFile(path: string, rules: EnvFileRules): EnvFile {
     }
   }
   for (const [a, b] of rules.distinct ?? []) {
-    if (values[a] && values[a] === values[b]) {
+    const placeholder = placeholders.includes(a) || placeholders.includes(b);
+    if (values[a] && values[a] === values[b] && !placeholder) {
       problems.push(`${path}: ${a} and ${b} must be different secrets`);
     }
   }

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from './helpers/ports.js';
 import { runCli, startCli } from './helpers/processes.js';
@@ -102,6 +103,16 @@ describe('togather deploy: bad input', () => {
         `  - ${path}: CHANGE_ME left in JWT_SECRET, PROXY_ADMIN_API_KEY (replace each with a real value)\n` +
         `  - ${path}: DATABASE_URL is required\n` +
         `  - ${path}: ADMIN_PASSWORD must be at least 12 characters\n`,
+    );
+  });
+
+  it('deploy/docker/.env.example as it is: every placeholder named, exit 2', async () => {
+    const example = fileURLToPath(new URL('../deploy/docker/.env.example', import.meta.url));
+    const r = await runCli(['deploy', '--env', example, '--image', 'togather:1.0.0']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      'togather: invalid configuration:\n' +
+        `  - ${example}: CHANGE_ME left in ADMIN_API_KEY, ADMIN_PASSWORD, GRAFANA_ADMIN_PASSWORD, JWT_SECRET, POSTGRES_PASSWORD, PROXY_ADMIN_API_KEY (replace each with a real value)\n`,
     );
   });
 

@@ -4,7 +4,13 @@ import { durationSchema } from '../common/duration.js';
 import { LOG_LEVELS } from '../common/logger.js';
 import { SLOTS } from './slot-state.js';
 
-const port = (fallback: number) => z.coerce.number().int().min(0).max(65_535).default(fallback);
+const port = (fallback: number) =>
+  z.coerce
+    .number({ error: 'must be a port number (0-65535)' })
+    .int('must be a port number (0-65535)')
+    .min(0, 'must be a port number (0-65535)')
+    .max(65_535, 'must be a port number (0-65535)')
+    .default(fallback);
 const onOff = (fallback: 'on' | 'off') =>
   z
     .enum(['on', 'off', 'true', 'false', '1', '0'])
@@ -57,23 +63,28 @@ const proxyEnvSchema = z
     LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
     PROXY_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
   })
-  .superRefine((env, ctx) => {
-    if (!env.ADMIN_ALLOW_REMOTE && !LOOPBACK.test(env.ADMIN_HOST)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['ADMIN_HOST'],
-        message: `${env.ADMIN_HOST} is not a loopback address; set ADMIN_ALLOW_REMOTE=on to expose the admin API`,
-      });
-    }
-    // Node refuses a header timeout above a (non-zero) request timeout.
-    if (env.REQUEST_TIMEOUT > 0 && env.HEADERS_TIMEOUT > env.REQUEST_TIMEOUT) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['HEADERS_TIMEOUT'],
-        message: `must not exceed REQUEST_TIMEOUT (${env.REQUEST_TIMEOUT} ms)`,
-      });
-    }
-  });
+  .superRefine(
+    (env, ctx) => {
+      if (!env.ADMIN_ALLOW_REMOTE && !LOOPBACK.test(env.ADMIN_HOST)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['ADMIN_HOST'],
+          message: `${env.ADMIN_HOST} is not a loopback address; set ADMIN_ALLOW_REMOTE=on to expose the admin API`,
+        });
+      }
+      // Node refuses a header timeout above a (non-zero) request timeout.
+      if (env.REQUEST_TIMEOUT > 0 && env.HEADERS_TIMEOUT > env.REQUEST_TIMEOUT) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['HEADERS_TIMEOUT'],
+          message: `must not exceed REQUEST_TIMEOUT (${env.REQUEST_TIMEOUT} ms)`,
+        });
+      }
+      // Cross-field checks run even when other variables are bad (zod skips them
+      // by default), so every problem is listed at once.
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  );
 
 export type ProxyConfig = z.output<typeof proxyEnvSchema>;
 

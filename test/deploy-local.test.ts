@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentRecord } from '../deploy/deployment-record.js';
+import { processAlive } from '../deploy/slot-processes.js';
 import {
   killSlotProcesses,
   makeFakeBuild,
@@ -249,5 +251,40 @@ describe('togather deploy --runner local', () => {
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/^rolled back: 3\.0\.0 was switched to and failed/);
     expect(status.stdout).toMatch(/^deploy lock: free$/m);
+  });
+
+  it('--stop-old stops the old slot once the new one is verified', async () => {
+    const releaseC = makeRelease(dir.path, '1.2.0');
+    const oldBlue = JSON.parse(readFileSync(join(stateDir, 'slots.json'), 'utf8')).blue as {
+      pid: number;
+    };
+    const r = await deploy(releaseC, ['--stop-old', '--skip-snapshot']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^snapshot\s+skipped\s.*--skip-snapshot$/m);
+    expect(r.stdout).toMatch(
+      new RegExp(`^stop-old\\s+ok\\s.*blue pid ${oldBlue.pid} \\(1\\.1\\.0\\) stopped`, 'm'),
+    );
+    expect(await proxyVersion()).toEqual({ version: '1.2.0', slot: 'green' });
+    expect(processAlive(oldBlue.pid)).toBe(false);
+    expect(JSON.parse(readFileSync(join(stateDir, 'slots.json'), 'utf8')).blue).toBeUndefined();
+  });
+
+  it('deploy status shows the latest deployment, its steps and a free lock', async () => {
+    const status = await runCli(['deploy', 'status', '--env', envFile]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(
+      /^deployed 1\.2\.0 \(blue -> green\) in [\d.]+ m?s; blue kept for rollback\n/,
+    );
+    expect(status.stdout).toMatch(/^ {2}verify\s+ok\s/m);
+    expect(status.stdout).toMatch(/^deploy lock: free$/m);
+    const listed = await history();
+    expect(listed.map((r) => [r.version, r.result])).toEqual([
+      ['1.2.0', 'deployed'],
+      ['3.0.0', 'rolled_back'],
+      ['2.0.0', 'failed'],
+      ['1.1.0', 'deployed'],
+      ['1.0.0', 'deployed'],
+    ]);
   });
 });

@@ -380,11 +380,17 @@ describe('togather deploy: the lock between deploys', () => {
     expect(lock).toBeNull();
 
     // The next deploy gets the lock (and fails on the unhealthy build, releasing it).
-    const third = await runCli([...common, '--health-retries', '30', '--health-interval', '100ms']);
+    const third = await runCli([
+      ...common,
+      '--health-retries',
+      '100',
+      '--health-interval',
+      '100ms',
+    ]);
     expect(third.code).toBe(1);
     expect(third.stdout).toMatch(/^lock\s+ok\s/m);
     expect(third.stderr).toMatch(
-      /^togather: deploy of 5\.0\.0 failed: health: green not healthy after 30 checks: \/health 503 unhealthy, database: fail \(test build: broken\)\n$/,
+      /^togather: deploy of 5\.0\.0 failed: health: green not healthy after 100 checks: \/health 503 unhealthy, database: fail \(test build: broken\)\n$/,
     );
     expect(switches).toEqual([]);
     const after = await runCli(['deploy', 'status', '--env', path, '--json']);

@@ -93,6 +93,8 @@ describe('togather dev', () => {
         release,
         '--health-interval',
         '200ms',
+        '--health-retries',
+        '150',
         '--verify-seconds',
         '2',
       ],

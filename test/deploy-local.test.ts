@@ -58,6 +58,9 @@ function deploy(build: string, extra: string[] = []) {
       build,
       '--health-interval',
       '200ms',
+      // generous for a busy machine: a slot that starts slowly is not a failure
+      '--health-retries',
+      '150',
       '--verify-seconds',
       '3',
       ...extra,

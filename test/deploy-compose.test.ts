@@ -171,10 +171,12 @@ describe('docker-compose.blue-green.yml', () => {
     }
   });
 
-  it('the slots get exactly the single app environment plus SLOT (the files cannot share an anchor)', () => {
+  it('the slots get exactly the single app environment plus SLOT and TRUST_PROXY (the files cannot share an anchor)', () => {
     for (const slot of ['blue', 'green']) {
       const env = { ...blueGreen.services[`togather-${slot}`]!.environment };
+      expect(env.TRUST_PROXY).toBe('on'); // behind the proxy, which sets X-Forwarded-For
       delete env.SLOT;
+      delete env.TRUST_PROXY;
       expect(env).toEqual(base.services.app!.environment);
     }
   });

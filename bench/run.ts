@@ -183,12 +183,13 @@ async function main(): Promise<number> {
       context.log(
         `scenario ${scenario.name}: other processes used ${load.otherCores.toFixed(2)} cores on average meanwhile (steal ${load.stealCores.toFixed(2)})`,
       );
-      // Machine details per scenario: the load average tells how busy the machine was meanwhile.
+      // The commit is the one read when the run began (what was built); the other
+      // processes' load is this scenario's own.
       const path = writeScenarioResult(
         options.resultsDir,
         scenario,
         outcome,
-        { ...machineInfo(nginx), ...load },
+        { ...machine, ...load },
         options,
       );
       context.log(`scenario ${scenario.name}: wrote ${path}`);

@@ -114,21 +114,31 @@ async function nginxSwitcher(ports: Record<Slot, number>): Promise<Switcher> {
   };
 }
 
-/** Switches at (k + ½) × interval after `origin`, alternating slots; bounded by `count`. */
+/**
+ * Switches at (k + ½) × interval after `origin`, alternating slots, never two
+ * closer than the interval (a slow switch delays the next one instead of
+ * causing a burst), and none so late that its after-switch window would
+ * outlast the load. Bounded by `count`.
+ */
 async function switchLoop(
   switcher: Switcher,
   origin: number,
   intervalMs: number,
   count: number,
+  loadMs: number,
 ): Promise<{ sentAt: number; answeredAt: number; to: Slot; ok: boolean; status: string }[]> {
   const records = [];
   let active = await switcher.current();
+  let previousSent = Number.NEGATIVE_INFINITY;
+  const lastDue = origin + loadMs - AFTER_SWITCH_MS * 1.5;
   for (let k = 0; k < count; k++) {
-    const due = origin + (k + 0.5) * intervalMs;
+    const due = Math.max(origin + (k + 0.5) * intervalMs, previousSent + intervalMs);
+    if (due > lastDue) break;
     const wait = due - performance.now();
     if (wait > 0) await sleep(wait);
     const to = other(active);
     const sentAt = performance.now();
+    previousSent = sentAt;
     const outcome = await switcher.switchTo(to);
     records.push({ sentAt, answeredAt: performance.now(), to, ...outcome });
     if (outcome.ok) active = to;
@@ -187,7 +197,13 @@ async function measure(
     durationSeconds: options.cutoverSeconds,
     readSlots: true,
   });
-  const rawSwitches = await switchLoop(switcher, origin, options.switchIntervalMs, count);
+  const rawSwitches = await switchLoop(
+    switcher,
+    origin,
+    options.switchIntervalMs,
+    count,
+    options.cutoverSeconds * 1000,
+  );
   const load = await loading;
   const switches: SwitchRecord[] = rawSwitches.map((s) => ({
     sent: s.sentAt - load.startedAt,

@@ -1,15 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
@@ -259,6 +261,80 @@ describe('Dockerfile', () => {
     expect(isIgnored('server/migrations/RULES.md', ignorePatterns)).toBe(false);
     expect(isIgnored('server/migrations/0001_create_events.sql', ignorePatterns)).toBe(false);
   });
+
+  it(
+    'the stages, replayed on disk, build and run from only what they copy',
+    { timeout: 120_000 },
+    () => {
+      // Each COPY is replayed into a folder per stage (node_modules linked
+      // instead of `npm ci`, which would need the registry); the builder's build
+      // runs with the three build args; the runtime layout then runs the CLI and
+      // finds the migrations, as the container would.
+      const work = mkdtempSync(join(tmpdir(), 'togather-stages-'));
+      const stageDir = (name: string) => join(work, name);
+      const inStage = (name: string, path: string) =>
+        join(stageDir(name), path.startsWith('/app/') ? path.slice('/app/'.length) : path);
+      try {
+        for (const s of dockerfile.stages) {
+          mkdirSync(stageDir(s.name), { recursive: true });
+          symlinkSync(join(ROOT, 'node_modules'), join(stageDir(s.name), 'node_modules'), 'dir');
+          for (const copy of instructionsOf(s, 'COPY')) {
+            const { sources, destination } = copyPaths(copy);
+            const from = copy.flags.from;
+            for (const source of sources) {
+              if (from && source === '/app/node_modules') continue; // linked above
+              const src = from ? inStage(from, source) : join(ROOT, source);
+              const dest = inStage(s.name, destination);
+              const target =
+                destination.endsWith('/') || (sources.length > 1 && !from)
+                  ? join(dest, basename(source))
+                  : dest;
+              cpSync(src, target, { recursive: true });
+            }
+          }
+          if (s.name === 'builder') {
+            execFileSync('npm', ['run', 'build', '--silent'], {
+              cwd: stageDir('builder'),
+              env: {
+                ...process.env,
+                VERSION: '7.7.7',
+                GIT_COMMIT: 'feedbee',
+                BUILD_DATE: '2030-01-01T00:00:00Z',
+              },
+              stdio: 'pipe',
+            });
+          }
+        }
+        const runtime = stageDir('runtime');
+        const wrapper = readFileSync(join(runtime, 'server'), 'utf8').replace(
+          '/app/dist/',
+          `${join(runtime, 'dist')}/`,
+        );
+        const version = JSON.parse(
+          execFileSync('sh', ['-c', wrapper, 'server', 'version', '--json'], { encoding: 'utf8' }),
+        ) as Record<string, string>;
+        expect(version).toMatchObject({
+          version: '7.7.7',
+          git_commit: 'feedbee',
+          build_date: '2030-01-01T00:00:00Z',
+        });
+        const migrations = execFileSync(
+          process.execPath,
+          [
+            '--input-type=module',
+            '-e',
+            `const m = await import(${JSON.stringify(join(runtime, 'dist/server/migrate.js'))}); console.log(m.defaultMigrationsDir(), (await m.loadMigrations()).length);`,
+          ],
+          { encoding: 'utf8' },
+        ).trim();
+        expect(migrations).toMatch(
+          new RegExp(`^${join(runtime, 'dist/server/migrations')} [1-9]\\d*$`),
+        );
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('the PostgreSQL image of the compose stack is PostGIS 16 with pgvector', () => {
     const postgres = parseDockerfile(

@@ -104,6 +104,8 @@ export interface LoadResult {
   slotMismatches: number;
   /** ms since start of each request error (connection errors, timeouts). */
   errorTimes: number[];
+  /** Request errors by kind (error code, or message). */
+  errorKinds: Record<string, number>;
   /** CPU of this process (the load generator) during the run, % of one core: near 100 means it was the bottleneck. */
   loadgenCpuPercent: number;
   /** Performance-clock time the run started, to line up with switch times. */
@@ -138,6 +140,7 @@ function slotHeaders(info: unknown): [number, number] {
 export function runLoad(options: LoadOptions): Promise<LoadResult> {
   const log = new ResponseLog();
   const errorTimes: number[] = [];
+  const errorKinds: Record<string, number> = {};
   const slotCounts = [0, 0, 0, 0];
   const servedCounts = [0, 0, 0, 0];
   let mismatches = 0;
@@ -213,6 +216,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
           served: byName(servedCounts),
           slotMismatches: mismatches,
           errorTimes,
+          errorKinds,
           loadgenCpuPercent,
           startedAt,
           log,
@@ -224,7 +228,13 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       lastResponseAt = startedAt;
       cpuAtStart = process.cpuUsage();
     });
-    instance.on('reqError', () => errorTimes.push(performance.now() - startedAt));
+    instance.on('reqError', (error: unknown) => {
+      errorTimes.push(performance.now() - startedAt);
+      const kind =
+        (error as { code?: string } | undefined)?.code ??
+        (error instanceof Error ? error.message : String(error));
+      errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+    });
     const progress = setInterval(() => options.onProgress?.(log.length), 250);
     const maxSeconds =
       options.maxSeconds ??

@@ -48,6 +48,7 @@ interface CutoverRun {
   requestsPerSecond: number;
   responses: number;
   errors: number;
+  errorKinds: Record<string, number>;
   timeouts: number;
   non2xx: number;
   statusCodes: Record<string, number>;
@@ -219,6 +220,7 @@ async function measure(
     requestsPerSecond: load.requestsPerSecond,
     responses: load.responses,
     errors: load.errors,
+    errorKinds: load.errorKinds,
     timeouts: load.timeouts,
     non2xx: load.non2xx,
     statusCodes: load.statusCodes,
@@ -246,6 +248,17 @@ function slotCounts(counts: Partial<Record<SlotName, number>>): string {
   return `${thousands(counts.blue ?? 0)} / ${thousands(counts.green ?? 0)}`;
 }
 
+function errorsWithKinds(runs: CutoverRun[]): string {
+  const kinds: Record<string, number> = {};
+  let total = 0;
+  for (const run of runs) {
+    total += run.errors;
+    for (const [kind, n] of Object.entries(run.errorKinds)) kinds[kind] = (kinds[kind] ?? 0) + n;
+  }
+  const named = Object.entries(kinds).map(([kind, n]) => `${kind} ${n}`);
+  return named.length > 0 ? `${total} (${named.join(', ')})` : String(total);
+}
+
 function systemRow(system: string, runs: CutoverRun[]): string[] {
   const sum = (pick: (r: CutoverRun) => number) => runs.reduce((t, r) => t + pick(r), 0);
   const med = (pick: (r: CutoverRun) => number) => median(runs.map(pick));
@@ -255,7 +268,7 @@ function systemRow(system: string, runs: CutoverRun[]): string[] {
   return [
     system,
     `${sum((r) => r.switchesOk)} / ${sum((r) => r.switches.length)}`,
-    String(sum((r) => r.errors)),
+    errorsWithKinds(runs),
     String(sum((r) => r.non2xx)),
     slotCounts(perSlot),
     system === 'proxy' ? String(sum((r) => r.slotMismatches)) : '–',

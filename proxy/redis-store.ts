@@ -11,6 +11,7 @@ import {
 } from './slot-state.js';
 import {
   StoreCorruptError,
+  StoreOutcomeUnknownError,
   StoreUnavailableError,
   type CompareAndSetResult,
   type SlotStore,
@@ -65,6 +66,12 @@ export function fastFailRedisOptions(settings: RedisConnectionSettings = {}): Re
     connectTimeout: Math.max(settings.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, 2000),
     retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, maxDelay),
   };
+}
+
+/** A command that failed after it was sent (no answer in time, connection lost while waiting). */
+function mayHaveRun(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return error.message === 'Command timed out' || error.message === 'Connection is closed.';
 }
 
 /** A Redis error reply that says the key holds something else than we wrote. */
@@ -170,11 +177,18 @@ return reply
 /**
  * Compare-and-set on epoch: all fields written and the change published in
  * one atomic step, so no proxy can see a half-written state or miss the order.
+ * Refused (-4) once Redis's clock is past the deadline: a compare-and-set held
+ * up in the network after its caller gave up (and answered the switch as
+ * failed) must not apply when the network heals.
  * KEYS: slot hash, restoring marker. ARGV: expected epoch, active, previous,
- * epoch, switched_at, actor, json, channel.
+ * epoch, switched_at, actor, json, channel, deadline (Redis time, ms).
  */
 const COMPARE_AND_SET = new LuaScript(
   `
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[9]) then
+  return {-4}
+end
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind == 'none' then return {-2} end
 if kind ~= 'hash' then return {-1, kind} end
@@ -264,12 +278,17 @@ export function parseSlotHash(fields: Map<string, string>, key: string): SlotSta
 function scriptReply(
   reply: unknown,
   key: string,
-): { code: 1 } | { code: -2 } | { code: -3; remainingMs: number } | { code: 0; state: SlotState } {
+):
+  | { code: 1 }
+  | { code: -2 }
+  | { code: -3; remainingMs: number }
+  | { code: -4 }
+  | { code: 0; state: SlotState } {
   if (!Array.isArray(reply) || typeof reply[0] !== 'number') {
     throw new StoreUnavailableError(`unexpected reply from redis for ${key}`);
   }
   const [code, ...rest] = reply as [number, ...unknown[]];
-  if (code === 1 || code === -2) return { code };
+  if (code === 1 || code === -2 || code === -4) return { code };
   if (code === -3) return { code, remainingMs: Number(rest[0]) };
   if (code === -1) {
     throw new StoreCorruptError(`${key} holds a ${String(rest[0])}, not a slot state hash`);
@@ -461,18 +480,31 @@ export class RedisStore implements SlotStore {
       throw new RangeError(`compareAndSet: next epoch ${next.epoch} is not above ${expectedEpoch}`);
     }
     for (let attempt = 0; ; attempt++) {
+      // Redis's clock, not ours: the write may happen only before this call gives up on it.
+      const [seconds, micros] = await this.call('reading the redis clock', (redis) => redis.time());
+      const deadline =
+        Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) + this.commandTimeoutMs;
       const reply = scriptReply(
-        await this.call('switching the slot', (redis) =>
-          COMPARE_AND_SET.run(redis, [
-            this.keys.slot,
-            this.keys.slotRestoring,
-            String(expectedEpoch),
-            ...stateArgs(next),
-            this.keys.slotChanged,
-          ]),
+        await this.call(
+          'switching the slot',
+          (redis) =>
+            COMPARE_AND_SET.run(redis, [
+              this.keys.slot,
+              this.keys.slotRestoring,
+              String(expectedEpoch),
+              ...stateArgs(next),
+              this.keys.slotChanged,
+              String(deadline),
+            ]),
+          true,
         ),
         this.keys.slot,
       );
+      if (reply.code === -4) {
+        throw new StoreUnavailableError(
+          `the switch reached redis after ${this.commandTimeoutMs} ms and was not applied`,
+        );
+      }
       if (reply.code === 1) {
         this.remember(next);
         return { ok: true, state: next };
@@ -552,14 +584,25 @@ export class RedisStore implements SlotStore {
     return this.newest;
   }
 
-  /** Runs one command, mapping failures to store errors and tracking availability. */
-  private async call<T>(what: string, run: (redis: Redis) => Promise<T>): Promise<T> {
+  /**
+   * Runs one command, mapping failures to store errors and tracking
+   * availability. A `write` that was sent and never answered is reported as
+   * StoreOutcomeUnknownError.
+   */
+  private async call<T>(
+    what: string,
+    run: (redis: Redis) => Promise<T>,
+    write = false,
+  ): Promise<T> {
     try {
       const result = await run(this.command);
       if (this.newest && this.command.status === 'ready') this.setUp(true);
       return result;
     } catch (error) {
-      const mapped = storeError(error, what, this.commandTimeoutMs);
+      let mapped = storeError(error, what, this.commandTimeoutMs);
+      if (write && mapped instanceof StoreUnavailableError && mayHaveRun(error)) {
+        mapped = new StoreOutcomeUnknownError(mapped.message);
+      }
       if (mapped instanceof StoreUnavailableError) this.setUp(false);
       throw mapped;
     }

@@ -17,6 +17,15 @@ export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';
 }
 
+/**
+ * A write was sent and no answer came (timeout, connection lost while
+ * waiting): it may have been applied, and then every proxy converges to it,
+ * or not. Either way it can no longer apply later.
+ */
+export class StoreOutcomeUnknownError extends StoreUnavailableError {
+  override name = 'StoreOutcomeUnknownError';
+}
+
 /** The stored state is unreadable (corrupt file, foreign key): start-up refuses it. */
 export class StoreCorruptError extends Error {
   override name = 'StoreCorruptError';

@@ -4,6 +4,7 @@ import type { SlotRegistry } from './slot-registry.js';
 import type { Slot, SlotState } from './slot-state.js';
 import {
   StoreCorruptError,
+  StoreOutcomeUnknownError,
   StoreUnavailableError,
   type SlotStore,
   type SwitchRecord,
@@ -196,7 +197,10 @@ export class SwitchService {
     error: StoreUnavailableError | StoreCorruptError,
   ): Promise<SwitchOutcome> {
     const known = this.options.registry.current;
-    const message = `the slot store is unavailable (${error.message}); traffic stays on ${known.active}`;
+    const message =
+      error instanceof StoreOutcomeUnknownError
+        ? `no answer from the slot store (${error.message}): the switch to ${target} may have been written, and then every proxy moves to it within seconds, or not, and then traffic stays on ${known.active}; it cannot be written any later. See /admin/status`
+        : `the slot store is unavailable (${error.message}); traffic stays on ${known.active}`;
     await this.record(request, known.active, target, known.epoch, 'unavailable', message);
     return { ok: false, error: 'store_unavailable', message, state: known };
   }

@@ -12,15 +12,16 @@ interface Link {
 /**
  * A TCP relay between a client (the proxy) and a server (Redis) that a test
  * can break the way networks break: `stall()` stops forwarding while every
- * connection stays open (a partition: commands vanish, or only their replies
- * do), `cut()` resets every connection and refuses new ones (the server
- * unreachable), `restore()` heals either. Bytes held during a stall are
- * dropped, not delivered late.
+ * connection stays open (a partition that heals before TCP gives up: what
+ * was sent is held and delivered late, in order, on `restore()`; `replies`
+ * holds only the server's answers, so commands still run), `cut()` resets
+ * every connection and refuses new ones (the server unreachable).
  */
 export class TcpRelay {
   private readonly links = new Set<Link>();
   private stalled: StallDirection | null = null;
   private refusing = false;
+  private trigger: { marker: string; direction: StallDirection } | null = null;
 
   private constructor(
     private readonly server: Server,
@@ -51,6 +52,16 @@ export class TcpRelay {
   /** Stops forwarding (`replies`: only the server's answers) while keeping connections open. */
   stall(direction: StallDirection = 'both'): void {
     this.stalled = direction;
+    for (const link of this.links) this.hold(link);
+  }
+
+  /**
+   * Stalls (as stall() does) as soon as a client chunk containing `marker`
+   * passes: with `replies`, that chunk reaches the server and its answer is
+   * held; with `both`, that chunk is held too.
+   */
+  stallWhenSent(marker: string, direction: StallDirection): void {
+    this.trigger = { marker, direction };
   }
 
   /** Resets every connection and refuses new ones until restore(). */
@@ -67,6 +78,11 @@ export class TcpRelay {
   restore(): void {
     this.stalled = null;
     this.refusing = false;
+    this.trigger = null;
+    for (const link of this.links) {
+      link.client.resume();
+      link.server.resume();
+    }
   }
 
   async close(): Promise<void> {
@@ -91,11 +107,27 @@ export class TcpRelay {
     };
     client.on('close', end);
     server.on('close', end);
+    // Plain forwarding (no pipe(): its backpressure handling could resume a held socket).
     client.on('data', (chunk: Buffer) => {
-      if (this.stalled !== 'both') server.write(chunk);
+      const trigger = this.trigger;
+      if (trigger !== null && chunk.includes(trigger.marker)) {
+        this.trigger = null;
+        this.stall(trigger.direction);
+        if (trigger.direction === 'both') {
+          // Already read: put it back to be delivered first when the stall ends.
+          client.unshift(chunk);
+          return;
+        }
+      }
+      server.write(chunk);
     });
-    server.on('data', (chunk: Buffer) => {
-      if (this.stalled === null) client.write(chunk);
-    });
+    server.on('data', (chunk: Buffer) => client.write(chunk));
+    this.hold(link);
+  }
+
+  /** Stops reading what is to be held back: it waits in the socket buffers. */
+  private hold(link: Link): void {
+    if (this.stalled === 'both') link.client.pause();
+    if (this.stalled !== null) link.server.pause();
   }
 }

@@ -116,10 +116,10 @@ async function nginxSwitcher(ports: Record<Slot, number>): Promise<Switcher> {
 }
 
 /**
- * Switches at (k + ½) × interval after `origin`, alternating slots, never two
- * closer than the interval (a slow switch delays the next one instead of
- * causing a burst), and none so late that its after-switch window would
- * outlast the load. Bounded by `count`.
+ * Switches at (k + ½) × interval after `origin`, alternating slots. A slow
+ * switch makes the next ones catch up at half the interval, never in a burst;
+ * none starts so late that its after-switch window would outlast the load.
+ * Bounded by `count`.
  */
 async function switchLoop(
   switcher: Switcher,
@@ -133,7 +133,7 @@ async function switchLoop(
   let previousSent = Number.NEGATIVE_INFINITY;
   const lastDue = origin + loadMs - AFTER_SWITCH_MS * 1.5;
   for (let k = 0; k < count; k++) {
-    const due = Math.max(origin + (k + 0.5) * intervalMs, previousSent + intervalMs);
+    const due = Math.max(origin + (k + 0.5) * intervalMs, previousSent + intervalMs / 2);
     if (due > lastDue) break;
     const wait = due - performance.now();
     if (wait > 0) await sleep(wait);

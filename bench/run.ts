@@ -2,7 +2,7 @@
  * `npm run bench`: starts everything it measures on 127.0.0.1, runs the chosen
  * scenarios, stops everything, and writes bench/results/.
  */
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,14 +74,17 @@ interface Flags {
 function parseFlags(argv: string[]): Flags {
   const program = new Command('bench')
     .description('Benchmarks of the togather proxy against nginx and a direct connection')
-    .option(
-      '--scenarios <list>',
-      `comma-separated: ${SCENARIOS.map((s) => s.name).join(',')}`,
-      scenarioList,
-      SCENARIOS,
+    .addOption(
+      new Option('--scenarios <list>', 'comma-separated scenario names')
+        .argParser(scenarioList)
+        .default(SCENARIOS, SCENARIOS.map((s) => s.name).join(',')),
     )
     .option('--duration <seconds>', 'seconds per measured run', positiveNumber, 3)
-    .option('--connections <list>', 'connection counts for the steady scenario', intList, [50, 256])
+    .addOption(
+      new Option('--connections <list>', 'connection counts (steady; the first for the others)')
+        .argParser(intList)
+        .default([50, 256], '50,256'),
+    )
     .option(
       '--rounds <n>',
       'rounds per comparison (systems alternate within a round)',
@@ -92,7 +95,12 @@ function parseFlags(argv: string[]): Flags {
     .option('--cutover-seconds <seconds>', 'length of each cutover run', positiveNumber, 20)
     .option('--switch-interval <ms>', 'time between switches in the cutover run', positiveInt, 500)
     .option('--switches <n>', 'switches in the fleet scenario', positiveInt, 100)
-    .option('--results <dir>', 'where results go', join(REPO_ROOT, 'bench', 'results'))
+    .addOption(
+      new Option('--results <dir>', 'where results go').default(
+        join(REPO_ROOT, 'bench', 'results'),
+        'bench/results',
+      ),
+    )
     .option(
       '--cpu-prof',
       'run every proxy under node --cpu-prof; profiles and their top functions go to bench/profiles/<scenario>/',

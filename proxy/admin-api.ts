@@ -29,8 +29,11 @@ export interface MetricsSource {
 export interface AdminApiOptions {
   switches: Pick<SwitchService, 'switch' | 'rollback'>;
   auth: AdminAuth;
-  /** The body of GET /admin/status; built from memory only, never waits on a slot. */
-  status: () => object;
+  /**
+   * The body of GET /admin/status; built from memory only, never waits on a
+   * slot (with workers, it asks them over IPC, with a timeout).
+   */
+  status: () => object | Promise<object>;
   history: (limit: number) => Promise<SwitchRecord[]>;
   metrics: MetricsSource;
   logger: Logger;

@@ -21,6 +21,30 @@ export interface SlotStatus extends SlotTraffic {
   health_error: string | null;
 }
 
+/** One worker of a `PROXY_WORKERS > 1` proxy, as /admin/status lists it. */
+export interface WorkerStatus {
+  id: number;
+  pid: number;
+  started_at: string;
+  /** Listening on the public port. */
+  ready: boolean;
+  /** Answered the status question in time (its traffic is counted only then). */
+  responding: boolean;
+  /** The newest epoch it has confirmed applying. */
+  epoch: number;
+  /** The slot it sends new requests to (null when it did not answer). */
+  active: Slot | null;
+  inflight: Record<Slot, number> | null;
+  websockets: Record<Slot, number> | null;
+  draining: Slot[];
+}
+
+/** The data plane's traffic: per slot (over every worker), and each worker when there are several. */
+export interface TrafficReport {
+  slots: Record<Slot, SlotTraffic>;
+  workers?: WorkerStatus[];
+}
+
 export interface AdminStatus {
   active: Slot;
   previous: Slot | null;
@@ -31,20 +55,24 @@ export interface AdminStatus {
   slots: Record<Slot, SlotStatus>;
   /** The slots being drained now. */
   draining: Slot[];
+  /** With PROXY_WORKERS > 1: every worker process. */
+  workers?: WorkerStatus[];
 }
 
 export interface AdminStatusSources {
   registry: SlotRegistry;
   store: Pick<SlotStore, 'kind' | 'location' | 'isUp'>;
   monitor: SlotHealthMonitor;
-  traffic: (slot: Slot) => SlotTraffic;
 }
 
-/** GET /admin/status from memory only: no slot or store is asked while answering. */
-export function adminStatus(sources: AdminStatusSources): AdminStatus {
+/**
+ * GET /admin/status from memory only: no slot or store is asked while
+ * answering (the traffic comes from this process or, over IPC, its workers).
+ */
+export function adminStatus(sources: AdminStatusSources, report: TrafficReport): AdminStatus {
   const state = sources.registry.current;
   const slot = (name: Slot): SlotStatus => {
-    const traffic = sources.traffic(name);
+    const traffic = report.slots[name];
     const health = sources.monitor.view(name);
     return {
       url: traffic.url,
@@ -73,5 +101,6 @@ export function adminStatus(sources: AdminStatusSources): AdminStatus {
     },
     slots,
     draining: SLOTS.filter((s) => slots[s].draining),
+    ...(report.workers ? { workers: report.workers } : {}),
   };
 }

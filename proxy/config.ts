@@ -61,7 +61,13 @@ const proxyEnvSchema = z
     ACCESS_LOG: onOff('on'),
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
     LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
-    PROXY_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+    /** Worker processes serving the public port (node:cluster); 1: this process serves it. */
+    PROXY_WORKERS: z.coerce
+      .number({ error: 'must be a whole number from 1 to 64' })
+      .int('must be a whole number from 1 to 64')
+      .min(1, 'must be a whole number from 1 to 64')
+      .max(64, 'must be a whole number from 1 to 64')
+      .default(1),
   })
   .superRefine(
     (env, ctx) => {

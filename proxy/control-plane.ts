@@ -3,14 +3,14 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { AdminAuth } from './admin-auth.js';
 import { buildAdminApi, type MetricsSource } from './admin-api.js';
-import { adminStatus, type SlotTraffic } from './admin-status.js';
+import { adminStatus, type TrafficReport } from './admin-status.js';
 import type { ProxyConfig } from './config.js';
 import { healthUrl, runHealthGate, type HealthGateOptions } from './health-gate.js';
 import { SlotHealthMonitor } from './slot-health-monitor.js';
 import type { SlotRegistry } from './slot-registry.js';
-import type { Slot } from './slot-state.js';
+import type { Slot, SlotState } from './slot-state.js';
 import type { SlotStore } from './store.js';
-import { SwitchService, type SwitchCounter } from './switch.js';
+import { SwitchService, type SwitchCounter, type SwitchOutcome } from './switch.js';
 
 export interface ControlPlaneOptions {
   config: Pick<
@@ -19,8 +19,13 @@ export interface ControlPlaneOptions {
   >;
   store: SlotStore;
   registry: SlotRegistry;
-  /** The data plane's view of each slot's traffic (its URL without password). */
-  traffic: (slot: Slot) => SlotTraffic;
+  /** The data plane's traffic per slot (URLs without password), and its workers if any. */
+  traffic: () => TrafficReport | Promise<TrafficReport>;
+  /**
+   * Runs after a switch is written and applied here, before the admin API
+   * answers: with workers, waits until every worker applies it.
+   */
+  applied?: (state: SlotState) => Promise<void>;
   metrics: MetricsSource;
   switches: SwitchCounter;
   logger: Logger;
@@ -63,16 +68,19 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       return result;
     },
   });
+  const applied = options.applied;
+  const confirmed = async (outcome: Promise<SwitchOutcome>): Promise<SwitchOutcome> => {
+    const result = await outcome;
+    if (applied !== undefined && result.ok && result.changed) await applied(result.state);
+    return result;
+  };
   const app = buildAdminApi({
-    switches,
+    switches: {
+      switch: (slot, request) => confirmed(switches.switch(slot, request)),
+      rollback: (request) => confirmed(switches.rollback(request)),
+    },
     auth: new AdminAuth({ apiKey: config.ADMIN_API_KEY }),
-    status: () =>
-      adminStatus({
-        registry,
-        store,
-        monitor,
-        traffic: options.traffic,
-      }),
+    status: async () => adminStatus({ registry, store, monitor }, await options.traffic()),
     history: (limit) => store.history(limit),
     metrics: options.metrics,
     logger,

@@ -1,7 +1,10 @@
+import cluster from 'node:cluster';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { CommandFailed } from '../cli/errors.js';
 import { createLogger } from '../common/logger.js';
+import { startClusterProxy } from './cluster-primary.js';
 import type { ProxyConfig } from './config.js';
 import { createControlPlane, urlOf, type ControlPlane } from './control-plane.js';
 import { FileSlotStore } from './file-store.js';
@@ -34,6 +37,9 @@ export interface StartProxyOptions {
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
+/** What a cluster worker runs (built next to this file). */
+const WORKER_SCRIPT = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+
 /** The store DESIGN.md names: Redis for a fleet (REDIS_URL), else the state file. */
 export function storeFor(config: ProxyConfig, logger: Logger): SlotStore {
   if (config.REDIS_URL) {
@@ -42,8 +48,18 @@ export function storeFor(config: ProxyConfig, logger: Logger): SlotStore {
   return new FileSlotStore({ stateFile: config.STATE_FILE });
 }
 
+function warnIfAdminOffLoopback(config: ProxyConfig, logger: Logger): void {
+  if (!LOOPBACK.test(config.ADMIN_HOST)) {
+    logger.warn(
+      { admin_host: config.ADMIN_HOST },
+      'the admin API listens off loopback (ADMIN_ALLOW_REMOTE): anyone who can reach it and guesses the key can move traffic; keep it on a private network',
+    );
+  }
+}
+
 /**
- * `togather proxy` without the process around it: loads the slot state,
+ * `togather proxy` in this one process, without the process around it
+ * (PROXY_WORKERS is runProxyProcess's business): loads the slot state,
  * starts the public and admin listeners and returns once both listen.
  * Throws StoreCorruptError / StoreUnavailableError when the state cannot be
  * loaded, and the listen error when a port is taken; nothing is left running.
@@ -55,19 +71,7 @@ export async function startProxy(
   const logger =
     options.logger ??
     createLogger({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, name: 'togather-proxy' });
-  if (!LOOPBACK.test(config.ADMIN_HOST)) {
-    logger.warn(
-      { admin_host: config.ADMIN_HOST },
-      'the admin API listens off loopback (ADMIN_ALLOW_REMOTE): anyone who can reach it and guesses the key can move traffic; keep it on a private network',
-    );
-  }
-
-  if (config.PROXY_WORKERS > 1) {
-    logger.warn(
-      { PROXY_WORKERS: config.PROXY_WORKERS },
-      'PROXY_WORKERS above 1 is not supported: running one process (run several proxies on one Redis to use more cores)',
-    );
-  }
+  warnIfAdminOffLoopback(config, logger);
   const store = storeFor(config, logger);
   const metrics = new ProxyMetrics(new Registry());
   let edge: EdgeProxy | undefined;
@@ -79,7 +83,7 @@ export async function startProxy(
       config,
       store,
       registry: data.registry,
-      traffic: (slot) => data.traffic(slot),
+      traffic: () => ({ slots: { blue: data.traffic('blue'), green: data.traffic('green') } }),
       metrics,
       switches: metrics.switches,
       logger,
@@ -133,7 +137,8 @@ async function stop(
 /**
  * The `togather proxy` process: starts, serves until SIGTERM or SIGINT, then
  * stops gracefully and returns (exit 0). A second signal during the stop
- * exits at once with 1.
+ * exits at once with 1. With PROXY_WORKERS > 1 this process is the cluster
+ * primary (store, admin API) and N worker processes serve the public port.
  */
 export async function runProxyProcess(config: ProxyConfig): Promise<void> {
   const logger = createLogger({
@@ -141,9 +146,20 @@ export async function runProxyProcess(config: ProxyConfig): Promise<void> {
     format: config.LOG_FORMAT,
     name: 'togather-proxy',
   });
-  let running: RunningProxy;
+  let running: { close(timeoutMs?: number): Promise<void> };
   try {
-    running = await startProxy(config, { logger });
+    if (config.PROXY_WORKERS > 1) {
+      warnIfAdminOffLoopback(config, logger);
+      running = await startClusterProxy({
+        config,
+        store: storeFor(config, logger),
+        logger,
+        cluster,
+        workerScript: WORKER_SCRIPT,
+      });
+    } else {
+      running = await startProxy(config, { logger });
+    }
   } catch (error) {
     throw new CommandFailed(`cannot start the proxy: ${startFailure(error)}`);
   }

@@ -47,10 +47,13 @@ const LINT_FAILING_DEFAULTS = [
   'nodejs_active_resources_total',
 ];
 
-/** What the scrape-time gauges read: the live slot state and the slots' traffic. */
+/**
+ * What the scrape-time gauges read: the live slot state and the slots'
+ * traffic (none in the primary of a cluster, whose workers carry it).
+ */
 export interface ProxyMetricsSources {
   registry: SlotRegistry;
-  upstreams: Readonly<Record<Slot, Upstream>>;
+  upstreams?: Readonly<Record<Slot, Upstream>>;
 }
 
 export interface ProxyMetricsOptions {
@@ -65,6 +68,12 @@ type RequestLabels = { slot: Slot; method: MetricMethod; code: string };
  * listener serves it). The hot path only adds to a typed array: request
  * counts are handed to prom-client when a scrape asks for them, and the
  * gauges of slot state and traffic are read at scrape time too.
+ *
+ * With PROXY_WORKERS > 1 every process has its own and the primary sums them
+ * (prom-client's AggregatorRegistry.aggregate, primary first): counts, the
+ * histogram and traffic add up; the slot state and store gauges are the
+ * primary's own (`first`: it owns the store, the workers follow it); a slot
+ * drains if any worker drains it (`max`).
  */
 export class ProxyMetrics {
   readonly registry: Registry;
@@ -110,7 +119,7 @@ export class ProxyMetrics {
       registers,
       collect: () => {
         for (const slot of SLOTS)
-          inflight.set({ slot }, this.sources?.upstreams[slot].inflight ?? 0);
+          inflight.set({ slot }, this.sources?.upstreams?.[slot].inflight ?? 0);
       },
     });
     const websockets: Gauge<'slot'> = new Gauge({
@@ -120,7 +129,7 @@ export class ProxyMetrics {
       registers,
       collect: () => {
         for (const slot of SLOTS)
-          websockets.set({ slot }, this.sources?.upstreams[slot].openWebSockets ?? 0);
+          websockets.set({ slot }, this.sources?.upstreams?.[slot].openWebSockets ?? 0);
       },
     });
     const draining: Gauge<'slot'> = new Gauge({
@@ -128,9 +137,10 @@ export class ProxyMetrics {
       help: '1 while a slot that lost traffic is being drained.',
       labelNames: ['slot'],
       registers,
+      aggregator: 'max',
       collect: () => {
         for (const slot of SLOTS)
-          draining.set({ slot }, this.sources?.upstreams[slot].draining ? 1 : 0);
+          draining.set({ slot }, this.sources?.upstreams?.[slot].draining ? 1 : 0);
       },
     });
     const active: Gauge<'slot'> = new Gauge({
@@ -138,6 +148,7 @@ export class ProxyMetrics {
       help: '1 on the slot that receives traffic, 0 on the other.',
       labelNames: ['slot'],
       registers,
+      aggregator: 'first',
       collect: () => {
         const current = this.sources?.registry.current.active;
         for (const slot of SLOTS) active.set({ slot }, slot === current ? 1 : 0);
@@ -147,6 +158,7 @@ export class ProxyMetrics {
       name: 'togather_proxy_slot_epoch',
       help: 'Epoch of the slot state this proxy applies.',
       registers,
+      aggregator: 'first',
       collect: () => {
         epoch.set(this.sources?.registry.current.epoch ?? 0);
       },
@@ -167,6 +179,7 @@ export class ProxyMetrics {
       name: 'togather_proxy_store_up',
       help: '1 when the slot store (Redis or file) is reachable.',
       registers,
+      aggregator: 'first',
     });
     this.droppedConnections = new Counter({
       name: 'togather_proxy_dropped_connections_total',

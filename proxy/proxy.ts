@@ -34,10 +34,19 @@ export type EdgeProxyConfig = Pick<
   | 'ACCESS_LOG'
 >;
 
+/**
+ * What the data plane needs of a store: the state to start from and its
+ * changes (a SlotStore, or a cluster worker's relay of the primary's store).
+ */
+export type SlotStateSource = Pick<
+  SlotStore,
+  'kind' | 'init' | 'onState' | 'isUp' | 'onAvailability'
+>;
+
 export interface EdgeProxyOptions {
   config: EdgeProxyConfig;
   /** Initialised here; owned (and closed) by the caller. */
-  store: SlotStore;
+  store: SlotStateSource;
   logger: Logger;
   metrics: ProxyMetrics;
 }

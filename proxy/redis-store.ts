@@ -175,13 +175,16 @@ return reply
 );
 
 /**
- * Compare-and-set on epoch: all fields written and the change published in
- * one atomic step, so no proxy can see a half-written state or miss the order.
+ * Compare-and-set on epoch: all fields written, the change published and its
+ * audit entry appended in one atomic step, so no proxy can see a half-written
+ * state or miss the order, and no committed switch can miss from the history
+ * (even when the answer to the proxy that made it is lost).
  * Refused (-4) once Redis's clock is past the deadline: a compare-and-set held
  * up in the network after its caller gave up (and answered the switch as
  * failed) must not apply when the network heals.
- * KEYS: slot hash, restoring marker. ARGV: expected epoch, active, previous,
- * epoch, switched_at, actor, json, channel, deadline (Redis time, ms).
+ * KEYS: slot hash, restoring marker, history stream. ARGV: expected epoch,
+ * active, previous, epoch, switched_at, actor, json, channel, deadline (Redis
+ * time, ms), history cap, then the audit entry's field/value pairs, if any.
  */
 const COMPARE_AND_SET = new LuaScript(
   `
@@ -202,9 +205,12 @@ end
 redis.call('HSET', KEYS[1], 'active', ARGV[2], 'previous', ARGV[3], 'epoch', ARGV[4],
   'switched_at', ARGV[5], 'actor', ARGV[6])
 redis.call('PUBLISH', ARGV[8], ARGV[7])
+if #ARGV > 10 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], '*', unpack(ARGV, 11, #ARGV))
+end
 return {1}
 `,
-  2,
+  3,
 );
 
 /**
@@ -473,17 +479,25 @@ export class RedisStore implements SlotStore {
     return this.seed(this.requireNewest(), true);
   }
 
-  async compareAndSet(expectedEpoch: number, next: SlotState): Promise<CompareAndSetResult> {
+  async compareAndSet(
+    expectedEpoch: number,
+    next: SlotState,
+    record?: SwitchRecord,
+  ): Promise<CompareAndSetResult> {
     const invalid = invalidStateReason(next);
     if (invalid) throw new RangeError(`compareAndSet: invalid next state: ${invalid}`);
     if (next.epoch <= expectedEpoch) {
       throw new RangeError(`compareAndSet: next epoch ${next.epoch} is not above ${expectedEpoch}`);
     }
     for (let attempt = 0; ; attempt++) {
-      // Redis's clock, not ours: the write may happen only before this call gives up on it.
+      // Redis's clock, not ours: the write may happen only well before this call
+      // gives up on it (half the command timeout: timers fire a little early and
+      // a held write may be delivered the moment the call gives up).
       const [seconds, micros] = await this.call('reading the redis clock', (redis) => redis.time());
       const deadline =
-        Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) + this.commandTimeoutMs;
+        Number(seconds) * 1000 +
+        Math.floor(Number(micros) / 1000) +
+        Math.floor(this.commandTimeoutMs / 2);
       const reply = scriptReply(
         await this.call(
           'switching the slot',
@@ -491,10 +505,13 @@ export class RedisStore implements SlotStore {
             COMPARE_AND_SET.run(redis, [
               this.keys.slot,
               this.keys.slotRestoring,
+              this.keys.history,
               String(expectedEpoch),
               ...stateArgs(next),
               this.keys.slotChanged,
               String(deadline),
+              String(this.historyMaxLength),
+              ...(record ? historyFields(record) : []),
             ]),
           true,
         ),
@@ -502,12 +519,12 @@ export class RedisStore implements SlotStore {
       );
       if (reply.code === -4) {
         throw new StoreUnavailableError(
-          `the switch reached redis after ${this.commandTimeoutMs} ms and was not applied`,
+          `the switch reached redis too late (over ${Math.floor(this.commandTimeoutMs / 2)} ms) and was not applied`,
         );
       }
       if (reply.code === 1) {
         this.remember(next);
-        return { ok: true, state: next };
+        return record ? { ok: true, state: next, recorded: true } : { ok: true, state: next };
       }
       if (reply.code === 0) {
         this.remember(reply.state);

@@ -32,7 +32,8 @@ export class StoreCorruptError extends Error {
 }
 
 export type CompareAndSetResult =
-  | { ok: true; state: SlotState }
+  /** `recorded`: the audit entry passed along was written in the same atomic step. */
+  | { ok: true; state: SlotState; recorded?: boolean }
   /** Lost the race: `state` is what the store holds now. */
   | { ok: false; state: SlotState };
 
@@ -59,8 +60,15 @@ export interface SlotStore {
   /**
    * Writes `next` only if the stored epoch still equals `expectedEpoch` (atomic
    * across the fleet), then notifies every proxy. Throws StoreUnavailableError.
+   * A store that can also append `record` (the switch's audit entry) in the
+   * same atomic step does, and says so with `recorded`, so that no committed
+   * switch can miss from the history; else the caller appends it.
    */
-  compareAndSet(expectedEpoch: number, next: SlotState): Promise<CompareAndSetResult>;
+  compareAndSet(
+    expectedEpoch: number,
+    next: SlotState,
+    record?: SwitchRecord,
+  ): Promise<CompareAndSetResult>;
 
   /**
    * Every state the store learns of (notifications and the periodic

@@ -129,9 +129,11 @@ export class SwitchService {
         switched_at: this.now().toISOString(),
         actor: request.actor,
       };
+      // The audit entry goes with the write: a store that can append it atomically does.
+      const entry = this.entry(request, current.active, target, next.epoch, 'switched');
       let written;
       try {
-        written = await this.options.store.compareAndSet(current.epoch, next);
+        written = await this.options.store.compareAndSet(current.epoch, next, entry);
       } catch (error) {
         if (error instanceof StoreUnavailableError || error instanceof StoreCorruptError) {
           return this.unavailable(target, request, error);
@@ -140,7 +142,8 @@ export class SwitchService {
       }
       if (written.ok) {
         this.options.registry.apply(written.state);
-        await this.record(request, current.active, target, written.state.epoch, 'switched');
+        if (written.recorded === true) this.options.switches.inc({ result: 'switched' });
+        else await this.record(request, current.active, target, written.state.epoch, 'switched');
         // The data plane logs the switch itself (with its drain result) when it applies it.
         this.options.logger.debug(
           { actor: request.actor, from: current.active, to: target, epoch: written.state.epoch },
@@ -218,6 +221,26 @@ export class SwitchService {
     return { ok: false, error, message, state: current, ...(health ? { health } : {}) };
   }
 
+  private entry(
+    request: SwitchRequest,
+    from: Slot | null,
+    to: Slot,
+    epoch: number,
+    result: SwitchResult,
+    reason?: string,
+  ): SwitchRecord {
+    const why = request.force && result === 'switched' ? 'forced: health gate skipped' : reason;
+    return {
+      time: this.now().toISOString(),
+      actor: request.actor,
+      from,
+      to,
+      epoch,
+      result,
+      ...(why ? { reason: why } : {}),
+    };
+  }
+
   /** Counts the attempt and appends it to the audit history; a lost entry is logged, never fatal. */
   private async record(
     request: SwitchRequest,
@@ -228,16 +251,7 @@ export class SwitchService {
     reason?: string,
   ): Promise<void> {
     this.options.switches.inc({ result });
-    const why = request.force && result === 'switched' ? 'forced: health gate skipped' : reason;
-    const entry: SwitchRecord = {
-      time: this.now().toISOString(),
-      actor: request.actor,
-      from,
-      to,
-      epoch,
-      result,
-      ...(why ? { reason: why } : {}),
-    };
+    const entry = this.entry(request, from, to, epoch, result, reason);
     if (result === 'unchanged') {
       this.options.logger.info({ actor: request.actor, to, epoch }, 'switch: slot already active');
     } else if (result !== 'switched') {

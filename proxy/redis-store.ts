@@ -434,7 +434,10 @@ export class RedisStore implements SlotStore {
     this.subscriber = new Redis(options.url, {
       ...redisOptions,
       connectionName: 'togather-proxy-sub',
-      autoResubscribe: true,
+      // ioredis's own resubscribe leaves its promise unhandled: a connection that
+      // drops again at that moment rejects it and the unhandled rejection ends
+      // the process. The 'ready' handler below resubscribes instead.
+      autoResubscribe: false,
     });
     this.watchConnections();
   }
@@ -778,9 +781,26 @@ export class RedisStore implements SlotStore {
         if (!this.newest || this.closed) return;
         if (lost) this.logger.info({ connection: role }, 'redis connection restored');
         lost = false;
+        if (role === 'subscriber') this.resubscribe();
         void this.reconcile();
       });
     }
+  }
+
+  /** Subscribes a reconnected subscriber again; a failure waits for the next reconnect. */
+  private resubscribe(): void {
+    this.subscriber.subscribe(this.keys.slotChanged).catch((error: unknown) => {
+      this.logger.debug(
+        { err: describeRedisFailure(error, this.commandTimeoutMs) },
+        'redis resubscribe failed; retrying',
+      );
+      // A connection that stays up (the command timed out) gets another try;
+      // a dropped one resubscribes on its next 'ready'.
+      if (this.closed || this.subscriber.status !== 'ready') return;
+      setTimeout(() => {
+        if (!this.closed && this.subscriber.status === 'ready') this.resubscribe();
+      }, this.reconcileIntervalMs).unref();
+    });
   }
 
   private setUp(up: boolean): void {

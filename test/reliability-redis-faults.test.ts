@@ -303,6 +303,23 @@ describe('Redis faults in the middle of a switch', () => {
     expect(fleet.failures).toEqual([]);
   });
 
+  it('a flapping connection to Redis never takes the proxy down', async () => {
+    // Cut and restored at odd moments: mid-handshake, mid-resubscribe, mid-reconcile.
+    for (let i = 0; i < 60; i++) {
+      fleet.relay.cut();
+      await sleep(5 + ((i * 37) % 60));
+      fleet.relay.restore();
+      await sleep(5 + ((i * 53) % 90));
+    }
+    expect(fleet.a.alive, fleet.a.output.slice(-3000)).toBe(true);
+    await eventuallyConnected(fleet.a);
+    const switched = await fleet.b.switchTo('green');
+    expect(switched.status, switched.text).toBe(200);
+    await fleet.converged(RECONCILE_MS + SLACK_MS);
+    expect(fleet.a.alive).toBe(true);
+    expect(fleet.failures).toEqual([]);
+  });
+
   it('Redis killed in the middle of a switch and restarted empty: the proxies restore their state and converge', async () => {
     const first = await fleet.b.switchTo('green');
     expect(first.status, first.text).toBe(200);

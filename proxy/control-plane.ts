@@ -91,8 +91,10 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     monitor,
     app,
     async listen() {
+      // Ready (/healthz) only once both slots' health is known: a restarted
+      // proxy's /admin/status and gate never start from "unknown".
+      await monitor.start();
       await app.listen({ host: config.ADMIN_HOST, port: config.ADMIN_PORT });
-      monitor.start();
       return urlOf(app.server.address() as AddressInfo);
     },
     async close() {

@@ -41,11 +41,13 @@ export class SlotHealthMonitor {
     this.views = { blue: empty(), green: empty() };
   }
 
-  start(): void {
-    if (this.timer) return;
-    this.pollAll();
-    this.timer = setInterval(() => this.pollAll(), this.options.intervalMs);
+  /** Starts polling; resolves when the first probe of both slots has answered or failed. */
+  start(): Promise<void> {
+    if (this.timer) return Promise.resolve();
+    const first = this.pollAll();
+    this.timer = setInterval(() => void this.pollAll(), this.options.intervalMs);
     this.timer.unref();
+    return first;
   }
 
   stop(): void {
@@ -74,8 +76,8 @@ export class SlotHealthMonitor {
     }
   }
 
-  private pollAll(): void {
-    for (const slot of SLOTS) void this.poll(slot);
+  private async pollAll(): Promise<void> {
+    await Promise.all(SLOTS.map((slot) => this.poll(slot)));
   }
 
   private async poll(slot: Slot): Promise<void> {

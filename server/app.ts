@@ -91,7 +91,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     request.log.info(
       {
         method: request.method,
-        url: request.url,
+        // Without the query string: clients put keys and tokens there too.
+        url: request.url.split('?', 1)[0],
         route: request.routeOptions.url,
         status: reply.statusCode,
         duration_ms: Math.round(reply.elapsedTime * 10) / 10,

@@ -81,12 +81,28 @@ export async function devCommand(flags: DevFlags): Promise<void> {
   const children: Child[] = [];
   let database: DevDatabase | undefined;
   let stopping = false;
-  let resolveDone: (code: number) => void = () => {};
-  const done = new Promise<number>((r) => (resolveDone = r));
+
+  // One way to stop, whenever the request comes: a signal (exit 0) or the
+  // proxy dying (exit 1) only records the request and wakes the main flow,
+  // which stops everything once, after start-up has stopped creating things.
+  let stopCode: number | undefined;
+  const stopSignal = new AbortController();
+  const stopRequested = new Promise<void>((resolve) =>
+    stopSignal.signal.addEventListener('abort', () => resolve(), { once: true }),
+  );
+  const requestStop = (code: number) => {
+    stopCode ??= code;
+    // Also ends a `migrate up` still waiting (for the migration lock, say).
+    stopSignal.abort();
+  };
+  const checkpoint = () => {
+    if (stopCode !== undefined) throw new StopRequested();
+  };
 
   const say = (text: string) => process.stdout.write(text);
 
   function start(name: string, args: string[], env: NodeJS.ProcessEnv): Child {
+    checkpoint();
     const log = join(paths.logs, `${name}.log`);
     const fd = openSync(log, 'a', 0o600);
     const child = spawn(process.execPath, [CLI, ...args], {
@@ -102,7 +118,7 @@ export async function devCommand(flags: DevFlags): Promise<void> {
       const how = signal ?? `code ${code}`;
       if (name === 'proxy') {
         process.stderr.write(`togather dev: the proxy exited (${how}); see ${log}. Stopping.\n`);
-        void shutdown(1);
+        requestStop(1);
       } else {
         const current = slotFile.read()[name as Slot];
         // A deploy replacing this slot stops the dev process on purpose.
@@ -113,14 +129,7 @@ export async function devCommand(flags: DevFlags): Promise<void> {
     return entry;
   }
 
-  let stopped: Promise<void> | undefined;
-  /** Stops everything once; later calls wait for the same shutdown. */
-  function shutdown(code: number): Promise<void> {
-    stopped ??= stopAll(code);
-    return stopped;
-  }
-
-  async function stopAll(code: number): Promise<void> {
+  async function stopAll(): Promise<void> {
     stopping = true;
     say('\nstopping: proxy, slots, database...\n');
     const proxy = children.find((c) => c.name === 'proxy');
@@ -141,19 +150,20 @@ export async function devCommand(flags: DevFlags): Promise<void> {
     );
     await database?.stop().catch(() => {});
     say('stopped\n');
-    resolveDone(code);
   }
 
-  const onSignal = () => void shutdown(0);
+  const onSignal = () => requestStop(0);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  let failure: unknown;
   try {
     let databaseUrl = process.env.DATABASE_URL || undefined;
     if (!databaseUrl) {
       database = await startDevDatabase(join(devDir, 'pgdata'), ports.db);
       databaseUrl = database.url;
     }
+    checkpoint();
     const appEnv: Record<string, string> = {
       ENVIRONMENT: 'development',
       DATABASE_URL: databaseUrl,
@@ -169,7 +179,8 @@ export async function devCommand(flags: DevFlags): Promise<void> {
     say(
       `database: ${database ? `PGlite in ${database.dataDir}, served on ${databaseUrl}` : 'DATABASE_URL'}\n`,
     );
-    const migrate = await runToEnd(['migrate', 'up'], appEnv);
+    const migrate = await runToEnd(['migrate', 'up'], appEnv, stopSignal.signal);
+    checkpoint();
     if (migrate.code !== 0)
       throw new CommandFailed(`togather migrate up failed:\n${migrate.output}`);
     say(`migrations: ${migrate.output.trim().split('\n').pop() ?? 'applied'}\n`);
@@ -211,26 +222,10 @@ export async function devCommand(flags: DevFlags): Promise<void> {
       proxy: `http://127.0.0.1:${ports.proxy}`,
       admin: `http://127.0.0.1:${ports.admin}`,
     };
-    await waitFor(
-      'blue',
-      () => healthy(`${base.blue}/health`),
-      () => stopping,
-    );
-    await waitFor(
-      'green',
-      () => healthy(`${base.green}/health`),
-      () => stopping,
-    );
-    await waitFor(
-      'proxy',
-      () => answers(`${base.admin}/healthz`),
-      () => stopping,
-    );
-    await waitFor(
-      'proxy',
-      () => healthy(`${base.proxy}/health`),
-      () => stopping,
-    );
+    await waitFor('blue', () => healthy(`${base.blue}/health`), checkpoint);
+    await waitFor('green', () => healthy(`${base.green}/health`), checkpoint);
+    await waitFor('proxy', () => answers(`${base.admin}/healthz`), checkpoint);
+    await waitFor('proxy', () => healthy(`${base.proxy}/health`), checkpoint);
 
     // What `togather deploy --runner local` needs to roll out to this stack.
     const deployEnv = join(devDir, 'deploy.env');
@@ -281,16 +276,22 @@ export async function devCommand(flags: DevFlags): Promise<void> {
         '',
       ].join('\n'),
     );
+    await stopRequested;
   } catch (error) {
-    await shutdown(1);
-    throw error;
+    if (!(error instanceof StopRequested)) failure = error;
   }
 
-  const code = await done;
+  await stopAll();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
-  if (code !== 0)
+  if (failure !== undefined) throw failure;
+  if (stopCode !== 0)
     throw new CommandFailed('togather dev stopped because a part of the stack failed');
+}
+
+/** Start-up noticed a stop request: everything started so far is stopped, nothing more starts. */
+class StopRequested extends Error {
+  override name = 'StopRequested';
 }
 
 function quoteEnv(value: string): string {
@@ -308,11 +309,11 @@ async function answers(url: string): Promise<boolean> {
 async function waitFor(
   what: string,
   check: () => Promise<boolean>,
-  stopped: () => boolean,
+  checkpoint: () => void,
 ): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
-    if (stopped()) throw new CommandFailed(`stopped while waiting for ${what}`);
+    checkpoint();
     if (await check()) return;
     await sleep(100);
   }
@@ -322,11 +323,13 @@ async function waitFor(
 function runToEnd(
   args: string[],
   env: Record<string, string>,
+  signal: AbortSignal,
 ): Promise<{ code: number; output: string }> {
   return new Promise((done) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      signal,
     });
     let output = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));

@@ -42,7 +42,7 @@ const FILE_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
  * The advisory lock every `migrate up` takes (two int4 keys: "togt", 1), so
  * concurrent runs wait for each other and each migration is applied once.
  */
-const LOCK_KEYS = [0x746f6774, 1] as const;
+export const MIGRATION_LOCK_KEYS = [0x746f6774, 1] as const;
 
 /**
  * The SQL files live next to this module in the source tree; the build
@@ -126,7 +126,7 @@ export async function migrationRunning(db: Queryable): Promise<boolean> {
        WHERE locktype = 'advisory' AND granted
          AND classid = $1::int::oid AND objid = $2::int::oid AND objsubid = 2
      ) AS running`,
-    [LOCK_KEYS[0], LOCK_KEYS[1]],
+    [MIGRATION_LOCK_KEYS[0], MIGRATION_LOCK_KEYS[1]],
   );
   return result.rows[0]?.running ?? false;
 }
@@ -205,7 +205,10 @@ export async function migrateUp(
       return done;
     } finally {
       await session
-        .query('SELECT pg_advisory_unlock($1, $2)', [LOCK_KEYS[0], LOCK_KEYS[1]])
+        .query('SELECT pg_advisory_unlock($1, $2)', [
+          MIGRATION_LOCK_KEYS[0],
+          MIGRATION_LOCK_KEYS[1],
+        ])
         .catch(() => undefined);
     }
   });
@@ -217,7 +220,7 @@ async function acquireLock(session: Queryable, timeoutMs: number, logger: Logger
   for (;;) {
     const result = await session.query<{ locked: boolean }>(
       'SELECT pg_try_advisory_lock($1, $2) AS locked',
-      [LOCK_KEYS[0], LOCK_KEYS[1]],
+      [MIGRATION_LOCK_KEYS[0], MIGRATION_LOCK_KEYS[1]],
     );
     if (result.rows[0]?.locked) return;
     if (Date.now() >= deadline) {

@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { processAlive } from '../deploy/slot-processes.js';
+import { MIGRATION_LOCK_KEYS } from '../server/migrate.js';
 import { killSlotProcesses, makeRelease, tempDir } from './helpers/deploy-fixtures.js';
 import { freePort } from './helpers/ports.js';
+import { createTestDatabase } from './helpers/postgres.js';
 import { runCli, startCli, type RunningProcess } from './helpers/processes.js';
 import { waitForPort } from './helpers/redis.js';
 
@@ -123,6 +126,57 @@ describe('togather dev', () => {
     for (const port of [proxyPort, adminPort, bluePort, greenPort])
       expect(await portClosed(port)).toBe(true);
     dev = undefined;
+  });
+
+  it('Ctrl-C during start-up stops what was started and starts nothing more', async () => {
+    // The migration lock held here keeps dev's `migrate up` waiting: the
+    // signal arrives mid start-up, and must not wait for the lock either.
+    const db = await createTestDatabase();
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const startupState = join(dir.path, 'state-startup');
+    let early: RunningProcess | undefined;
+    try {
+      await holder.query('SELECT pg_advisory_lock($1, $2)', [...MIGRATION_LOCK_KEYS]);
+      early = startCli(
+        [
+          'dev',
+          '--proxy-port',
+          String(ports[0]),
+          '--admin-port',
+          String(ports[1]),
+          '--blue-port',
+          String(ports[2]),
+          '--green-port',
+          String(ports[3]),
+          '--state-dir',
+          startupState,
+        ],
+        { DATABASE_URL: db.url },
+        dir.path,
+      );
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const waiting = await holder.query(
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'togather-migrate'",
+        );
+        if (waiting.rowCount) break;
+        if (Date.now() > deadline) throw new Error(`migrate never started:\n${early.stdout}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const exit = await early.stop('SIGINT', 30_000);
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(early.stdout).toMatch(/stopped\n$/);
+      expect(early.stdout).not.toContain('togather dev is running');
+      expect(early.stderr).toBe('');
+      for (const port of ports) expect(await portClosed(port)).toBe(true);
+    } finally {
+      await early?.stop('SIGKILL');
+      killSlotProcesses(startupState);
+      await holder.end();
+      await db.drop();
+    }
   });
 
   it('bad ports exit 2', async () => {

@@ -25,8 +25,11 @@ export function summaryLine(record: DeploymentRecord): string {
   const move = `${record.from_slot ?? '?'} -> ${record.to_slot ?? '?'}`;
   const took = record.duration_ms === null ? '' : ` in ${formatDuration(record.duration_ms)}`;
   switch (record.result) {
-    case 'deployed':
-      return `deployed ${record.version} (${move})${took}; ${record.from_slot ?? 'the old slot'} kept for rollback`;
+    case 'deployed': {
+      const old = record.from_slot ?? 'the old slot';
+      const stopped = record.steps.some((s) => s.name === 'stop-old' && s.status === 'ok');
+      return `deployed ${record.version} (${move})${took}; ${old} ${stopped ? 'stopped (--stop-old)' : 'kept for rollback'}`;
+    }
     case 'rolled_back':
       return `rolled back: ${record.version} was switched to and failed (${record.rollback_reason}); traffic is back on ${record.from_slot}`;
     case 'failed':

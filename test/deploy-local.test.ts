@@ -268,6 +268,9 @@ describe('togather deploy --runner local', () => {
     expect(r.stdout).toMatch(
       new RegExp(`^stop-old\\s+ok\\s.*blue pid ${oldBlue.pid} \\(1\\.1\\.0\\) stopped`, 'm'),
     );
+    expect(r.stdout).toMatch(
+      /^deployed 1\.2\.0 \(blue -> green\) in [\d.]+ m?s; blue stopped \(--stop-old\)$/m,
+    );
     expect(await proxyVersion()).toEqual({ version: '1.2.0', slot: 'green' });
     expect(processAlive(oldBlue.pid)).toBe(false);
     expect(JSON.parse(readFileSync(join(stateDir, 'slots.json'), 'utf8')).blue).toBeUndefined();
@@ -277,7 +280,7 @@ describe('togather deploy --runner local', () => {
     const status = await runCli(['deploy', 'status', '--env', envFile]);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(
-      /^deployed 1\.2\.0 \(blue -> green\) in [\d.]+ m?s; blue kept for rollback\n/,
+      /^deployed 1\.2\.0 \(blue -> green\) in [\d.]+ m?s; blue stopped \(--stop-old\)\n/,
     );
     expect(status.stdout).toMatch(/^ {2}verify\s+ok\s/m);
     expect(status.stdout).toMatch(/^deploy lock: free$/m);

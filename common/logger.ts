@@ -1,4 +1,5 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import pinoPretty from 'pino-pretty';
 
 export type LogFormat = 'json' | 'pretty';
 
@@ -46,8 +47,12 @@ export function createLogger(settings: LoggerSettings): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   if (settings.format === 'pretty') {
-    // pino-pretty in-process (not a worker transport) keeps start-up simple for local runs.
-    return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: false } } });
+    // Formatted in-process and written at once, like the JSON lines: to the
+    // same destination (stderr for the short commands, whose stdout is their
+    // answer), in order, and none lost when the process exits right after.
+    const format = pinoPretty.prettyFactory({ colorize: false });
+    const destination = settings.destination ?? process.stdout;
+    return pino(options, { write: (line: string) => destination.write(format(line)) });
   }
   return settings.destination ? pino(options, settings.destination) : pino(options);
 }

@@ -215,6 +215,20 @@ describe('togather migrate', () => {
     });
   });
 
+  it('with LOG_FORMAT=pretty the log lines go to stderr; stdout stays the answer', async () => {
+    const { testDb } = await freshDatabase();
+    const result = await runCli(['migrate', 'up'], {
+      DATABASE_URL: testDb.url,
+      LOG_FORMAT: 'pretty',
+    });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe('applied 0001_create_events\n');
+    expect(result.stderr).toMatch(
+      /^\[[\d:.]+\] INFO \(togather-migrate\/\d+\): migration applied\n/,
+    );
+    expect(result.stderr).toContain('migration: "0001_create_events"');
+  });
+
   it('migrate status shows pending migrations of a fresh database', async () => {
     const { testDb } = await freshDatabase();
     const result = await runCli(['migrate', 'status', '--json'], { DATABASE_URL: testDb.url });

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
+import { processAlive } from '../common/process-alive.js';
 import {
   isLockOwner,
   LockHeldError,
@@ -59,7 +60,7 @@ export function createFileLock(options: FileLockOptions): DeployLock {
       return stat && now() - stat.mtimeMs > ttlMs ? 'unreadable and old' : undefined;
     }
     if (content.expires_at <= now()) return 'expired';
-    if (content.holder.endsWith(`@${hostname()}`) && !processExists(content.pid)) {
+    if (content.holder.endsWith(`@${hostname()}`) && !processAlive(content.pid)) {
       return `holder pid ${content.pid} is gone`;
     }
     return undefined;
@@ -188,13 +189,4 @@ export function createFileLock(options: FileLockOptions): DeployLock {
 function stripExpiry(content: LockFileContent): LockOwner {
   const { token, holder, pid, since, purpose } = content;
   return { token, holder, pid, since, purpose };
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createConnection } from 'node:net';
+import { processAlive } from '../common/process-alive.js';
 import type { Slot } from '../proxy/slot-state.js';
 
 /** A `togather serve` process on a slot port, as the local runner and `togather dev` record it. */
@@ -50,15 +51,6 @@ export class SlotProcessFile {
     });
     this.writing = write.catch(() => {});
     return write;
-  }
-}
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

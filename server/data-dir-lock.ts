@@ -1,5 +1,6 @@
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { processAlive } from '../common/process-alive.js';
 
 /** A database that cannot be opened because another process holds it. */
 export class DataDirBusyError extends Error {
@@ -25,7 +26,7 @@ export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const holder = Number.parseInt((await readFile(path, 'utf8').catch(() => '')).trim(), 10);
-    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
       throw new DataDirBusyError(
         `DATA_DIR ${dir} is in use by process ${holder}: embedded PGlite serves one process only ` +
           '(stop it, or set DATABASE_URL to share a PostgreSQL database)',
@@ -39,14 +40,4 @@ export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
 async function releaseLock(path: string): Promise<void> {
   const holder = (await readFile(path, 'utf8').catch(() => '')).trim();
   if (holder === String(process.pid)) await unlink(path).catch(() => undefined);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

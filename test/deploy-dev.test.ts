@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { processAlive } from '../deploy/slot-processes.js';
+import { processAlive } from '../common/process-alive.js';
 import { MIGRATION_LOCK_KEYS } from '../server/migrate.js';
 import { killSlotProcesses, makeRelease, tempDir } from './helpers/deploy-fixtures.js';
 import { freePort } from './helpers/ports.js';

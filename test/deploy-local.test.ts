@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentRecord } from '../deploy/deployment-record.js';
-import { processAlive } from '../deploy/slot-processes.js';
+import { processAlive } from '../common/process-alive.js';
 import {
   killSlotProcesses,
   makeFakeBuild,

@@ -11,7 +11,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processAlive } from '../../deploy/slot-processes.js';
+import { processAlive } from '../../common/process-alive.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

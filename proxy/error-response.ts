@@ -26,6 +26,8 @@ export function sendProxyError(
   requestId: string,
 ): void {
   const text = body(error, slot, requestId);
+  // A slot answer that never started is replaced, not merged into this one.
+  res.discardStagedHead();
   res.statusCode = status;
   res.setOwnHeader('x-togather-slot', slot);
   res.setOwnHeader('x-request-id', requestId);

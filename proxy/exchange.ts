@@ -50,16 +50,64 @@ export class EdgeRequest extends IncomingMessage implements UpstreamExchange {
   }
 }
 
+/** Node's own implicit head writer (write, end and flushHeaders call it when no head is out yet). */
+type ImplicitHeader = (this: ServerResponse) => void;
+const nodeImplicitHeader = (ServerResponse.prototype as unknown as { _implicitHeader?: unknown })
+  ._implicitHeader;
+if (typeof nodeImplicitHeader !== 'function') {
+  // Internal to Node but stable since its first releases: fail at start-up, not on traffic.
+  throw new Error('ServerResponse.prototype._implicitHeader is missing: review proxy/exchange.ts');
+}
+const implicitHeader = nodeImplicitHeader as ImplicitHeader;
+
 /**
- * The public listener's response class. Headers copied from the slot's answer
- * pass through setHeader, which drops hop-by-hop headers (Node then writes the
- * client connection's own Connection and Keep-Alive), the headers named in
- * the slot's Connection header and the headers the proxy owns, which are set
- * with setOwnHeader instead.
+ * The public listener's response class. The slot's answer head is staged as
+ * one list of header lines (headers.ts decides which cross) and written in
+ * one batch when its first body byte or its end goes out; headers set one by
+ * one pass through setHeader, which drops hop-by-hop headers (Node then
+ * writes the client connection's own Connection and Keep-Alive), the headers
+ * named in the slot's Connection header and the headers the proxy owns,
+ * which are set with setOwnHeader instead.
  */
 export class EdgeResponse extends ServerResponse<EdgeRequest> {
   /** Extra header names the slot's Connection header marked hop-by-hop. */
   droppedTokens: string[] | null = null;
+  /** The slot's answer head, as [name, value, name, value...], until it goes out. */
+  private stagedHead: string[] | null = null;
+  private stagedMessage = '';
+
+  /**
+   * Stages the head of the slot's answer: the status at once (accounting
+   * reads it), the header lines when the answer starts. Until then
+   * headersSent stays false, so a slot failing before its first body byte
+   * still gets the proxy's own error answer.
+   */
+  stageHead(status: number, message: string | undefined, lines: string[]): void {
+    this.statusCode = status;
+    this.stagedMessage = message ?? '';
+    this.stagedHead = lines;
+  }
+
+  /** The proxy answers by itself after all: the slot's staged head is not written. */
+  discardStagedHead(): void {
+    this.stagedHead = null;
+  }
+
+  /**
+   * Node writes the head implicitly through this method: a staged head goes
+   * out with writeHead and a header list, which Node turns into the head
+   * without building a header object first.
+   */
+  _implicitHeader(): void {
+    const head = this.stagedHead;
+    if (head === null) {
+      implicitHeader.call(this);
+      return;
+    }
+    this.stagedHead = null;
+    if (this.stagedMessage !== '') this.writeHead(this.statusCode, this.stagedMessage, head);
+    else this.writeHead(this.statusCode, head);
+  }
 
   override setHeader(name: string, value: number | string | readonly string[]): this {
     const key = name.toLowerCase();

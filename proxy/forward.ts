@@ -13,6 +13,7 @@ import {
   connectionTokens,
   hostHeaderProblem,
   prepareRequestHeaders,
+  responseHeaderLines,
 } from './headers.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { SlotRegistry } from './slot-registry.js';
@@ -122,9 +123,8 @@ export class Forwarder implements ExchangeObserver {
     req.response = res;
     req.observer = this;
     if (this.accessLog !== null) req.bytesBefore = req.socket.bytesWritten;
+    // X-Togather-Slot and X-Request-Id go out with the slot's head or the proxy's error answer.
     res.on('close', onResponseClose);
-    res.setOwnHeader('x-togather-slot', slot);
-    res.setOwnHeader('x-request-id', requestId);
     if (this.lifecycle.closing) res.shouldKeepAlive = false;
     upstream.begin(req);
 
@@ -270,15 +270,26 @@ export class Forwarder implements ExchangeObserver {
     proxyReq.on('timeout', onUpstreamTimeout);
   };
 
+  /**
+   * The slot answered (selfHandleResponse: http-proxy-3 leaves the answer to
+   * this handler instead of copying it header by header): its head is staged
+   * in one list and its body piped.
+   */
   private readonly onProxyRes = (
     proxyRes: UpstreamResponse,
-    _req: EdgeRequest,
+    req: EdgeRequest,
     response: ServerResponse,
   ): void => {
     const res = response as EdgeResponse;
-    res.droppedTokens = connectionTokens(proxyRes.headers.connection);
+    const dropped = connectionTokens(proxyRes.headers.connection);
+    res.droppedTokens = dropped;
     proxyRes.edgeResponse = res;
     proxyRes.on('close', onUpstreamResponseClose);
+    if (!res.headersSent) {
+      const lines = responseHeaderLines(req.slot, req.requestId, proxyRes.headers, dropped);
+      res.stageHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, lines);
+    }
+    if (!res.writableEnded) proxyRes.pipe(res);
   };
 
   private readonly onError = (
@@ -354,6 +365,8 @@ function upstreamOptions(upstream: Upstream): ServerOptions {
     toProxy: true,
     // A slot URL without a path needs no prefix: spares http-proxy-3 a URL parse per request.
     prependPath: target.pathname !== '/' || target.search !== '',
+    // onProxyRes writes the answer (its header passes would copy one header at a time).
+    selfHandleResponse: true,
   };
 }
 

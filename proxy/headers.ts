@@ -65,6 +65,30 @@ export const DROPPED_RESPONSE_HEADERS: Readonly<Record<string, true>> = Object.a
   },
 );
 
+/**
+ * The head of a slot's answer as the client gets it, as header lines
+ * ([name, value, ...], names lower-cased as Node parsed them): the proxy's
+ * own X-Togather-Slot and X-Request-Id first, then every header of the slot
+ * except the dropped ones and those its Connection header names.
+ */
+export function responseHeaderLines(
+  slot: string,
+  requestId: string,
+  headers: IncomingHttpHeaders,
+  connectionTokens: readonly string[] | null,
+): string[] {
+  const lines = ['x-togather-slot', slot, 'x-request-id', requestId];
+  for (const name in headers) {
+    if (DROPPED_RESPONSE_HEADERS[name] === true) continue;
+    if (connectionTokens !== null && connectionTokens.includes(name)) continue;
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (typeof value === 'string') lines.push(name, value);
+    else for (const item of value) lines.push(name, item);
+  }
+  return lines;
+}
+
 /** The lower-cased tokens of a Connection header, or null when there are none beyond close/keep-alive. */
 export function connectionTokens(value: string | string[] | undefined): string[] | null {
   if (value === undefined) return null;

@@ -7,6 +7,7 @@ import { buildInfo } from '../common/build-info.js';
 import { generateSecret } from '../common/secrets.js';
 import type { Slot } from '../proxy/slot-state.js';
 import { isHealthy, probe, sleep } from './app-probe.js';
+import { runToEnd } from './runner.js';
 import { DEV_POOL_MAX, startDevDatabase, type DevDatabase } from './dev-database.js';
 import { statePaths } from './deploy-settings.js';
 import { isTogatherProcess, portInUse, SlotProcessFile, stopProcess } from './slot-processes.js';
@@ -106,7 +107,7 @@ export async function devCommand(flags: DevFlags): Promise<void> {
     const log = join(paths.logs, `${name}.log`);
     const fd = openSync(log, 'a', 0o600);
     const child = spawn(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      env: childEnv(env),
       stdio: ['ignore', fd, fd],
     });
     closeSync(fd);
@@ -179,7 +180,10 @@ export async function devCommand(flags: DevFlags): Promise<void> {
     say(
       `database: ${database ? `PGlite in ${database.dataDir}, served on ${databaseUrl}` : 'DATABASE_URL'}\n`,
     );
-    const migrate = await runToEnd(['migrate', 'up'], appEnv, stopSignal.signal);
+    const migrate = await runToEnd(process.execPath, [CLI, 'migrate', 'up'], {
+      env: childEnv(appEnv),
+      signal: stopSignal.signal,
+    });
     checkpoint();
     if (migrate.code !== 0)
       throw new CommandFailed(`togather migrate up failed:\n${migrate.output}`);
@@ -320,21 +324,7 @@ async function waitFor(
   throw new CommandFailed(`${what} did not become healthy within 60 s; see the logs`);
 }
 
-function runToEnd(
-  args: string[],
-  env: Record<string, string>,
-  signal: AbortSignal,
-): Promise<{ code: number; output: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      signal,
-    });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
-    child.on('error', (error) => done({ code: 127, output: error.message }));
-    child.on('close', (code) => done({ code: code ?? 1, output }));
-  });
+/** A child's environment: only what it is given, plus PATH and HOME. */
+function childEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env };
 }

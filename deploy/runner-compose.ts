@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
 import type { Slot } from '../proxy/slot-state.js';
-import { tail, type CommandResult, type SlotRunner } from './runner.js';
+import { runToEnd, tail, type CommandResult, type SlotRunner } from './runner.js';
 
 export interface ComposeRunnerOptions {
   /** The image to run on the slot, e.g. togather:1.4.0. */
@@ -32,18 +31,8 @@ export function createComposeRunner(options: ComposeRunnerOptions): SlotRunner {
   const imageVariable = (slot: Slot) => `TOGATHER_${slot.toUpperCase()}_IMAGE`;
 
   function compose(slot: Slot, args: string[]): Promise<CommandResult> {
-    return new Promise((done) => {
-      const child = spawn(options.docker, [...base, ...args], {
-        env: { ...process.env, [imageVariable(slot)]: options.image },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
-      child.on('error', (error) =>
-        done({ code: 127, output: `${options.docker}: ${error.message}` }),
-      );
-      child.on('close', (code, signal) => done({ code: code ?? (signal ? 128 : 1), output }));
+    return runToEnd(options.docker, [...base, ...args], {
+      env: { ...process.env, [imageVariable(slot)]: options.image },
     });
   }
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Slot } from '../proxy/slot-state.js';
-import { tail, type CommandResult, type SlotRunner } from './runner.js';
+import { runToEnd, tail, type SlotRunner } from './runner.js';
 import {
   isTogatherProcess,
   portInUse,
@@ -66,19 +66,7 @@ export function createLocalRunner(options: LocalRunnerOptions): SlotRunner {
     describeStart: (slot) =>
       `stop the process known on ${slot}, then SLOT=${slot} SERVER_PORT=${options.ports[slot]} node ${cli} serve`,
 
-    runCommand(slot, args) {
-      return new Promise<CommandResult>((done) => {
-        const child = spawn(process.execPath, [cli, ...args], {
-          env: slotEnv(slot),
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let output = '';
-        child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
-        child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
-        child.on('error', (error) => done({ code: 127, output: error.message }));
-        child.on('close', (code, signal) => done({ code: code ?? (signal ? 128 : 1), output }));
-      });
-    },
+    runCommand: (slot, args) => runToEnd(process.execPath, [cli, ...args], { env: slotEnv(slot) }),
 
     async start(slot) {
       const stopped = await stopKnown(slot);

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import type { Slot } from '../proxy/slot-state.js';
 
 export interface CommandResult {
@@ -32,4 +33,31 @@ export interface SlotRunner {
 /** The last lines of a command's output, for a failure message. */
 export function tail(output: string, lines = 5): string {
   return output.trim().split('\n').slice(-lines).join(' | ');
+}
+
+/**
+ * Runs a command to its end, collecting stdout and stderr together. Never
+ * rejects: a command that cannot start is exit 127, one killed by a signal
+ * (or by `signal` aborting) 128.
+ */
+export function runToEnd(
+  command: string,
+  args: readonly string[],
+  options: { env: NodeJS.ProcessEnv; signal?: AbortSignal },
+): Promise<CommandResult> {
+  return new Promise((done) => {
+    const child = spawn(command, args, {
+      env: options.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      signal: options.signal,
+    });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+    child.on('error', (error) => {
+      // An abort kills a running child: its 'close' below tells how it ended.
+      if (error.name !== 'AbortError') done({ code: 127, output: `${command}: ${error.message}` });
+    });
+    child.on('close', (code, signal) => done({ code: code ?? (signal ? 128 : 1), output }));
+  });
 }

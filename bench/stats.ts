@@ -45,11 +45,6 @@ export function ratio(a: number | undefined, b: number | undefined): number {
   return a / b;
 }
 
-/** Median of each numeric field over rounds (fields missing in a round are skipped). */
-export function medianOf<T extends object>(rounds: T[], pick: (round: T) => number): number {
-  return median(rounds.map(pick));
-}
-
 export function fixed(value: number, digits = 2): string {
   return Number.isFinite(value) ? value.toFixed(digits) : '–';
 }

@@ -47,7 +47,6 @@ export interface DeploymentStore {
   save(record: DeploymentRecord): Promise<void>;
   /** Newest first. */
   list(limit: number): Promise<DeploymentRecord[]>;
-  close(): Promise<void>;
 }
 
 /** Records kept: the newest ones, enough for an operator's history. */

@@ -42,7 +42,6 @@ export function createFileDeploymentStore(path: string): DeploymentStore {
     async list(limit) {
       return (await readAll()).slice(0, limit);
     },
-    async close() {},
   };
 }
 
@@ -79,6 +78,5 @@ export function createRedisDeploymentStore(redis: Redis, prefix: string): Deploy
         .filter((v): v is string => v !== null)
         .map((v) => JSON.parse(v) as DeploymentRecord);
     },
-    async close() {},
   };
 }

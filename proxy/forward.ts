@@ -126,7 +126,23 @@ export class Forwarder implements ExchangeObserver {
     // X-Togather-Slot and X-Request-Id go out with the slot's head or the proxy's error answer.
     res.on('close', onResponseClose);
     if (this.lifecycle.closing) res.shouldKeepAlive = false;
-    upstream.begin(req);
+    if (res.socket === null) {
+      // Pipelined behind an answer still being written: forwarded when its turn
+      // comes, so a client that pipelines and never reads holds one slot answer
+      // in the proxy, not one per request it sent.
+      res.once('socket', () => this.start(req, res));
+      return;
+    }
+    this.start(req, res);
+  };
+
+  /** Checks a request whose answer now has the client connection and forwards it to its slot. */
+  private start(req: EdgeRequest, res: EdgeResponse): void {
+    // The client left while the request waited for its turn.
+    if (req.socket.destroyed) return;
+    const slot = req.slot;
+    const requestId = req.requestId;
+    this.upstreams[slot].begin(req);
 
     if (req.httpVersionMajor !== 1) {
       // An HTTP/0.9 request line, or HTTP/2.0 and above in HTTP/1 syntax: only HTTP/1.x is spoken here.
@@ -153,7 +169,7 @@ export class Forwarder implements ExchangeObserver {
       upgrade: false,
     });
     this.proxy.web(req, res, this.slotOptions[slot]);
-  };
+  }
 
   /** The exchange is over: the client answer was written in full or the client left. */
   finished(req: EdgeRequest, res: EdgeResponse): void {

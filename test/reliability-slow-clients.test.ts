@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectProxyError, expectServedNormally } from './helpers/hostile.js';
 import { ProxyProcess } from './helpers/proxy-process.js';
@@ -120,6 +121,51 @@ describe('client timeouts', () => {
     } finally {
       client.destroy();
     }
+  });
+});
+
+describe('a client that pipelines and never reads', () => {
+  let proxy: ProxyProcess;
+
+  beforeAll(async () => {
+    proxy = await ProxyProcess.start({
+      blueUrl: blue.url,
+      greenUrl: green.url,
+      env: { ACCESS_LOG: 'off', LOG_LEVEL: 'info' },
+    });
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it('gets its pipelined requests forwarded one answer at a time, not all at once', async () => {
+    blue.reset();
+    const baselineFds = proxy.openFds();
+    const rss = () => Number(readFileSync(`/proc/${proxy.pid}/statm`, 'utf8').split(' ')[1]) * 4096;
+    const rssBefore = rss();
+    const clients: RawClient[] = [];
+    try {
+      for (let c = 0; c < 4; c++) {
+        const client = await RawClient.connect(proxy.port);
+        // Never reads: the answers pile up in the socket buffers, then in the proxy.
+        client.socket.pause();
+        client.write('GET /big?kb=256 HTTP/1.1\r\nHost: edge.test\r\n\r\n'.repeat(500));
+        clients.push(client);
+      }
+      await sleep(2000);
+      const forwarded = blue.received('/big').length;
+      console.log(
+        `pipelined 4 × 500 requests of 256 KiB answers, never read: ${forwarded} forwarded, proxy RSS +${Math.round((rss() - rssBefore) / 1048576)} MB`,
+      );
+      // What the socket buffers hold, not the 2,000 sent.
+      expect(forwarded).toBeLessThan(200);
+      expect(proxy.alive).toBe(true);
+    } finally {
+      for (const client of clients) client.destroy();
+    }
+    await eventually(() => proxy.openFds() <= baselineFds + 2, 5000);
+    await expectServedNormally(proxy, blue);
   });
 });
 

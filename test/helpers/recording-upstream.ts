@@ -33,7 +33,7 @@ const MAX_HEAD = 64 * 1024;
  * bytes are kept.
  *
  * Answers, in order per connection: `/hang...` never; `/slow?ms=N` after N
- * ms; anything else 200 JSON `{slot, seq, target}` at once (`/hop-answer`
+ * ms; `/big?kb=N` N KiB of body; anything else 200 JSON `{slot, seq, target}` at once (`/hop-answer`
  * with hop-by-hop and proxy-owned headers of its own). Every answer carries
  * `X-Upstream-Slot`.
  */
@@ -160,6 +160,15 @@ export class RecordingUpstream {
       await new Promise((r) => setTimeout(r, Number(url.searchParams.get('ms') ?? '100')));
     }
     if (socket.destroyed) return;
+    if (url.pathname === '/big') {
+      const size = Number(url.searchParams.get('kb') ?? '64') * 1024;
+      socket.write(
+        `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${size}\r\n` +
+          `X-Upstream-Slot: ${this.slot}\r\n\r\n`,
+      );
+      socket.write(Buffer.alloc(size, 'b'));
+      return;
+    }
     const body = JSON.stringify({ slot: this.slot, seq, target: request.target });
     // `/hop-answer`: an answer that tries to speak for the proxy and to strip its headers.
     const hostile =

@@ -85,6 +85,24 @@ export async function runDeploy(
   });
   interrupted.catch(() => {});
 
+  /** Adds a finished step to the record and tells the reporter. */
+  function recordStep(
+    name: StepName,
+    at: number,
+    status: StepRecord['status'],
+    detail: string,
+  ): void {
+    const entry: StepRecord = {
+      name,
+      status,
+      started_at: new Date(at).toISOString(),
+      duration_ms: status === 'skipped' ? 0 : Date.now() - at,
+      detail,
+    };
+    record.steps.push(entry);
+    reporter.stepFinished(entry);
+  }
+
   /** Runs one step, timing and recording it; a thrown error fails the deploy with its message. */
   async function step(name: StepName, work: () => Promise<string>): Promise<void> {
     const at = Date.now();
@@ -97,31 +115,15 @@ export async function runDeploy(
       status = 'failed';
       detail = error instanceof Error ? error.message : String(error);
     }
-    const entry: StepRecord = {
-      name,
-      status,
-      started_at: new Date(at).toISOString(),
-      duration_ms: Date.now() - at,
-      detail,
-    };
-    record.steps.push(entry);
-    reporter.stepFinished(entry);
+    recordStep(name, at, status, detail);
     if (status === 'failed') throw new StepFailed(`${name}: ${detail}`);
   }
 
   function skip(name: StepName, why: string): void {
-    const entry: StepRecord = {
-      name,
-      status: 'skipped',
-      started_at: new Date().toISOString(),
-      duration_ms: 0,
-      detail: why,
-    };
-    record.steps.push(entry);
-    reporter.stepFinished(entry);
+    recordStep(name, Date.now(), 'skipped', why);
   }
 
-  async function finish(result: DeploymentRecord['result']): Promise<DeploymentRecord> {
+  function finish(result: DeploymentRecord['result']): DeploymentRecord {
     record.result = result;
     record.finished_at = new Date().toISOString();
     record.duration_ms = Date.now() - started;
@@ -140,7 +142,7 @@ export async function runDeploy(
     });
   } catch (error) {
     record.reason = (error as Error).message;
-    const done = await finish('failed');
+    const done = finish('failed');
     reporter.finished(done);
     return done;
   }
@@ -276,7 +278,7 @@ export async function runDeploy(
     if (options.stopOld) await step('stop-old', () => runner.stop(from));
     else skip('stop-old', `${from} kept running for instant rollback (togather rollback)`);
 
-    await finish('deployed');
+    finish('deployed');
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     if (switched && active) {
@@ -284,14 +286,14 @@ export async function runDeploy(
       const back = active;
       try {
         await rollbackStep(back, switched.epoch);
-        await finish('rolled_back');
+        finish('rolled_back');
       } catch (rollbackError) {
         record.reason = `${reason}; then ${(rollbackError as Error).message}`;
-        await finish('failed');
+        finish('failed');
       }
     } else {
       record.reason = reason;
-      await finish('failed');
+      finish('failed');
     }
   } finally {
     try {
@@ -323,15 +325,7 @@ export async function runDeploy(
           ? `rollback to ${back} refused (${error.status} ${error.code}): ${error.message}`
           : `rollback to ${back} failed: ${(error as Error).message}`;
     }
-    const entry: StepRecord = {
-      name: 'rollback',
-      status,
-      started_at: new Date(at).toISOString(),
-      duration_ms: Date.now() - at,
-      detail,
-    };
-    record.steps.push(entry);
-    reporter.stepFinished(entry);
+    recordStep('rollback', at, status, detail);
     if (status === 'failed') throw new Error(detail);
   }
 }

@@ -57,11 +57,17 @@ export function createLogger(settings: LoggerSettings): Logger {
   return settings.destination ? pino(options, settings.destination) : pino(options);
 }
 
-/** Replaces the password of a connection URL, for logs and status pages. */
+/** Query parameters of connection URLs that carry secrets (`?password=` works in pg and ioredis). */
+const SECRET_PARAM = /pass|secret|token/i;
+
+/** Replaces the password of a connection URL, in its user part or its query, for logs and status pages. */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
+    for (const name of [...parsed.searchParams.keys()]) {
+      if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, '***');
+    }
     return parsed.toString();
   } catch {
     return '[unparseable url]';

@@ -47,15 +47,17 @@ export function databaseLabel(url: string): string {
 /**
  * pg_dump (plain SQL) piped through gzip into SNAPSHOT_DIR, written under a
  * temporary name and renamed when complete, then its .meta.json. The
- * password goes to pg_dump through PGPASSWORD, never on its command line.
+ * password (of the user part or a `?password=` parameter) goes to pg_dump
+ * through PGPASSWORD, never on its command line, which any user can list.
  */
 export async function createSnapshot(options: CreateSnapshotOptions): Promise<SnapshotMeta> {
   const now = options.now ?? (() => new Date());
   const created = now();
   const database = databaseLabel(options.databaseUrl);
   const url = new URL(options.databaseUrl);
-  const password = decodeURIComponent(url.password);
+  const password = decodeURIComponent(url.password) || url.searchParams.get('password') || '';
   url.password = '';
+  url.searchParams.delete('password');
   const dbName = (database.split('/')[1] ?? 'db').replace(/[^A-Za-z0-9_-]/g, '_');
   const stamp = created
     .toISOString()

@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -421,6 +421,34 @@ describe('togather snapshot', () => {
     );
     expect(result.stderr).not.toContain('pw-not-shown');
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('hands pg_dump a password given as ?password= through PGPASSWORD, not on its command line', async () => {
+    // A stand-in pg_dump that records what it was given, as `ps` would show it.
+    const bin = join(tmp, 'fake-bin');
+    const seen = join(tmp, 'pg_dump-seen.json');
+    await mkdir(bin, { recursive: true });
+    await writeFile(
+      join(bin, 'pg_dump'),
+      `#!${process.execPath}\nrequire('node:fs').writeFileSync(${JSON.stringify(seen)}, JSON.stringify({ args: process.argv.slice(2), password: process.env.PGPASSWORD }));\nprocess.stdout.write('-- dump\\n');\n`,
+      { mode: 0o755 },
+    );
+    const result = await runCli(['snapshot', 'create', '--json'], {
+      DATABASE_URL: 'postgres://togather@127.0.0.1:5432/sel?password=qp-secret&sslmode=disable',
+      SNAPSHOT_DIR: join(tmp, 'snapshots-query-password'),
+      PATH: `${bin}:${process.env.PATH ?? ''}`,
+    });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const given = JSON.parse(await readFile(seen, 'utf8')) as { args: string[]; password: string };
+    expect(given.password).toBe('qp-secret');
+    expect(given.args).toEqual([
+      '--no-owner',
+      '--no-privileges',
+      '--format=plain',
+      '--dbname=postgres://togather@127.0.0.1:5432/sel?sslmode=disable',
+    ]);
+    expect(result.stdout).not.toContain('qp-secret');
   });
 
   it('fails clearly when pg_dump is missing', async () => {

@@ -248,6 +248,14 @@ describe('togather migrate', () => {
     expect(result.stderr).toBe(
       `togather: postgres postgres://togather:***@127.0.0.1:${port}/x: connect ECONNREFUSED 127.0.0.1:${port}\n`,
     );
+    // pg also takes the password as a query parameter: hidden the same way.
+    const query = await runCli(['migrate', 'up'], {
+      DATABASE_URL: `postgres://togather@127.0.0.1:${port}/x?sslmode=disable&password=hunter2-secret`,
+    });
+    expect(query.code).toBe(1);
+    expect(query.stderr).toBe(
+      `togather: postgres postgres://togather@127.0.0.1:${port}/x?sslmode=disable&password=***: connect ECONNREFUSED 127.0.0.1:${port}\n`,
+    );
   });
 
   it('migrates an embedded PGlite DATA_DIR, and refuses one another process holds', async () => {

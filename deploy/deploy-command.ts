@@ -32,7 +32,7 @@ import { createFileLock } from './lock-file.js';
 import { createRedisLock } from './lock-redis.js';
 import type { DeployLock } from './lock.js';
 import { fetchMetrics } from './proxy-metrics.js';
-import { STEPS } from './plan.js';
+import { STEPS, type StepName } from './plan.js';
 import { createComposeRunner } from './runner-compose.js';
 import { cliOf, createLocalRunner } from './runner-local.js';
 import type { SlotRunner } from './runner.js';
@@ -212,7 +212,6 @@ export async function deployCommand(flags: DeployFlags): Promise<void> {
       version,
       envFilePath,
       skipSnapshot,
-      adminKey,
       warnings: envFile.warnings,
       out,
     });
@@ -319,37 +318,30 @@ function printPlan(input: {
   version: string;
   envFilePath: string;
   skipSnapshot: string | undefined;
-  adminKey: string;
   warnings: string[];
   out: (text: string) => void;
 }): void {
   const { flags, runner, where } = input;
-  const plan = STEPS.filter((s) => s.name !== 'rollback').map((s) => {
-    let detail: string = s.label;
-    if (s.name === 'validate') detail = `${input.envFilePath}: ok`;
-    if (s.name === 'lock')
-      detail = where.redisUrl
-        ? `redis ${where.redisKeyPrefix}deploy:lock`
-        : statePaths(where.stateDir).lock;
-    if (s.name === 'active')
-      detail = `GET ${where.adminUrl}/admin/status; the idle slot is the target`;
-    if (s.name === 'snapshot')
-      detail = input.skipSnapshot
-        ? `skipped (${input.skipSnapshot})`
-        : 'togather snapshot create --reason pre-deploy';
-    if (s.name === 'migrate') detail = flags.skipMigrations ? 'skipped' : 'togather migrate up';
-    if (s.name === 'start')
-      detail = `${runner.describeStart('blue')}  (or green, whichever is idle)`;
-    if (s.name === 'health')
-      detail = `GET /health up to ${flags.healthRetries} times every ${flags.healthInterval}; /version must be ${input.version}`;
-    if (s.name === 'switch')
-      detail = `POST ${where.adminUrl}/admin/switch (health-gated, expect_epoch)`;
-    if (s.name === 'verify')
-      detail = `${flags.verifySeconds} s through ${where.proxyUrl}: slot header, /health, /version, 5xx ratio <= ${flags.maxErrorRatio}; roll back on failure`;
-    if (s.name === 'stop-old')
-      detail = flags.stopOld ? 'stop the old slot' : 'keep the old slot for rollback';
-    return { step: s.name, detail };
-  });
+  const details: Partial<Record<StepName, string>> = {
+    validate: `${input.envFilePath}: ok`,
+    lock: where.redisUrl
+      ? `redis ${where.redisKeyPrefix}deploy:lock`
+      : statePaths(where.stateDir).lock,
+    active: `GET ${where.adminUrl}/admin/status; the idle slot is the target`,
+    snapshot: input.skipSnapshot
+      ? `skipped (${input.skipSnapshot})`
+      : 'togather snapshot create --reason pre-deploy',
+    migrate: flags.skipMigrations ? 'skipped' : 'togather migrate up',
+    start: `${runner.describeStart('blue')}  (or green, whichever is idle)`,
+    health: `GET /health up to ${flags.healthRetries} times every ${flags.healthInterval}; /version must be ${input.version}`,
+    switch: `POST ${where.adminUrl}/admin/switch (health-gated, expect_epoch)`,
+    verify: `${flags.verifySeconds} s through ${where.proxyUrl}: slot header, /health, /version, 5xx ratio <= ${flags.maxErrorRatio}; roll back on failure`,
+    'stop-old': flags.stopOld ? 'stop the old slot' : 'keep the old slot for rollback',
+  };
+  const plan = STEPS.filter((s) => s.name !== 'rollback').map((s) => ({
+    step: s.name,
+    detail: details[s.name] ?? s.label,
+  }));
   if (flags.json) {
     input.out(
       JSON.stringify({

@@ -2,10 +2,11 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from './helpers/ports.js';
+import { freePort, freePorts } from './helpers/ports.js';
 import { runCli, startCli } from './helpers/processes.js';
 import { TestRedis } from './helpers/redis.js';
 import {
+  deploySecrets,
   killSlotProcesses,
   makeFakeBuild,
   secret,
@@ -23,10 +24,7 @@ const switches: string[] = [];
 function goodEnv(extra: Record<string, string> = {}): Record<string, string> {
   return {
     DATABASE_URL: 'postgres://togather@127.0.0.1:1/togather',
-    JWT_SECRET: secret(48),
-    ADMIN_API_KEY: secret(32),
-    ADMIN_PASSWORD: secret(18),
-    PROXY_ADMIN_API_KEY: secret(32),
+    ...deploySecrets(),
     ADMIN_URL: adminUrl,
     DEPLOY_STATE_DIR: join(dir.path, 'state'),
     ...extra,
@@ -252,7 +250,7 @@ describe('togather deploy: bad input', () => {
 
 describe('togather deploy: interrupted', () => {
   it('SIGINT stops a deploy before the switch: exit 1, reason recorded, lock released', async () => {
-    const [bluePort, greenPort] = [await freePort(), await freePort()];
+    const [bluePort, greenPort] = await freePorts(2);
     const stateDir = join(dir.path, 'state-sigint');
     const path = writeEnvFile(join(dir.path, 'sigint.env'), {
       ...goodEnv(),
@@ -306,7 +304,7 @@ describe('togather deploy: interrupted', () => {
 
 describe('togather deploy: the lock between deploys', () => {
   it('a second concurrent deploy is refused; the lock of a killed deploy expires', async () => {
-    const [bluePort, greenPort] = [await freePort(), await freePort()];
+    const [bluePort, greenPort] = await freePorts(2);
     const stateDir = join(dir.path, 'state-redis');
     const path = writeEnvFile(join(dir.path, 'redis.env'), {
       ...goodEnv(),

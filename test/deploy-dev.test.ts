@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { processAlive } from '../common/process-alive.js';
 import { MIGRATION_LOCK_KEYS } from '../server/migrate.js';
 import { killSlotProcesses, makeRelease, tempDir } from './helpers/deploy-fixtures.js';
-import { freePort } from './helpers/ports.js';
+import { freePorts } from './helpers/ports.js';
 import { createTestDatabase } from './helpers/postgres.js';
 import { runCli, startCli, type RunningProcess } from './helpers/processes.js';
 import { waitForPort } from './helpers/redis.js';
@@ -20,6 +20,21 @@ afterAll(async () => {
   dir.cleanup();
 }, 60_000);
 
+/** `togather dev` on four given ports (proxy, admin, blue, green) and its own state dir. */
+function startDev(ports: number[], state: string, env: Record<string, string> = {}) {
+  const [proxy, admin, blue, green] = ports.map(String);
+  return startCli(
+    [
+      'dev',
+      ...['--proxy-port', proxy!, '--admin-port', admin!],
+      ...['--blue-port', blue!, '--green-port', green!],
+      ...['--state-dir', state],
+    ],
+    env,
+    dir.path,
+  );
+}
+
 async function portClosed(port: number): Promise<boolean> {
   return waitForPort(port, 200).then(
     () => false,
@@ -29,31 +44,11 @@ async function portClosed(port: number): Promise<boolean> {
 
 describe('togather dev', () => {
   it('starts the whole stack with no configuration, answers through the proxy, takes a local deploy, stops on SIGINT', async () => {
-    const [proxyPort, adminPort, bluePort, greenPort] = await Promise.all([
-      freePort(),
-      freePort(),
-      freePort(),
-      freePort(),
-    ]);
+    const ports = await freePorts(4);
+    const [proxyPort, adminPort, , greenPort] = ports;
     const proxyUrl = `http://127.0.0.1:${proxyPort}`;
     const adminUrl = `http://127.0.0.1:${adminPort}`;
-    dev = startCli(
-      [
-        'dev',
-        '--proxy-port',
-        String(proxyPort),
-        '--admin-port',
-        String(adminPort),
-        '--blue-port',
-        String(bluePort),
-        '--green-port',
-        String(greenPort),
-        '--state-dir',
-        stateDir,
-      ],
-      {},
-      dir.path,
-    );
+    dev = startDev(ports, stateDir);
     await dev.waitFor(/togather dev is running/, 90_000);
     const out = dev.stdout;
     const proxyKey = /proxy admin key \(generated, shown once\): (\S+)/.exec(out)?.[1];
@@ -123,8 +118,7 @@ describe('togather dev', () => {
     expect(dev.stdout).toContain('stopped\n');
     expect(processAlive(slots.green!.pid)).toBe(false);
     expect(processAlive(slots.blue!.pid)).toBe(false);
-    for (const port of [proxyPort, adminPort, bluePort, greenPort])
-      expect(await portClosed(port)).toBe(true);
+    for (const port of ports) expect(await portClosed(port)).toBe(true);
     dev = undefined;
   });
 
@@ -134,28 +128,12 @@ describe('togather dev', () => {
     const db = await createTestDatabase();
     const holder = new pg.Client({ connectionString: db.url });
     await holder.connect();
-    const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const ports = await freePorts(4);
     const startupState = join(dir.path, 'state-startup');
     let early: RunningProcess | undefined;
     try {
       await holder.query('SELECT pg_advisory_lock($1, $2)', [...MIGRATION_LOCK_KEYS]);
-      early = startCli(
-        [
-          'dev',
-          '--proxy-port',
-          String(ports[0]),
-          '--admin-port',
-          String(ports[1]),
-          '--blue-port',
-          String(ports[2]),
-          '--green-port',
-          String(ports[3]),
-          '--state-dir',
-          startupState,
-        ],
-        { DATABASE_URL: db.url },
-        dir.path,
-      );
+      early = startDev(ports, startupState, { DATABASE_URL: db.url });
       const deadline = Date.now() + 30_000;
       for (;;) {
         const waiting = await holder.query(

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentRecord } from '../deploy/deployment-record.js';
 import { processAlive } from '../common/process-alive.js';
 import {
+  deploySecrets,
   killSlotProcesses,
   makeFakeBuild,
   makeRelease,
@@ -12,7 +13,7 @@ import {
   writeEnvFile,
 } from './helpers/deploy-fixtures.js';
 import { startLoad } from './helpers/load.js';
-import { freePort } from './helpers/ports.js';
+import { freePorts } from './helpers/ports.js';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
 import { runCli, startCli, waitForHttp, type RunningProcess } from './helpers/processes.js';
 
@@ -72,25 +73,17 @@ function deploy(build: string, extra: string[] = []) {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  const [proxyPort, adminPort, bluePort, greenPort] = await Promise.all([
-    freePort(),
-    freePort(),
-    freePort(),
-    freePort(),
-  ]);
+  const [proxyPort, adminPort, bluePort, greenPort] = await freePorts(4);
   proxyUrl = `http://127.0.0.1:${proxyPort}`;
   adminUrl = `http://127.0.0.1:${adminPort}`;
   envFile = writeEnvFile(join(dir.path, 'deploy.env'), {
     ENVIRONMENT: 'production',
     DATABASE_URL: db.url,
     DATABASE_POOL_MAX: '4',
-    JWT_SECRET: secret(48),
-    ADMIN_API_KEY: secret(32),
-    ADMIN_PASSWORD: secret(18),
+    ...deploySecrets(proxyKey),
     SNAPSHOT_DIR: join(dir.path, 'snapshots'),
     GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS: '5',
     LOG_LEVEL: 'warn',
-    PROXY_ADMIN_API_KEY: proxyKey,
     ADMIN_URL: adminUrl,
     PROXY_URL: proxyUrl,
     BLUE_PORT: String(bluePort),

@@ -8,7 +8,7 @@ import { slotCounts } from '../deploy/proxy-metrics.js';
 import { verifyAfterSwitch, type VerifyOptions } from '../deploy/verify.js';
 import { CLI } from './helpers/processes.js';
 import { freePort } from './helpers/ports.js';
-import { secret, tempDir, writeEnvFile, makeFakeBuild } from './helpers/deploy-fixtures.js';
+import { deploySecrets, tempDir, writeEnvFile, makeFakeBuild } from './helpers/deploy-fixtures.js';
 
 const METRICS = `# HELP togather_proxy_requests_total Requests answered.
 # TYPE togather_proxy_requests_total counter
@@ -121,10 +121,7 @@ describe('output on a terminal', () => {
     try {
       const envFile = writeEnvFile(join(dir.path, 'tty.env'), {
         DATABASE_URL: 'postgres://x@127.0.0.1:1/x',
-        JWT_SECRET: secret(48),
-        ADMIN_API_KEY: secret(32),
-        ADMIN_PASSWORD: secret(18),
-        PROXY_ADMIN_API_KEY: secret(32),
+        ...deploySecrets(),
         DEPLOY_STATE_DIR: stateDir,
       });
       const build = makeFakeBuild(dir.path, '4.0.0', 'unhealthy');

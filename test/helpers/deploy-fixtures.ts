@@ -26,6 +26,16 @@ export function secret(bytes = 48): string {
   return randomBytes(bytes).toString('base64url');
 }
 
+/** The secrets a deploy's env file must hold: random, as long as the app and the proxy require. */
+export function deploySecrets(proxyAdminKey = secret(32)): Record<string, string> {
+  return {
+    JWT_SECRET: secret(48),
+    ADMIN_API_KEY: secret(32),
+    ADMIN_PASSWORD: secret(18),
+    PROXY_ADMIN_API_KEY: proxyAdminKey,
+  };
+}
+
 /**
  * A release laid out like the image's /app: package.json (ESM), node_modules,
  * dist/ with the SQL migrations, and build-info.json saying `version`. The

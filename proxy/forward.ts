@@ -1,7 +1,7 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Duplex } from 'node:stream';
+import { Stream, type Duplex } from 'node:stream';
 import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { newRequestId, requestIdFrom } from '../common/request-id.js';
@@ -82,8 +82,10 @@ export class Forwarder implements ExchangeObserver {
   private readonly logger: Logger;
   private readonly trustProxy: boolean;
   private readonly lifecycle: Lifecycle;
-  /** http-proxy-3 options per slot, built once. */
+  /** http-proxy-3 options per slot, built once: for requests with a body... */
   private readonly slotOptions: Readonly<Record<Slot, ServerOptions>>;
+  /** ...and without one. */
+  private readonly bodylessOptions: Readonly<Record<Slot, ServerOptions>>;
   private readonly lastWarnAt: Record<Slot, number> = { blue: -Infinity, green: -Infinity };
   private readonly suppressedWarnings: Record<Slot, number> = { blue: 0, green: 0 };
 
@@ -98,6 +100,10 @@ export class Forwarder implements ExchangeObserver {
     this.slotOptions = {
       blue: upstreamOptions(options.upstreams.blue),
       green: upstreamOptions(options.upstreams.green),
+    };
+    this.bodylessOptions = {
+      blue: { ...this.slotOptions.blue, buffer: NO_BODY },
+      green: { ...this.slotOptions.green, buffer: NO_BODY },
     };
     this.proxy = createProxyServer<typeof EdgeRequest>({});
     keepOnlyStreamPass(this.proxy);
@@ -168,7 +174,13 @@ export class Forwarder implements ExchangeObserver {
       trustProxy: this.trustProxy,
       upgrade: false,
     });
-    this.proxy.web(req, res, this.slotOptions[slot]);
+    this.forward(req, res);
+  }
+
+  /** Hands the request to http-proxy-3 for its slot. */
+  private forward(req: EdgeRequest, res: EdgeResponse): void {
+    const options = hasNoBody(req) ? this.bodylessOptions : this.slotOptions;
+    this.proxy.web(req, res, options[req.slot]);
   }
 
   /** The exchange is over: the client answer was written in full or the client left. */
@@ -333,7 +345,7 @@ export class Forwarder implements ExchangeObserver {
       // The slot closed a pooled keep-alive socket as we reused it; the request never reached it.
       req.retried = true;
       req.proxyReq = null;
-      this.proxy.web(req, res, this.slotOptions[req.slot]);
+      this.forward(req, res);
       return;
     }
     const failure = classifyUpstreamError(error);
@@ -370,6 +382,29 @@ export class Forwarder implements ExchangeObserver {
       'upstream request failed',
     );
   }
+}
+
+/**
+ * The request body http-proxy-3 pipes into the upstream request when the
+ * client's request has none: it ends the upstream request at once, with the
+ * same head and framing as piping the empty request, without a pipe's
+ * listeners and ticks (Node discards the unread empty request when the
+ * answer ends, as it does for any handler that does not read it).
+ */
+class NoBody extends Stream {
+  override pipe<T extends NodeJS.WritableStream>(destination: T): T {
+    destination.end();
+    return destination;
+  }
+}
+const NO_BODY = new NoBody();
+
+/** RFC 9112 §6.3: a request without Content-Length or Transfer-Encoding has no body. */
+function hasNoBody(req: IncomingMessage): boolean {
+  const headers = req.headers;
+  if (headers['transfer-encoding'] !== undefined) return false;
+  const length = headers['content-length'];
+  return length === undefined || length === '0';
 }
 
 function upstreamOptions(upstream: Upstream): ServerOptions {

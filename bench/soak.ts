@@ -449,6 +449,7 @@ function markdown(r: SoakResult): string {
       thousands(s.requests),
       String(s.unexpectedErrors),
       megabytes(s.rss),
+      megabytes(s.heapUsed),
       String(s.fds),
       String(s.storeConnected ?? '?'),
     ]);

@@ -45,3 +45,12 @@ export interface Scenario {
   title: string;
   run(context: ScenarioContext): Promise<ScenarioOutcome>;
 }
+
+/** The outcome of a scenario that measures our proxy alone, when the proxy cannot run. */
+export function proxyUnavailable(reason: string): ScenarioOutcome {
+  return {
+    data: {},
+    markdown: 'Not run: the proxy is not available.\n',
+    skipped: [`proxy: ${reason}`],
+  };
+}

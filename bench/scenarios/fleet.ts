@@ -10,7 +10,7 @@ import { httpRequest, keepAliveAgent } from '../http-client.js';
 import { SLOT_HEADER } from '../load.js';
 import { startProxy, type ProxyProcess } from '../proxy-process.js';
 import { startRedis } from '../redis-process.js';
-import type { Scenario, ScenarioOutcome } from '../scenario.js';
+import { proxyUnavailable, type Scenario, type ScenarioOutcome } from '../scenario.js';
 import { fixed, percentile } from '../stats.js';
 import { startUpstream } from '../upstream-process.js';
 import { UPSTREAM_PATHS } from '../upstream.js';
@@ -50,12 +50,7 @@ export const fleetScenario: Scenario = {
   title: 'Fleet propagation',
   async run(context): Promise<ScenarioOutcome> {
     const { options, available } = context;
-    if (available.proxyMissing !== undefined)
-      return {
-        data: {},
-        markdown: 'Not run: the proxy is not available.\n',
-        skipped: [`proxy: ${available.proxyMissing}`],
-      };
+    if (available.proxyMissing !== undefined) return proxyUnavailable(available.proxyMissing);
     const redis = await startRedis();
     const blue = await startUpstream('blue');
     const green = await startUpstream('green');

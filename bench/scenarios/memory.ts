@@ -8,7 +8,7 @@ import { runLoad, type LoadResult } from '../load.js';
 import { startProxy } from '../proxy-process.js';
 import { rssBytes } from '../proc.js';
 import { sleep } from '../processes.js';
-import type { Scenario, ScenarioOutcome } from '../scenario.js';
+import { proxyUnavailable, type Scenario, type ScenarioOutcome } from '../scenario.js';
 import { fixed, megabytes, thousands } from '../stats.js';
 import { startUpstream } from '../upstream-process.js';
 import { UPSTREAM_PATHS } from '../upstream.js';
@@ -29,12 +29,7 @@ export const memoryScenario: Scenario = {
   title: 'Memory',
   async run(context): Promise<ScenarioOutcome> {
     const { options, available } = context;
-    if (available.proxyMissing !== undefined)
-      return {
-        data: {},
-        markdown: 'Not run: the proxy is not available.\n',
-        skipped: [`proxy: ${available.proxyMissing}`],
-      };
+    if (available.proxyMissing !== undefined) return proxyUnavailable(available.proxyMissing);
     // autocannon needs at least one request per connection.
     const requests = Math.max(options.requests, CONNECTIONS);
     const upstream = await startUpstream('blue');

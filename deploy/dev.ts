@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { CommandFailed, UsageError } from '../cli/errors.js';
 import { buildInfo } from '../common/build-info.js';
 import { generateSecret } from '../common/secrets.js';
+import { DataDirBusyError, lockDataDir } from '../server/data-dir-lock.js';
 import type { Slot } from '../proxy/slot-state.js';
 import { isHealthy, probe, sleep } from './app-probe.js';
 import { runToEnd } from './runner.js';
@@ -65,6 +66,17 @@ export async function devCommand(flags: DevFlags): Promise<void> {
 
   const stateDir = resolve(flags.stateDir);
   const devDir = join(stateDir, 'dev');
+  // One dev stack per state directory: a second one would open the same
+  // PGlite data (which has no lock of its own) and take over the slot file.
+  const unlock = await lockDataDir(devDir).catch((error: unknown) => {
+    if (error instanceof DataDirBusyError) {
+      const who = error.holder ? ` (pid ${error.holder})` : '';
+      throw new CommandFailed(
+        `${stateDir} is in use by another togather dev${who}: stop it, or give another --state-dir`,
+      );
+    }
+    throw error;
+  });
   const paths = statePaths(stateDir);
   mkdirSync(paths.logs, { recursive: true });
   const slotFile = new SlotProcessFile(paths.slots);
@@ -286,6 +298,7 @@ export async function devCommand(flags: DevFlags): Promise<void> {
   }
 
   await stopAll();
+  await unlock();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   if (failure !== undefined) throw failure;

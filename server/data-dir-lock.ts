@@ -5,6 +5,13 @@ import { processAlive } from '../common/process-alive.js';
 /** A database that cannot be opened because another process holds it. */
 export class DataDirBusyError extends Error {
   override name = 'DataDirBusyError';
+  constructor(
+    message: string,
+    /** The process holding it, when known. */
+    readonly holder?: number,
+  ) {
+    super(message);
+  }
 }
 
 const LOCK_FILE = 'togather.lock';
@@ -30,6 +37,7 @@ export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
       throw new DataDirBusyError(
         `DATA_DIR ${dir} is in use by process ${holder}: embedded PGlite serves one process only ` +
           '(stop it, or set DATABASE_URL to share a PostgreSQL database)',
+        holder,
       );
     }
     await unlink(path).catch(() => undefined);

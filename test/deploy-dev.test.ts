@@ -64,6 +64,24 @@ describe('togather dev', () => {
       `curl -s -X POST "${adminUrl}/admin/switch?slot=green" -H "Authorization: Bearer ${proxyKey}"`,
     );
 
+    // A second dev stack on the same state directory is refused before it touches anything.
+    const second = await runCli(
+      [
+        'dev',
+        ...(await freePorts(4)).flatMap((port, i) => [
+          ['--proxy-port', '--admin-port', '--blue-port', '--green-port'][i]!,
+          String(port),
+        ]),
+        ...['--state-dir', stateDir],
+      ],
+      {},
+      { cwd: dir.path },
+    );
+    expect(second.code).toBe(1);
+    expect(second.stderr).toBe(
+      `togather: ${stateDir} is in use by another togather dev (pid ${dev.pid}): stop it, or give another --state-dir\n`,
+    );
+
     const health = await fetch(`${proxyUrl}/health`);
     expect(health.status).toBe(200);
     expect(health.headers.get('x-togather-slot')).toBe('blue');

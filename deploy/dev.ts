@@ -30,7 +30,10 @@ interface Child {
   name: string;
   process: ChildProcess;
   log: string;
-  exited: boolean;
+}
+
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
 }
 
 function portFlag(flag: string, text: string, allowZero = false): number {
@@ -83,9 +86,8 @@ export async function devCommand(flags: DevFlags): Promise<void> {
 
   // The proxy's admin key (ADMIN_API_KEY, as every admin client reads it) and
   // the app's API key are different secrets; both generated when not given.
-  const generated: string[] = [];
-  const proxyKey =
-    process.env.ADMIN_API_KEY || (generated.push('proxy admin key'), generateSecret(32));
+  const givenProxyKey = process.env.ADMIN_API_KEY || undefined;
+  const proxyKey = givenProxyKey ?? generateSecret(32);
   const appKey = generateSecret(32);
   const jwtSecret = generateSecret(48);
   const adminPassword = generateSecret(18);
@@ -123,10 +125,9 @@ export async function devCommand(flags: DevFlags): Promise<void> {
       stdio: ['ignore', fd, fd],
     });
     closeSync(fd);
-    const entry: Child = { name, process: child, log, exited: false };
+    const entry: Child = { name, process: child, log };
     children.push(entry);
     child.on('exit', (code, signal) => {
-      entry.exited = true;
       if (stopping) return;
       const how = signal ?? `code ${code}`;
       if (name === 'proxy') {
@@ -146,7 +147,8 @@ export async function devCommand(flags: DevFlags): Promise<void> {
     stopping = true;
     say('\nstopping: proxy, slots, database...\n');
     const proxy = children.find((c) => c.name === 'proxy');
-    if (proxy?.process.pid && !proxy.exited) await stopProcess(proxy.process.pid, 15_000);
+    if (proxy?.process.pid && !hasExited(proxy.process))
+      await stopProcess(proxy.process.pid, 15_000);
     // Every slot process known, including those a deploy started (detached).
     const known = slotFile.read();
     await Promise.all(
@@ -158,7 +160,7 @@ export async function devCommand(flags: DevFlags): Promise<void> {
     );
     await Promise.all(
       children
-        .filter((c) => !c.exited && c.process.pid)
+        .filter((c) => !hasExited(c.process) && c.process.pid)
         .map((c) => stopProcess(c.process.pid!, 15_000)),
     );
     await database?.stop().catch(() => {});
@@ -276,9 +278,9 @@ export async function devCommand(flags: DevFlags): Promise<void> {
         `  green      ${base.green}`,
         `  logs       ${paths.logs}/{blue,green,proxy}.log`,
         '',
-        ...(generated.length > 0
-          ? [`  proxy admin key (generated, shown once): ${proxyKey}`]
-          : ['  proxy admin key: ADMIN_API_KEY from the environment']),
+        givenProxyKey
+          ? '  proxy admin key: ADMIN_API_KEY from the environment'
+          : `  proxy admin key (generated, shown once): ${proxyKey}`,
         `  app API key     (generated, shown once): ${appKey}`,
         '',
         'try:',

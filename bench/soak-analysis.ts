@@ -51,11 +51,15 @@ export function flatness(
   value: (s: SoakSample) => number,
   relative: number,
   absolute: number,
+  /** `floor`: the lowest reading of each quarter, for a sawtooth like a GC'd heap, whose floor a leak raises. */
+  summary: 'median' | 'floor' = 'median',
 ): Flatness {
   const kept = settled(samples);
   const quarter = Math.max(1, Math.floor(kept.length / 4));
-  const early = median(kept.slice(0, quarter).map(value));
-  const late = median(kept.slice(-quarter).map(value));
+  const summarize = (values: number[]) =>
+    summary === 'median' ? median(values) : Math.min(...values.filter(Number.isFinite));
+  const early = summarize(kept.slice(0, quarter).map(value));
+  const late = summarize(kept.slice(-quarter).map(value));
   const allowed = early * relative + absolute;
   return {
     early,

@@ -17,6 +17,7 @@ import {
 } from './headers.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { SlotRegistry } from './slot-registry.js';
+import { createStreamPass } from './stream-pass.js';
 import type { Slot } from './slot-state.js';
 import {
   classifyUpstreamError,
@@ -107,6 +108,7 @@ export class Forwarder implements ExchangeObserver {
     };
     this.proxy = createProxyServer<typeof EdgeRequest>({});
     keepOnlyStreamPass(this.proxy);
+    this.proxy.before('web', 'stream', createStreamPass());
     this.proxy.on('proxyReq', this.onProxyReq);
     this.proxy.on('proxyRes', this.onProxyRes);
     this.proxy.on('error', this.onError);
@@ -426,7 +428,9 @@ function upstreamOptions(upstream: Upstream): ServerOptions {
  * and stream. deleteLength turns a chunked DELETE or OPTIONS body into
  * `Content-Length: 0` followed by the body bytes (a request-smuggling hazard
  * on a keep-alive upstream connection); timeout and XHeaders are replaced by
- * the agent's timeout and headers.ts. Only `stream` is kept. The pass list is
+ * the agent's timeout and headers.ts. Only `stream` is kept, behind the data
+ * plane's own pass (stream-pass.ts), which forwards every request to an http
+ * slot URL without a path and leaves the others to `stream`. The pass list is
  * internal to http-proxy-3 (pinned at 1.23.3): an unexpected list fails here
  * at start-up rather than changing behaviour silently.
  */

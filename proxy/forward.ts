@@ -74,6 +74,7 @@ const WARN_INTERVAL_MS = 1000;
  * per proxy; per-request state lives on EdgeRequest.
  */
 export class Forwarder implements ExchangeObserver {
+  /** The http-proxy-3 server WebSocket handshakes go through (websocket.ts); requests use webProxies. */
   readonly proxy: EdgeProxyServer;
 
   private readonly registry: SlotRegistry;
@@ -83,10 +84,18 @@ export class Forwarder implements ExchangeObserver {
   private readonly logger: Logger;
   private readonly trustProxy: boolean;
   private readonly lifecycle: Lifecycle;
-  /** http-proxy-3 options per slot, built once: for requests with a body... */
+  /** http-proxy-3 options per slot, built once. */
   private readonly slotOptions: Readonly<Record<Slot, ServerOptions>>;
-  /** ...and without one. */
-  private readonly bodylessOptions: Readonly<Record<Slot, ServerOptions>>;
+  /**
+   * One http-proxy-3 server per slot for requests with a body and one for
+   * requests without, each with its options as its own: web() is then
+   * called without options, which http-proxy-3 would otherwise merge into
+   * its own into a new object per request (an object V8 builds slowly and
+   * every pass then reads slowly).
+   */
+  private readonly webProxies: Readonly<
+    Record<'body' | 'bodyless', Readonly<Record<Slot, EdgeProxyServer>>>
+  >;
   private readonly lastWarnAt: Record<Slot, number> = { blue: -Infinity, green: -Infinity };
   private readonly suppressedWarnings: Record<Slot, number> = { blue: 0, green: 0 };
 
@@ -102,21 +111,31 @@ export class Forwarder implements ExchangeObserver {
       blue: upstreamOptions(options.upstreams.blue),
       green: upstreamOptions(options.upstreams.green),
     };
-    this.bodylessOptions = {
-      blue: { ...this.slotOptions.blue, buffer: NO_BODY },
-      green: { ...this.slotOptions.green, buffer: NO_BODY },
+    const { blue, green } = this.slotOptions;
+    this.webProxies = {
+      body: { blue: this.webProxy(blue), green: this.webProxy(green) },
+      bodyless: {
+        blue: this.webProxy({ ...blue, buffer: NO_BODY }),
+        green: this.webProxy({ ...green, buffer: NO_BODY }),
+      },
     };
     this.proxy = createProxyServer<typeof EdgeRequest>({});
-    keepOnlyStreamPass(this.proxy);
-    this.proxy.before('web', 'stream', createStreamPass());
-    this.proxy.on('proxyReq', this.onProxyReq);
-    this.proxy.on('proxyRes', this.onProxyRes);
     this.proxy.on('error', this.onError);
   }
 
-  /** http-proxy-3 options for forwarding to `slot` (also used for WebSocket handshakes). */
+  /** http-proxy-3 options for `slot`, which WebSocket handshakes pass to `proxy`. */
   optionsFor(slot: Slot): ServerOptions {
     return this.slotOptions[slot];
+  }
+
+  private webProxy(options: ServerOptions): EdgeProxyServer {
+    const proxy = createProxyServer<typeof EdgeRequest>(options);
+    keepOnlyStreamPass(proxy);
+    proxy.before('web', 'stream', createStreamPass());
+    proxy.on('proxyReq', this.onProxyReq);
+    proxy.on('proxyRes', this.onProxyRes);
+    proxy.on('error', this.onError);
+    return proxy;
   }
 
   /** The public listener's 'request' handler. */
@@ -181,8 +200,7 @@ export class Forwarder implements ExchangeObserver {
 
   /** Hands the request to http-proxy-3 for its slot. */
   private forward(req: EdgeRequest, res: EdgeResponse): void {
-    const options = hasNoBody(req) ? this.bodylessOptions : this.slotOptions;
-    this.proxy.web(req, res, options[req.slot]);
+    this.webProxies[hasNoBody(req) ? 'bodyless' : 'body'][req.slot].web(req, res);
   }
 
   /** The exchange is over: the client answer was written in full or the client left. */

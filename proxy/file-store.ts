@@ -75,18 +75,20 @@ export class FileSlotStore implements SlotStore {
     } catch (error) {
       throw unavailable(`cannot create the directory of ${this.location}`, error);
     }
-    let state = await this.readStateFile();
-    if (state === null) {
+    let content = await this.readStateContent();
+    if (content === null) {
       const initial = initialState(defaultSlot);
       // Set-if-absent: a link fails when the name exists, so a state written meanwhile wins.
-      state = (await this.createIfAbsent(serialise(initial)))
-        ? initial
-        : await this.readStateFile();
-      if (state === null)
+      content = (await this.createIfAbsent(serialise(initial)))
+        ? { state: initial, lastSwitch: null }
+        : await this.readStateContent();
+      if (content === null)
         throw new StoreUnavailableError(`${this.location} vanished while starting`);
     }
+    const state = content.state;
     this.state = state;
     await this.loadHistory();
+    if (content.lastSwitch !== null) await this.repairHistory(content.lastSwitch, state);
     return state;
   }
 
@@ -98,7 +100,17 @@ export class FileSlotStore implements SlotStore {
     return state;
   }
 
-  async compareAndSet(expectedEpoch: number, next: SlotState): Promise<CompareAndSetResult> {
+  /**
+   * With `record`, the switch's audit entry goes into the state file with the
+   * state (one atomic rename) and is then appended to the history: a crash
+   * between the two leaves it in the state file, and the next start appends
+   * it, so no committed switch misses from the history.
+   */
+  async compareAndSet(
+    expectedEpoch: number,
+    next: SlotState,
+    record?: SwitchRecord,
+  ): Promise<CompareAndSetResult> {
     const invalid = invalidStateReason(next);
     if (invalid) throw new RangeError(`compareAndSet: invalid next state: ${invalid}`);
     if (next.epoch <= expectedEpoch) {
@@ -108,10 +120,17 @@ export class FileSlotStore implements SlotStore {
       const current = this.requireState();
       if (current.epoch !== expectedEpoch) return { ok: false, state: current };
       const stored = pick(next);
-      await this.replaceStateFile(serialise(stored));
+      await this.replaceStateFile(serialise(stored, record));
       this.state = stored;
       for (const listener of this.stateListeners) listener(stored);
-      return { ok: true, state: stored };
+      if (record === undefined) return { ok: true, state: stored };
+      try {
+        await this.appendRecord(record);
+        return { ok: true, state: stored, recorded: true };
+      } catch {
+        // The caller appends it (and reports a failure); the state file keeps it for the next start.
+        return { ok: true, state: stored };
+      }
     });
   }
 
@@ -129,18 +148,7 @@ export class FileSlotStore implements SlotStore {
   appendHistory(record: SwitchRecord): Promise<void> {
     return this.serialised(async () => {
       if (this.closed) throw new StoreUnavailableError('the store is closed');
-      const line = JSON.stringify(record) + '\n';
-      try {
-        await appendFile(this.historyFile, line, { encoding: 'utf8', mode: 0o644 });
-      } catch (error) {
-        throw unavailable(`cannot append to ${this.historyFile}`, error);
-      }
-      this.historyLines++;
-      this.records.push(record);
-      if (this.records.length > this.historyLimit) {
-        this.records.splice(0, this.records.length - this.historyLimit);
-      }
-      if (this.historyLines > 2 * this.historyLimit) await this.compactHistory();
+      await this.appendRecord(record);
     });
   }
 
@@ -167,8 +175,39 @@ export class FileSlotStore implements SlotStore {
     return run;
   }
 
+  private async appendRecord(record: SwitchRecord): Promise<void> {
+    const line = JSON.stringify(record) + '\n';
+    try {
+      await appendFile(this.historyFile, line, { encoding: 'utf8', mode: 0o644 });
+    } catch (error) {
+      throw unavailable(`cannot append to ${this.historyFile}`, error);
+    }
+    this.historyLines++;
+    this.records.push(record);
+    if (this.records.length > this.historyLimit) {
+      this.records.splice(0, this.records.length - this.historyLimit);
+    }
+    if (this.historyLines > 2 * this.historyLimit) await this.compactHistory();
+  }
+
+  /** Appends the switch that wrote the state when the history lacks it (a crash between the two writes). */
+  private async repairHistory(lastSwitch: SwitchRecord, state: SlotState): Promise<void> {
+    if (lastSwitch.result !== 'switched' || lastSwitch.epoch !== state.epoch) return;
+    const has = this.records.some((r) => r.result === 'switched' && r.epoch === lastSwitch.epoch);
+    // Best effort: the history is an audit aid; a failure here must not stop the proxy.
+    if (!has) await this.appendRecord(lastSwitch).catch(() => undefined);
+  }
+
   /** The stored state, null when there is no file; StoreCorruptError when it is unreadable. */
   private async readStateFile(): Promise<SlotState | null> {
+    return (await this.readStateContent())?.state ?? null;
+  }
+
+  /** The state file's state and the record of the switch that wrote it, if it holds one. */
+  private async readStateContent(): Promise<{
+    state: SlotState;
+    lastSwitch: SwitchRecord | null;
+  } | null> {
     let text: string;
     try {
       text = await readFile(this.location, 'utf8');
@@ -184,7 +223,11 @@ export class FileSlotStore implements SlotStore {
     }
     const reason = invalidStateReason(parsed);
     if (reason) throw this.corrupt(reason);
-    return pick(parsed as SlotState);
+    const lastSwitch = (parsed as { last_switch?: unknown }).last_switch;
+    return {
+      state: pick(parsed as SlotState),
+      lastSwitch: lastSwitch === undefined ? null : parseRecord(JSON.stringify(lastSwitch)),
+    };
   }
 
   private corrupt(reason: string): StoreCorruptError {
@@ -283,8 +326,10 @@ function pick(state: SlotState): SlotState {
   };
 }
 
-function serialise(state: SlotState): string {
-  return JSON.stringify(pick(state), null, 2) + '\n';
+/** The state file's content: the state, and the record of the switch that wrote it. */
+function serialise(state: SlotState, lastSwitch?: SwitchRecord): string {
+  const content = lastSwitch ? { ...pick(state), last_switch: lastSwitch } : pick(state);
+  return JSON.stringify(content, null, 2) + '\n';
 }
 
 function parseRecord(line: string): SwitchRecord | null {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from './helpers/fake-slots.js';
@@ -99,6 +99,36 @@ describe.each([
     expect(back.status, back.text).toBe(200);
     expect(back.json).toMatchObject({ active: 'blue', previous: 'green' });
   });
+
+  it.skipIf(useRedis)(
+    'puts back a switch the history lost to a crash between the state write and the history append',
+    async () => {
+      const answer = await proxy.switchTo(
+        ((await proxy.status()).active as Slot) === 'blue' ? 'green' : 'blue',
+        '&force=true',
+      );
+      expect(answer.status, answer.text).toBe(200);
+      const epoch = (answer.json as { epoch: number }).epoch;
+      await proxy.kill('SIGKILL');
+      // The crash came after the state file was renamed into place and before the append.
+      const historyFile = join(proxy.stateDir, 'proxy-state.history.jsonl');
+      const lines = (await readFile(historyFile, 'utf8')).trimEnd().split('\n');
+      expect(JSON.parse(lines[lines.length - 1]!)).toMatchObject({ epoch, result: 'switched' });
+      await writeFile(
+        historyFile,
+        lines
+          .slice(0, -1)
+          .map((l) => `${l}\n`)
+          .join(''),
+      );
+
+      proxy = await proxy.restart();
+      const history = await proxy.admin('GET', '/admin/history?limit=5');
+      const newest = (history.json as { history: Array<{ epoch: number; result: string }> })
+        .history[0];
+      expect(newest).toMatchObject({ epoch, result: 'switched' });
+    },
+  );
 
   it('never finds a half-written state after a SIGKILL in the middle of switching', async () => {
     // Force-switch back and forth as fast as the admin API answers, and kill in the middle.

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from './helpers/fake-slots.js';
-import { freePort } from './helpers/ports.js';
+import { closedPort, freePort } from './helpers/ports.js';
 import { runCli, startCli, waitForHttp, type RunningProcess } from './helpers/processes.js';
 
 const KEY = 'cli-test-admin-key-0123456789abcdefghijkl';
@@ -180,7 +180,7 @@ describe('togather proxy, switch, rollback, status as processes', () => {
         stderr:
           'togather: invalid configuration:\n  - ADMIN_API_KEY: is required (the proxy admin API key)\n',
       });
-      const port = await freePort();
+      const port = await closedPort();
       const unreachable = await admin(['rollback'], { ADMIN_URL: `http://127.0.0.1:${port}` });
       expect(unreachable.code).toBe(1);
       expect(unreachable.stderr).toMatch(

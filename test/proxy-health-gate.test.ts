@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeProbe, healthUrl, runHealthGate } from '../proxy/health-gate.js';
 import { FakeSlot } from './helpers/fake-slots.js';
-import { freePort } from './helpers/ports.js';
+import { closedPort } from './helpers/ports.js';
 
 describe('health gate', () => {
   let slot: FakeSlot;
@@ -60,7 +60,7 @@ describe('health gate', () => {
   });
 
   it('reports a refused connection', async () => {
-    const url = `http://127.0.0.1:${await freePort()}/health`;
+    const url = `http://127.0.0.1:${await closedPort()}/health`;
     const result = await runHealthGate(url, { tries: 1 });
     expect(result.healthy).toBe(false);
     expect(result.attempts[0]!.error).toMatch(/^ECONNREFUSED/);

@@ -9,7 +9,7 @@ import { createLogger } from '../common/logger.js';
 import { openPostgres } from '../server/database.js';
 import { slotHealthUrl } from '../server/healthcheck.js';
 import { loadMigrations } from '../server/migrate.js';
-import { freePort } from './helpers/ports.js';
+import { closedPort, freePort } from './helpers/ports.js';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
 import { runCli, startCli, type RunningProcess } from './helpers/processes.js';
 import {
@@ -77,7 +77,7 @@ describe('togather healthcheck', () => {
   });
 
   it('exits 1 on an unhealthy app (database unreachable)', async () => {
-    const port = await freePort();
+    const port = await closedPort();
     const db = openPostgres(`postgres://x@127.0.0.1:${port}/x`, 1, {
       logger: createLogger({ level: 'silent' }),
     });
@@ -97,7 +97,7 @@ describe('togather healthcheck', () => {
   });
 
   it('exits 1 when nothing listens, and when the answer does not come in time', async () => {
-    const port = await freePort();
+    const port = await closedPort();
     const refused = await runCli(['healthcheck', '--url', `http://127.0.0.1:${port}/health`]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toBe(`unreachable: http://127.0.0.1:${port}/health: ECONNREFUSED\n`);

@@ -3,7 +3,7 @@ import { buildInfo } from '../common/build-info.js';
 import { createLogger } from '../common/logger.js';
 import { openPostgres } from '../server/database.js';
 import { checksumOf, loadMigrations, type Migration } from '../server/migrate.js';
-import { freePort } from './helpers/ports.js';
+import { closedPort } from './helpers/ports.js';
 import {
   call,
   postgresBackend,
@@ -69,7 +69,7 @@ describe('/health', () => {
   });
 
   it('is 503 unhealthy with database: fail when the database is unreachable', async () => {
-    const port = await freePort();
+    const port = await closedPort();
     const db = openPostgres(`postgres://togather:secret-pw@127.0.0.1:${port}/none`, 2, {
       logger: createLogger({ level: 'silent' }),
       connectTimeoutMs: 1000,

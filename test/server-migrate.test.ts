@@ -12,7 +12,7 @@ import {
   migrationStatus,
   type Migration,
 } from '../server/migrate.js';
-import { freePort } from './helpers/ports.js';
+import { closedPort } from './helpers/ports.js';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
 import { runCli } from './helpers/processes.js';
 
@@ -240,7 +240,7 @@ describe('togather migrate', () => {
   });
 
   it('fails with exit 1 and a clear line when the database is unreachable', async () => {
-    const port = await freePort();
+    const port = await closedPort();
     const result = await runCli(['migrate', 'up'], {
       DATABASE_URL: `postgres://togather:hunter2-secret@127.0.0.1:${port}/x`,
     });

@@ -41,3 +41,21 @@ export async function freePorts(count: number): Promise<number[]> {
     );
   }
 }
+
+/**
+ * A loopback port where nothing listens, for "unreachable" cases: chosen below
+ * the kernel's ephemeral range (32768+), which is where every port-0 listener
+ * of the suite and freePort() land, so no parallel test can take it meanwhile.
+ */
+export async function closedPort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no closed port found below the ephemeral range');
+}

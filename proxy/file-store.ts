@@ -3,6 +3,7 @@ import { appendFile, link, mkdir, open, readFile, rename, unlink } from 'node:fs
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import {
   initialState,
+  assertValidSuccessor,
   invalidStateReason,
   isSlot,
   type Slot,
@@ -111,11 +112,7 @@ export class FileSlotStore implements SlotStore {
     next: SlotState,
     record?: SwitchRecord,
   ): Promise<CompareAndSetResult> {
-    const invalid = invalidStateReason(next);
-    if (invalid) throw new RangeError(`compareAndSet: invalid next state: ${invalid}`);
-    if (next.epoch <= expectedEpoch) {
-      throw new RangeError(`compareAndSet: next epoch ${next.epoch} is not above ${expectedEpoch}`);
-    }
+    assertValidSuccessor(expectedEpoch, next);
     return this.serialised(async () => {
       const current = this.requireState();
       if (current.epoch !== expectedEpoch) return { ok: false, state: current };

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { redactUrl } from '../common/logger.js';
 import {
   initialState,
+  assertValidSuccessor,
   invalidStateReason,
   isSlot,
   type Slot,
@@ -487,11 +488,7 @@ export class RedisStore implements SlotStore {
     next: SlotState,
     record?: SwitchRecord,
   ): Promise<CompareAndSetResult> {
-    const invalid = invalidStateReason(next);
-    if (invalid) throw new RangeError(`compareAndSet: invalid next state: ${invalid}`);
-    if (next.epoch <= expectedEpoch) {
-      throw new RangeError(`compareAndSet: next epoch ${next.epoch} is not above ${expectedEpoch}`);
-    }
+    assertValidSuccessor(expectedEpoch, next);
     for (let attempt = 0; ; attempt++) {
       // Redis's clock, not ours: the write may happen only well before this call
       // gives up on it (half the command timeout: timers fire a little early and

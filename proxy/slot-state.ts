@@ -47,3 +47,15 @@ export function invalidStateReason(value: unknown): string | undefined {
   if (typeof s.actor !== 'string') return 'actor is not a string';
   return undefined;
 }
+
+/**
+ * The precondition every store's compareAndSet checks before writing: a valid
+ * state whose epoch is above the one it replaces. A caller's bug, not an outage.
+ */
+export function assertValidSuccessor(expectedEpoch: number, next: SlotState): void {
+  const invalid = invalidStateReason(next);
+  if (invalid) throw new RangeError(`compareAndSet: invalid next state: ${invalid}`);
+  if (next.epoch <= expectedEpoch) {
+    throw new RangeError(`compareAndSet: next epoch ${next.epoch} is not above ${expectedEpoch}`);
+  }
+}

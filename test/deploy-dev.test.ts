@@ -158,7 +158,11 @@ describe('togather dev', () => {
           "SELECT 1 FROM pg_stat_activity WHERE application_name = 'togather-migrate'",
         );
         if (waiting.rowCount) break;
-        if (Date.now() > deadline) throw new Error(`migrate never started:\n${early.stdout}`);
+        const exited = early.child.exitCode !== null || early.child.signalCode !== null;
+        if (exited || Date.now() > deadline) {
+          const how = exited ? 'exited' : 'still runs';
+          throw new Error(`migrate never started (dev ${how}):\n${early.stdout}\n${early.stderr}`);
+        }
         await new Promise((r) => setTimeout(r, 50));
       }
       const exit = await early.stop('SIGINT', 30_000);

@@ -9,6 +9,7 @@ import type { ProxyConfig } from './config.js';
 import { createControlPlane, urlOf, type ControlPlane } from './control-plane.js';
 import { FileSlotStore } from './file-store.js';
 import { ProxyMetrics } from './metrics.js';
+import { tuneHeapForProxying } from './heap-tuning.js';
 import { createEdgeProxy, type EdgeProxy } from './proxy.js';
 import { RedisStore } from './redis-store.js';
 import { StoreCorruptError, StoreUnavailableError, type SlotStore } from './store.js';
@@ -141,6 +142,7 @@ async function stop(
  * primary (store, admin API) and N worker processes serve the public port.
  */
 export async function runProxyProcess(config: ProxyConfig): Promise<void> {
+  tuneHeapForProxying();
   const logger = createLogger({
     level: config.LOG_LEVEL,
     format: config.LOG_FORMAT,

@@ -8,6 +8,7 @@ import { createLogger } from '../common/logger.js';
 import { runClusterWorker, type PrimaryChannel } from './cluster-worker.js';
 import type { WorkerMessage } from './cluster-protocol.js';
 import { loadProxyConfig } from './config.js';
+import { tuneHeapForProxying } from './heap-tuning.js';
 
 const channel: PrimaryChannel = {
   get connected() {
@@ -29,6 +30,7 @@ async function main(): Promise<number> {
     process.stderr.write('togather: proxy/worker-main.js is started by `togather proxy` only\n');
     return 2;
   }
+  tuneHeapForProxying();
   const config = loadProxyConfig();
   const logger = createLogger({
     level: config.LOG_LEVEL,

@@ -57,6 +57,11 @@ export interface ProxyProcess {
   switchTo(slot: string): Promise<SwitchAnswer>;
   /** GET /admin/status, parsed. */
   status(): Promise<Record<string, unknown>>;
+  /**
+   * V8 heap in use in the proxy's main process (nodejs_heap_size_used_bytes
+   * of its /metrics), bytes; NaN when unreadable.
+   */
+  heapUsed(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -129,6 +134,17 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyProcess> {
       if (answer.status !== 200)
         throw new Error(`/admin/status answered ${answer.status}: ${answer.body}`);
       return JSON.parse(answer.body) as Record<string, unknown>;
+    },
+    async heapUsed() {
+      try {
+        const answer = await httpRequest(agent, 'GET', `${adminUrl}/metrics`);
+        const line = answer.body
+          .split('\n')
+          .find((l) => l.startsWith('nodejs_heap_size_used_bytes '));
+        return line === undefined ? Number.NaN : Number(line.split(' ')[1]);
+      } catch {
+        return Number.NaN;
+      }
     },
     async stop() {
       agent.destroy();

@@ -13,8 +13,6 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Agent } from 'node:http';
-import { httpRequest, keepAliveAgent } from './http-client.js';
 import { markdownTable } from './markdown.js';
 import { processTree, rssBytes } from './proc.js';
 import { freePort, waitForPort } from './ports.js';
@@ -316,7 +314,6 @@ async function main(): Promise<number> {
     }
   })();
 
-  const metricsAgent = keepAliveAgent();
   const statusLoop = (async () => {
     while (running) {
       try {
@@ -325,7 +322,7 @@ async function main(): Promise<number> {
       } catch {
         storeConnected = null;
       }
-      heapUsed = await heapUsedOf(metricsAgent, `http://127.0.0.1:${proxy.adminPort}/metrics`);
+      heapUsed = await proxy.heapUsed();
       await sleep(1000);
     }
   })();
@@ -365,7 +362,6 @@ async function main(): Promise<number> {
   const aliveAtEnd = proxy.process.running;
   await stopAll();
 
-  metricsAgent.destroy();
   const rss = flatness(samples, (s) => s.rss, 0.1, 8 * 1024 * 1024);
   const heap = flatness(samples, (s) => s.heapUsed, 0.1, 4 * 1024 * 1024, 'floor');
   const fds = flatness(samples, (s) => s.fds, 0, 10);
@@ -398,17 +394,6 @@ async function main(): Promise<number> {
   );
   log(`results: ${jsonPath}, ${mdPath}`);
   return ok ? 0 : 1;
-}
-
-/** nodejs_heap_size_used_bytes from a Prometheus exposition; NaN when unreadable. */
-async function heapUsedOf(agent: Agent, url: string): Promise<number> {
-  try {
-    const answer = await httpRequest(agent, 'GET', url);
-    const line = answer.body.split('\n').find((l) => l.startsWith('nodejs_heap_size_used_bytes '));
-    return line === undefined ? Number.NaN : Number(line.split(' ')[1]);
-  } catch {
-    return Number.NaN;
-  }
 }
 
 /** Every HTTP answer through the proxy should be a 200 from a slot. */

@@ -68,7 +68,9 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     logger,
     start: () => ({ state: registry.current, storeUp: store.isUp(), storeKind: store.kind }),
     onReplace: () => restarts.inc(),
+    onExit: (workerId) => clusterMetrics.retire(workerId),
   });
+  const clusterMetrics = new ClusterMetrics(metrics.registry, pool, WORKER_ANSWER_TIMEOUT_MS);
   store.onState((next) => registry.apply(next));
   store.onAvailability((up) => {
     metrics.setStoreUp(up);
@@ -91,7 +93,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
       registry,
       traffic: async () =>
         trafficReport(config, await pool.ask('traffic', WORKER_ANSWER_TIMEOUT_MS), pool),
-      metrics: new ClusterMetrics(metrics.registry, pool, WORKER_ANSWER_TIMEOUT_MS),
+      metrics: clusterMetrics,
       switches: metrics.switches,
       logger,
       healthPollIntervalMs: options.healthPollIntervalMs,

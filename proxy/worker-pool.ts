@@ -27,6 +27,8 @@ export interface WorkerPoolOptions {
   startTimeoutMs?: number;
   /** Told each time a worker that died is replaced (the restarts metric). */
   onReplace?: () => void;
+  /** Told each time a worker exits, for whatever reason, with its id. */
+  onExit?: (workerId: number) => void;
 }
 
 /** One worker as /admin/status lists it. */
@@ -326,6 +328,7 @@ export class WorkerPool {
       if (pending.waiting.delete(member.id) && pending.waiting.size === 0) pending.finish();
     }
     this.checkWaiters();
+    this.options.onExit?.(member.id);
     const fields = { worker: member.id, worker_pid: member.pid, code, signal };
 
     if (this.stopping) {

@@ -225,6 +225,9 @@ describe('PROXY_WORKERS=2 on Redis', () => {
   });
 
   it('a worker killed with SIGKILL is replaced, applies the current state, and traffic goes on', async () => {
+    // A scrape before the kill: what the victim counted until then must stay in the sums.
+    const scraped = await proxy.admin('GET', '/metrics');
+    expect(total(scraped.text, 'togather_proxy_requests_total')).toBe(sent);
     const before = await status(proxy);
     const [victim, survivor] = before.workers;
     process.kill(victim!.pid, 'SIGKILL');
@@ -259,6 +262,15 @@ describe('PROXY_WORKERS=2 on Redis', () => {
       signal: 'SIGKILL',
     });
     expect(await proxy.metric('togather_proxy_worker_restarts_total')).toBe(1);
+    // Counters and histograms went on from where they were: no reset for Prometheus to see.
+    const text = (await proxy.admin('GET', '/metrics')).text;
+    expect(total(text, 'togather_proxy_requests_total')).toBe(sent);
+    expect(total(text, 'togather_proxy_request_duration_seconds_count')).toBe(sent);
+    expect(text).toContain(
+      'togather_proxy_requests_total{slot="blue",method="GET",code="200"} 20\n',
+    );
+    // Gauges speak for the live workers only.
+    expect(text).toContain('togather_proxy_inflight_requests{slot="green"} 0\n');
   });
 
   it('SIGTERM lets a request in flight finish on a worker, stops every worker and exits 0', async () => {

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { CommandFailed } from '../cli/errors.js';
+import { exitOnFatalErrors } from '../common/fatal-errors.js';
 import { createLogger } from '../common/logger.js';
 import { startClusterProxy } from './cluster-primary.js';
 import type { ProxyConfig } from './config.js';
@@ -148,6 +149,7 @@ export async function runProxyProcess(config: ProxyConfig): Promise<void> {
     format: config.LOG_FORMAT,
     name: 'togather-proxy',
   });
+  exitOnFatalErrors(logger);
   let running: { close(timeoutMs?: number): Promise<void> };
   try {
     if (config.PROXY_WORKERS > 1) {

@@ -4,6 +4,7 @@
  * the same configuration the primary has already validated.
  */
 import cluster from 'node:cluster';
+import { exitOnFatalErrors } from '../common/fatal-errors.js';
 import { createLogger } from '../common/logger.js';
 import { runClusterWorker, type PrimaryChannel } from './cluster-worker.js';
 import type { WorkerMessage } from './cluster-protocol.js';
@@ -38,6 +39,7 @@ async function main(): Promise<number> {
     name: 'togather-proxy',
     base: { worker: cluster.worker?.id },
   });
+  exitOnFatalErrors(logger);
   return runClusterWorker({ config, logger, channel });
 }
 

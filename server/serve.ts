@@ -1,5 +1,6 @@
 import { Registry } from 'prom-client';
 import { buildInfo } from '../common/build-info.js';
+import { exitOnFatalErrors } from '../common/fatal-errors.js';
 import { createLogger } from '../common/logger.js';
 import { CommandFailed } from '../cli/errors.js';
 import { buildApp } from './app.js';
@@ -30,6 +31,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     name: 'togather-server',
     base: { slot: config.slot ?? undefined, version: build.version },
   });
+  exitOnFatalErrors(logger);
   announceGeneratedSecrets(config);
   if (config.environment === 'production' && !config.database.url) {
     logger.warn(

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { IncomingMessage, ServerResponse, type ClientRequest } from 'node:http';
 import { DROPPED_RESPONSE_HEADERS } from './headers.js';
 import type { Slot } from './slot-state.js';
@@ -32,6 +33,14 @@ export class EdgeRequest extends IncomingMessage implements UpstreamExchange {
   upstreamError: UpstreamErrorReason | null = null;
   /** The client socket's bytesWritten when this request arrived (access log). */
   bytesBefore = 0;
+  /**
+   * The stream pass's upstream request from its creation on (proxyReq is
+   * set only once it has a socket), and the http-proxy-3 server and options
+   * it reports to: what that pass's shared event handlers read.
+   */
+  passRequest: ClientRequest | null = null;
+  passServer: EventEmitter | null = null;
+  passOptions: unknown = null;
 
   abortUpstream(error: Error): void {
     const upstreamRequest = this.proxyReq;

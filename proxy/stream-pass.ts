@@ -1,4 +1,10 @@
-import { request, type Agent, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  request,
+  type Agent,
+  type ClientRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import type { Socket } from 'node:net';
 import type { ServerOptions } from 'http-proxy-3';
 import type { EdgeRequest } from './exchange.js';
@@ -82,44 +88,84 @@ function headerLines(req: IncomingMessage, address: UpstreamAddress): string[] {
   return lines;
 }
 
+/** An upstream request of this pass, linked back to the client request it serves. */
+interface PassRequest extends ClientRequest {
+  edgeRequest: EdgeRequest;
+}
+
 export function createStreamPass(): WebPass {
-  return (req, res, options, _head, server) => {
-    const address = options.prependPath === false ? addressOf(options.target) : null;
-    if (address === null || req.url === undefined) return false;
-    const proxyReq = request({
-      host: address.hostname,
-      hostname: address.hostname,
-      port: address.port,
-      method: req.method,
-      path: upstreamPath(req.url),
-      headers: headerLines(req, address),
-      // The slot's keep-alive agent, passed on as `stream` does.
-      agent: options.agent as Agent | undefined,
-    });
-    // Array headers leave nothing for getHeader('expect'), which `stream` checks; Expect never reaches a slot.
-    proxyReq.on('socket', (socket: Socket) => {
-      server.emit('proxyReq', proxyReq, req, res, options, socket);
-    });
-    // The client left: nothing may keep running on the slot for it.
-    res.on('close', () => {
-      if (!res.writableFinished) proxyReq.destroy();
-    });
-    const onError = (error: NodeJS.ErrnoException): void => {
-      // A reset after the client is gone: `stream` reports it as `econnreset` (nobody listens), not `error`.
-      if (req.socket.destroyed && error.code === 'ECONNRESET') {
-        proxyReq.destroy();
-        return;
-      }
-      server.emit('error', error, req, res, options.target as URL);
-    };
-    req.on('error', onError);
-    proxyReq.on('error', onError);
-    (options.buffer ?? req).pipe(proxyReq);
-    proxyReq.on('response', (proxyRes: IncomingMessage) => {
-      // http-proxy-3 types the slot's answer with the listener's request class; like
-      // `stream`, this hands over Node's plain IncomingMessage.
-      server.emit('proxyRes', proxyRes as EdgeRequest, req, res);
-    });
-    return true;
-  };
+  return streamPass;
+}
+
+/**
+ * The pass itself. What its event handlers need lives on the two requests
+ * (EdgeRequest's pass fields, PassRequest.edgeRequest), so the handlers are
+ * shared functions rather than closures made per request. A request sent
+ * again after a stale pooled socket (forward.ts) comes through here twice:
+ * the client-side listeners are added on its first pass only.
+ */
+const streamPass: WebPass = (req, res, options, _head, server) => {
+  const address = options.prependPath === false ? addressOf(options.target) : null;
+  if (address === null || req.url === undefined) return false;
+  const proxyReq = request({
+    host: address.hostname,
+    hostname: address.hostname,
+    port: address.port,
+    method: req.method,
+    path: upstreamPath(req.url),
+    headers: headerLines(req, address),
+    // The slot's keep-alive agent, passed on as `stream` does.
+    agent: options.agent as Agent | undefined,
+  }) as PassRequest;
+  proxyReq.edgeRequest = req;
+  const firstPass = req.passRequest === null;
+  req.passRequest = proxyReq;
+  req.passServer = server;
+  req.passOptions = options;
+  // Array headers leave nothing for getHeader('expect'), which `stream` checks; Expect never reaches a slot.
+  proxyReq.on('socket', onUpstreamSocket);
+  if (firstPass) {
+    res.on('close', onClientClose);
+    req.on('error', onClientRequestError);
+  }
+  proxyReq.on('error', onUpstreamRequestError);
+  (options.buffer ?? req).pipe(proxyReq);
+  proxyReq.on('response', onUpstreamResponse);
+  return true;
+};
+
+function onUpstreamSocket(this: PassRequest, socket: Socket): void {
+  const req = this.edgeRequest;
+  req.passServer?.emit('proxyReq', this, req, req.response, req.passOptions, socket);
+}
+
+/** The client left: nothing may keep running on the slot for it. */
+function onClientClose(this: ServerResponse): void {
+  const proxyReq = (this.req as EdgeRequest).passRequest;
+  if (!this.writableFinished && proxyReq !== null) proxyReq.destroy();
+}
+
+function onClientRequestError(this: EdgeRequest, error: NodeJS.ErrnoException): void {
+  reportError(this, error);
+}
+
+function onUpstreamRequestError(this: PassRequest, error: NodeJS.ErrnoException): void {
+  reportError(this.edgeRequest, error);
+}
+
+function reportError(req: EdgeRequest, error: NodeJS.ErrnoException): void {
+  // A reset after the client is gone: `stream` reports it as `econnreset` (nobody listens), not `error`.
+  if (req.socket.destroyed && error.code === 'ECONNRESET') {
+    req.passRequest?.destroy();
+    return;
+  }
+  const options = req.passOptions as ServerOptions;
+  req.passServer?.emit('error', error, req, req.response, options.target as URL);
+}
+
+function onUpstreamResponse(this: PassRequest, proxyRes: IncomingMessage): void {
+  const req = this.edgeRequest;
+  // http-proxy-3 types the slot's answer with the listener's request class; like
+  // `stream`, this hands over Node's plain IncomingMessage.
+  req.passServer?.emit('proxyRes', proxyRes as EdgeRequest, req, req.response);
 }

@@ -8,15 +8,12 @@ import type { Logger } from 'pino';
  * trace on stderr). Its supervisor (compose, systemd, the cluster primary)
  * starts it again from the stored slot state.
  */
-export function exitOnFatalErrors(
-  logger: Logger,
-  exit: (code: number) => void = process.exit,
-): void {
+export function exitOnFatalErrors(logger: Logger): void {
   const fatal = (kind: string) => (error: unknown) => {
     try {
       logger.fatal({ err: error }, `${kind}: exiting`);
     } finally {
-      exit(1);
+      process.exit(1);
     }
   };
   process.on('uncaughtException', fatal('uncaught exception'));

@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import { IncomingMessage, ServerResponse, type ClientRequest } from 'node:http';
+import type { ServerOptions } from 'http-proxy-3';
 import { DROPPED_RESPONSE_HEADERS } from './headers.js';
 import type { Slot } from './slot-state.js';
 import type { UpstreamErrorReason } from './upstream-errors.js';
@@ -40,7 +41,7 @@ export class EdgeRequest extends IncomingMessage implements UpstreamExchange {
    */
   passRequest: ClientRequest | null = null;
   passServer: EventEmitter | null = null;
-  passOptions: unknown = null;
+  passOptions: ServerOptions | null = null;
 
   abortUpstream(error: Error): void {
     const upstreamRequest = this.proxyReq;

@@ -159,8 +159,7 @@ function reportError(req: EdgeRequest, error: NodeJS.ErrnoException): void {
     req.passRequest?.destroy();
     return;
   }
-  const options = req.passOptions as ServerOptions;
-  req.passServer?.emit('error', error, req, req.response, options.target as URL);
+  req.passServer?.emit('error', error, req, req.response, req.passOptions?.target as URL);
 }
 
 function onUpstreamResponse(this: PassRequest, proxyRes: IncomingMessage): void {

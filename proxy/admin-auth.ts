@@ -13,7 +13,7 @@ export type AuthVerdict =
 
 export interface AdminAuthOptions {
   apiKey: string;
-  /** Wrong keys from one address within `windowMs` before it is refused. */
+  /** Wrong keys from one address within `windowMs` before its wrong keys get 429. */
   maxFailures?: number;
   windowMs?: number;
   /** Bounds the memory an address-spraying client can make us use. */
@@ -26,7 +26,23 @@ const REALM = 'Bearer realm="togather-admin"';
 /**
  * Bearer-key check of the admin API, with a brake on guessing: after
  * `maxFailures` wrong keys from one address within the window, that address
- * gets 429 (whatever key it sends) until its oldest failure leaves the window.
+ * gets 429 for anything but the right key until its oldest failure leaves the
+ * window.
+ *
+ * The brake throttles failures only: the key is compared first (constant
+ * time, a hash and a compare), and the right key always passes. Otherwise
+ * anyone who can reach the admin port could lock out every switch and
+ * rollback; behind Docker's port publishing every host client shares one
+ * address. A success does not clear the address's failures: on such a
+ * shared address that would hand a guesser a fresh budget whenever a
+ * legitimate client calls, and the right key needs no clearing to pass.
+ *
+ * What the brake does not do: stop a guesser that ignores 429, since a
+ * throttled address still learns when it hits the right key. The defence
+ * against guessing is the key itself (ADMIN_API_KEY has at least 32
+ * characters; `openssl rand -hex 32` gives 256 bits). The brake tells
+ * scripted guessers and misconfigured clients to back off and makes them
+ * visible (admin-api.ts logs a warning per refusal).
  *
  * A request without any Authorization header gets 401 but does not count:
  * it cannot guess the key, and on a loopback listener every local client
@@ -48,9 +64,13 @@ export class AdminAuth {
   }
 
   check(address: string, authorization: string | undefined): AuthVerdict {
+    const token = bearerToken(authorization);
+    if (token !== undefined && secretsEqual(token, this.options.apiKey)) return { ok: true };
     const now = this.now();
     const recent = this.recentFailures(address, now);
     if (recent.length >= this.maxFailures) {
+      // Not counted: the address stays refused until its oldest counted failure
+      // leaves the window, and its record never grows past maxFailures.
       const oldest = recent[recent.length - this.maxFailures]!;
       const retryAfterSeconds = Math.max(1, Math.ceil((oldest + this.windowMs - now) / 1000));
       return {
@@ -70,8 +90,6 @@ export class AdminAuth {
         challenge: REALM,
       };
     }
-    const token = bearerToken(authorization);
-    if (token !== undefined && secretsEqual(token, this.options.apiKey)) return { ok: true };
     this.countFailure(address, recent, now);
     return {
       ok: false,

@@ -2,6 +2,7 @@ import type { SlotHealthMonitor } from './slot-health-monitor.js';
 import type { SlotRegistry } from './slot-registry.js';
 import { SLOTS, type Slot } from './slot-state.js';
 import type { SlotStore } from './store.js';
+import type { SlotTls } from './upstream-trust.js';
 
 /** What the data plane knows of one slot's traffic right now. */
 export interface SlotTraffic {
@@ -19,6 +20,8 @@ export interface SlotStatus extends SlotTraffic {
   health_status: string | null;
   health_checked_at: string | null;
   health_error: string | null;
+  /** null for an http slot; for https, the trust its certificate is checked against. */
+  tls: SlotTls | null;
 }
 
 /** One worker of a `PROXY_WORKERS > 1` proxy, as /admin/status lists it. */
@@ -63,6 +66,7 @@ export interface AdminStatusSources {
   registry: SlotRegistry;
   store: Pick<SlotStore, 'kind' | 'location' | 'isUp'>;
   monitor: SlotHealthMonitor;
+  tls: Record<Slot, SlotTls | null>;
 }
 
 /**
@@ -82,6 +86,7 @@ export function adminStatus(sources: AdminStatusSources, report: TrafficReport):
       health_status: health.status,
       health_checked_at: health.checked_at,
       health_error: health.error,
+      tls: sources.tls[name],
       inflight: traffic.inflight,
       websockets: traffic.websockets,
       draining: traffic.draining,

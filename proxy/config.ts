@@ -3,6 +3,7 @@ import { parseConfig, withoutEmpty } from '../common/config.js';
 import { durationSchema } from '../common/duration.js';
 import { LOG_LEVELS } from '../common/logger.js';
 import { SLOTS } from './slot-state.js';
+import { readUpstreamCa, type UpstreamCa } from './upstream-trust.js';
 
 const port = (fallback: number) =>
   z.coerce
@@ -38,6 +39,19 @@ const proxyEnvSchema = z
       .min(32, 'must be at least 32 characters'),
     BLUE_URL: httpUrl('http://togather-server-blue:8080'),
     GREEN_URL: httpUrl('http://togather-server-green:8080'),
+    /** Trust for https slot URLs, read at start (certificate checks stay on without it). */
+    UPSTREAM_CA_FILE: z
+      .string()
+      .optional()
+      .transform((file, ctx): UpstreamCa | undefined => {
+        if (file === undefined) return undefined;
+        try {
+          return readUpstreamCa(file);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+          return z.NEVER;
+        }
+      }),
     REDIS_URL: z
       .string()
       .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL')

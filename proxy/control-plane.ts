@@ -10,12 +10,19 @@ import { SlotHealthMonitor } from './slot-health-monitor.js';
 import type { SlotRegistry } from './slot-registry.js';
 import type { Slot, SlotState } from './slot-state.js';
 import type { SlotStore } from './store.js';
+import { slotTls, type SlotTls } from './upstream-trust.js';
 import { SwitchService, type SwitchCounter, type SwitchOutcome } from './switch.js';
 
 export interface ControlPlaneOptions {
   config: Pick<
     ProxyConfig,
-    'ADMIN_HOST' | 'ADMIN_PORT' | 'ADMIN_API_KEY' | 'BLUE_URL' | 'GREEN_URL' | 'HEALTH_PATH'
+    | 'ADMIN_HOST'
+    | 'ADMIN_PORT'
+    | 'ADMIN_API_KEY'
+    | 'BLUE_URL'
+    | 'GREEN_URL'
+    | 'HEALTH_PATH'
+    | 'UPSTREAM_CA_FILE'
   >;
   store: SlotStore;
   registry: SlotRegistry;
@@ -50,10 +57,18 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     blue: healthUrl(config.BLUE_URL, config.HEALTH_PATH),
     green: healthUrl(config.GREEN_URL, config.HEALTH_PATH),
   };
+  // The gate and the poll trust an https slot exactly as its requests do (upstream.ts).
+  const ca = config.UPSTREAM_CA_FILE;
+  const gate: HealthGateOptions = { ...options.gate, ca: ca?.pem };
+  const tls: Record<Slot, SlotTls | null> = {
+    blue: slotTls(config.BLUE_URL, ca),
+    green: slotTls(config.GREEN_URL, ca),
+  };
   const monitor = new SlotHealthMonitor({
     urls: healthUrls,
     intervalMs: options.healthPollIntervalMs ?? 5000,
-    timeoutMs: options.gate?.timeoutMs ?? 2000,
+    timeoutMs: gate.timeoutMs ?? 2000,
+    ca: ca?.pem,
     logger,
   });
   const switches = new SwitchService({
@@ -62,7 +77,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     switches: options.switches,
     logger,
     gate: async (slot) => {
-      const result = await runHealthGate(healthUrls[slot], options.gate);
+      const result = await runHealthGate(healthUrls[slot], gate);
       const last = result.attempts[result.attempts.length - 1];
       if (last) monitor.record(slot, last);
       return result;
@@ -80,7 +95,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       rollback: (request) => confirmed(switches.rollback(request)),
     },
     auth: new AdminAuth({ apiKey: config.ADMIN_API_KEY }),
-    status: async () => adminStatus({ registry, store, monitor }, await options.traffic()),
+    status: async () => adminStatus({ registry, store, monitor, tls }, await options.traffic()),
     history: (limit) => store.history(limit),
     metrics: options.metrics,
     logger,

@@ -449,7 +449,7 @@ function upstreamOptions(upstream: Upstream): ServerOptions {
  * the agent's timeout and headers.ts. Only `stream` is kept, behind the data
  * plane's own pass (stream-pass.ts), which forwards every request to an http
  * slot URL without a path and leaves the others to `stream`. The pass list is
- * internal to http-proxy-3 (pinned at 1.23.3): an unexpected list fails here
+ * internal to http-proxy-3 (pinned at 2.0.1): an unexpected list fails here
  * at start-up rather than changing behaviour silently.
  */
 function keepOnlyStreamPass(proxy: EdgeProxyServer): void {

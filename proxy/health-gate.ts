@@ -1,4 +1,4 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
 /** What one GET of a slot's health URL saw. */
@@ -29,6 +29,8 @@ export interface HealthGateOptions {
   timeoutMs?: number;
   tries?: number;
   retryDelayMs?: number;
+  /** Trust for an https slot (UPSTREAM_CA_FILE's PEM), as the slot's agent has it. */
+  ca?: string | undefined;
 }
 
 /** A health body larger than this is not read further: only its status matters. */
@@ -53,7 +55,7 @@ export async function runHealthGate(
   const attempts: HealthProbe[] = [];
   for (let i = 0; i < tries; i++) {
     if (i > 0) await delay(retryDelayMs);
-    const probe = await probeHealth(url, timeoutMs);
+    const probe = await probeHealth(url, timeoutMs, options.ca);
     attempts.push(probe);
     if (probe.ok) return { healthy: true, url, attempts };
   }
@@ -62,9 +64,15 @@ export async function runHealthGate(
 
 /**
  * One GET on a fresh connection (no pooled socket that the slot may have
- * closed meanwhile, which would fail a probe for the wrong reason).
+ * closed meanwhile, which would fail a probe for the wrong reason). An https
+ * slot's certificate is checked against `ca` (PEM; unset: Node's default
+ * roots), the trust its requests have.
  */
-export function probeHealth(url: string, timeoutMs: number): Promise<HealthProbe> {
+export function probeHealth(
+  url: string,
+  timeoutMs: number,
+  ca?: string | undefined,
+): Promise<HealthProbe> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   return new Promise((resolve) => {
@@ -76,12 +84,18 @@ export function probeHealth(url: string, timeoutMs: number): Promise<HealthProbe
       req.destroy();
       resolve({ url, ...probe, latency_ms: elapsed() });
     };
-    const send = url.startsWith('https:') ? httpsRequest : httpRequest;
-    const req = send(url, {
+    const options: RequestOptions = {
       method: 'GET',
       agent: false,
       headers: { accept: 'application/json', 'user-agent': 'togather-proxy-health' },
-    });
+    };
+    const req = url.startsWith('https:')
+      ? httpsRequest(url, {
+          ...options,
+          rejectUnauthorized: true,
+          ...(ca === undefined ? {} : { ca }),
+        })
+      : httpRequest(url, options);
     const timer = setTimeout(
       () => finish({ ok: false, error: `no answer within ${timeoutMs} ms` }),
       timeoutMs,

@@ -24,6 +24,7 @@ export type EdgeProxyConfig = Pick<
   | 'DEFAULT_SLOT'
   | 'DRAIN_TIMEOUT'
   | 'UPSTREAM_TIMEOUT'
+  | 'UPSTREAM_CA_FILE'
   | 'HEADERS_TIMEOUT'
   | 'REQUEST_TIMEOUT'
   | 'KEEP_ALIVE_TIMEOUT'
@@ -95,12 +96,14 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
       slot: 'blue',
       url: config.BLUE_URL,
       timeoutMs: config.UPSTREAM_TIMEOUT,
+      ca: config.UPSTREAM_CA_FILE?.pem,
       logger,
     }),
     green: new Upstream({
       slot: 'green',
       url: config.GREEN_URL,
       timeoutMs: config.UPSTREAM_TIMEOUT,
+      ca: config.UPSTREAM_CA_FILE?.pem,
       logger,
     }),
   };

@@ -18,6 +18,8 @@ export interface SlotHealthMonitorOptions {
   urls: Record<Slot, string>;
   intervalMs: number;
   timeoutMs: number;
+  /** Trust for https slots (UPSTREAM_CA_FILE's PEM), as the data plane has it. */
+  ca?: string | undefined;
   logger: Logger;
 }
 
@@ -85,7 +87,8 @@ export class SlotHealthMonitor {
     if (this.polling.has(slot)) return;
     this.polling.add(slot);
     try {
-      this.record(slot, await probeHealth(this.options.urls[slot], this.options.timeoutMs));
+      const { urls, timeoutMs, ca } = this.options;
+      this.record(slot, await probeHealth(urls[slot], timeoutMs, ca));
     } finally {
       this.polling.delete(slot);
     }

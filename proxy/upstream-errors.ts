@@ -14,6 +14,8 @@ export const UPSTREAM_ERROR_REASONS = [
   'reset',
   'timeout',
   'protocol',
+  'certificate',
+  'tls',
   'drain_aborted',
   'other',
 ] as const;
@@ -41,8 +43,43 @@ const PROTOCOL: UpstreamFailure = {
   status: 502,
   error: 'upstream_invalid_response',
 };
+const CERTIFICATE: UpstreamFailure = {
+  reason: 'certificate',
+  status: 502,
+  error: 'upstream_certificate',
+};
+const TLS: UpstreamFailure = { reason: 'tls', status: 502, error: 'upstream_tls' };
 const DRAIN: UpstreamFailure = { reason: 'drain_aborted', status: 502, error: 'drain_timeout' };
 const OTHER: UpstreamFailure = { reason: 'other', status: 502, error: 'bad_gateway' };
+
+/**
+ * An https slot's certificate failed the check (OpenSSL's verify results as
+ * Node names them, and Node's own host name check): not trusted by
+ * UPSTREAM_CA_FILE or the default roots, expired, or for another name.
+ */
+const CERTIFICATE_ERRORS: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 
 /** Maps an error of the upstream request to the answer and the metric reason. */
 export function classifyUpstreamError(error: unknown): UpstreamFailure {
@@ -68,8 +105,14 @@ export function classifyUpstreamError(error: unknown): UpstreamFailure {
     case 'EPIPE':
     case 'ECONNABORTED':
       return RESET;
+    case 'EPROTO':
+      return TLS;
     default:
-      if (typeof code === 'string' && code.startsWith('HPE_')) return PROTOCOL;
+      if (typeof code !== 'string') return OTHER;
+      if (code.startsWith('HPE_')) return PROTOCOL;
+      if (CERTIFICATE_ERRORS.has(code)) return CERTIFICATE;
+      // The TLS handshake failed otherwise (a slot speaking plain http, no common cipher...).
+      if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) return TLS;
       return OTHER;
   }
 }

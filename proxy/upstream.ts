@@ -1,4 +1,5 @@
-import { Agent } from 'node:http';
+import { Agent, type AgentOptions } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Slot } from './slot-state.js';
@@ -61,6 +62,12 @@ export interface UpstreamOptions {
   logger: Logger;
   /** Idle keep-alive sockets kept per slot. */
   maxFreeSockets?: number;
+  /**
+   * PEM certificates an https slot's certificate must chain to
+   * (UPSTREAM_CA_FILE); unset: Node's default roots. Certificates are
+   * always checked.
+   */
+  ca?: string | undefined;
 }
 
 interface DrainRun {
@@ -85,6 +92,7 @@ export class Upstream {
   /** As configured (may hold credentials: never log it as is). */
   readonly url: string;
   readonly target: URL;
+  /** An https.Agent (itself an http.Agent) for an https slot URL. */
   readonly agent: Agent;
 
   private readonly exchanges = new Set<UpstreamExchange>();
@@ -97,7 +105,7 @@ export class Upstream {
     this.url = options.url;
     this.target = new URL(options.url);
     this.logger = options.logger;
-    this.agent = new Agent({
+    const pool: AgentOptions = {
       keepAlive: true,
       // TCP keep-alive probes on pooled sockets find dead peers.
       keepAliveMsecs: 1000,
@@ -109,7 +117,17 @@ export class Upstream {
       // only lowers a non-zero agent timeout), so a pooled socket is retired
       // before the slot closes it.
       timeout: options.timeoutMs,
-    });
+    };
+    this.agent =
+      this.target.protocol === 'https:'
+        ? new HttpsAgent({
+            ...pool,
+            // An agent's options take precedence over a request's: this is
+            // the trust of every request and WebSocket handshake to the slot.
+            rejectUnauthorized: true,
+            ...(options.ca === undefined ? {} : { ca: options.ca }),
+          })
+        : new Agent(pool);
   }
 
   /** Requests forwarded to this slot and not finished. */

@@ -36,24 +36,41 @@ describe('admin key check', () => {
     });
   });
 
-  it('refuses an address after 10 wrong keys within a minute, even with the right key', () => {
+  it('refuses wrong keys from an address after 10 within a minute; the right key still passes', () => {
     const { auth, clock } = clockedAuth();
     for (let i = 0; i < 10; i++) {
       expect(auth.check('10.0.0.1', 'Bearer wrong')).toMatchObject({ status: 401 });
       clock.now += 1000;
     }
     // the first failure was 10 s ago: it leaves the window in 50 s
-    expect(auth.check('10.0.0.1', `Bearer ${KEY}`)).toEqual({
+    const refused = {
       ok: false,
       status: 429,
       error: 'too_many_attempts',
       message: 'too many failed authentication attempts from 10.0.0.1; retry after 50 s',
       retryAfterSeconds: 50,
-    });
-    // another address is not affected
-    expect(auth.check('10.0.0.2', `Bearer ${KEY}`)).toEqual({ ok: true });
-    clock.now += 50_000;
+    };
+    expect(auth.check('10.0.0.1', 'Bearer wrong')).toEqual(refused);
+    expect(auth.check('10.0.0.1', `Basic ${KEY}`)).toEqual(refused);
+    expect(auth.check('10.0.0.1', undefined)).toEqual(refused);
     expect(auth.check('10.0.0.1', `Bearer ${KEY}`)).toEqual({ ok: true });
+    // a success does not clear the record, and refusals are not counted
+    expect(auth.check('10.0.0.1', 'Bearer wrong')).toEqual(refused);
+    // another address is not affected
+    expect(auth.check('10.0.0.2', 'Bearer wrong')).toMatchObject({ status: 401 });
+    clock.now += 50_000;
+    expect(auth.check('10.0.0.1', 'Bearer wrong')).toMatchObject({ status: 401 });
+  });
+
+  it('never refuses the right key, however many wrong ones came before', () => {
+    const { auth, clock } = clockedAuth();
+    for (let i = 0; i < 1000; i++) {
+      auth.check('10.0.0.5', `Bearer wrong-${i}`);
+      expect(auth.check('10.0.0.5', `Bearer ${KEY}`)).toEqual({ ok: true });
+      clock.now += 7;
+    }
+    const tracked = (auth as unknown as { failures: Map<string, number[]> }).failures;
+    expect(tracked.get('10.0.0.5')).toHaveLength(10);
   });
 
   it('does not count requests without any key', () => {

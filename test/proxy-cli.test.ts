@@ -243,6 +243,27 @@ describe('togather proxy, switch, rollback, status as processes', () => {
       });
     });
 
+    it('an UPSTREAM_CA_FILE that is missing or not PEM: exit 2 naming it', async () => {
+      const missing = join(dir, 'no-such-ca.pem');
+      const notPem = join(dir, 'not-a-ca.pem');
+      await writeFile(notPem, 'certificate? no.\n');
+      for (const [file, problem] of [
+        [missing, `cannot read ${missing} (ENOENT)`],
+        [notPem, `${notPem} holds no PEM certificate (-----BEGIN CERTIFICATE----- block)`],
+      ] as const) {
+        const result = await runCli(['proxy'], {
+          ...proxyEnv({ proxy: 0, admin: 0 }),
+          BLUE_URL: 'https://127.0.0.1:8443',
+          UPSTREAM_CA_FILE: file,
+        });
+        expect(result).toEqual({
+          code: 2,
+          stdout: '',
+          stderr: `togather: invalid configuration:\n  - UPSTREAM_CA_FILE: ${problem}\n`,
+        });
+      }
+    });
+
     it('no key at all: exit 2 naming ADMIN_API_KEY', async () => {
       const env: Record<string, string> = proxyEnv({ proxy: 0, admin: 0 });
       delete env.ADMIN_API_KEY;

@@ -1,6 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../common/config.js';
 import { loadProxyConfig } from '../proxy/config.js';
+import { createTestCertificates, type TestCertificates } from './helpers/tls.js';
 
 const KEY = 'k'.repeat(32);
 
@@ -87,5 +91,81 @@ describe('proxy configuration', () => {
     const config = loadProxyConfig({ ADMIN_API_KEY: KEY, REDIS_URL: '', PROXY_PORT: '' });
     expect(config.PROXY_PORT).toBe(80);
     expect(config.REDIS_URL).toBeUndefined();
+  });
+
+  describe('UPSTREAM_CA_FILE', () => {
+    let certs: TestCertificates;
+    let dir: string;
+    beforeAll(async () => {
+      certs = await createTestCertificates();
+      dir = await mkdtemp(join(tmpdir(), 'togather-ca-config-'));
+    });
+    afterAll(async () => {
+      await certs?.remove();
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    async function file(name: string, text: string): Promise<string> {
+      const path = join(dir, name);
+      await writeFile(path, text);
+      return path;
+    }
+
+    it('is unset by default: https slots are checked against the default roots', () => {
+      expect(loadProxyConfig({ ADMIN_API_KEY: KEY }).UPSTREAM_CA_FILE).toBeUndefined();
+    });
+
+    it('reads the PEM certificates at start', async () => {
+      const pem = await readFile(certs.caFile, 'utf8');
+      const bundle = await file('bundle.pem', `# comment\n${pem}\n${certs.cert}`);
+      const config = loadProxyConfig({
+        ADMIN_API_KEY: KEY,
+        BLUE_URL: 'https://127.0.0.1:8443',
+        UPSTREAM_CA_FILE: bundle,
+      });
+      expect(config.UPSTREAM_CA_FILE).toEqual({
+        file: bundle,
+        pem: `${pem.trim()}\n${certs.cert.trim()}`,
+      });
+    });
+
+    it('refuses a missing file, a directory, a file without a certificate and a broken certificate', async () => {
+      const missing = join(dir, 'missing.pem');
+      const folder = join(dir, 'folder');
+      await mkdir(folder, { recursive: true });
+      const notPem = await file('not-pem.txt', 'this is not a certificate\n');
+      const keyOnly = await file('key-only.pem', certs.key);
+      const broken = await file(
+        'broken.pem',
+        '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n',
+      );
+      const cases: Array<[string, string]> = [
+        [missing, `UPSTREAM_CA_FILE: cannot read ${missing} (ENOENT)`],
+        [folder, `UPSTREAM_CA_FILE: cannot read ${folder} (EISDIR)`],
+        [
+          notPem,
+          `UPSTREAM_CA_FILE: ${notPem} holds no PEM certificate (-----BEGIN CERTIFICATE----- block)`,
+        ],
+        [
+          keyOnly,
+          `UPSTREAM_CA_FILE: ${keyOnly} holds no PEM certificate (-----BEGIN CERTIFICATE----- block)`,
+        ],
+        [broken, `UPSTREAM_CA_FILE: certificate 1 of ${broken} is not a valid X.509 certificate`],
+      ];
+      for (const [path, problem] of cases) {
+        expect(problems({ ADMIN_API_KEY: KEY, UPSTREAM_CA_FILE: path })).toEqual([problem]);
+      }
+    });
+
+    it('is listed with the other bad variables', () => {
+      const missing = join(dir, 'missing.pem');
+      expect(
+        problems({ ADMIN_API_KEY: 'short', UPSTREAM_CA_FILE: missing, GREEN_URL: 'ftp://x' }),
+      ).toEqual([
+        'ADMIN_API_KEY: must be at least 32 characters',
+        'GREEN_URL: must be an http(s) URL',
+        `UPSTREAM_CA_FILE: cannot read ${missing} (ENOENT)`,
+      ]);
+    });
   });
 });

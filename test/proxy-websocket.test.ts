@@ -1,11 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { startTestEdge, type TestEdge } from './helpers/edge.js';
 import { rawHttp } from './helpers/http-client.js';
 import { freePort } from './helpers/ports.js';
 import { startUpstreams, type TestUpstream } from './helpers/upstreams.js';
+import {
+  closeOf,
+  nextMessage,
+  openWebSocket,
+  refusedWebSocket,
+} from './helpers/websocket-client.js';
 
 async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
   const deadline = Date.now() + timeoutMs;
@@ -13,48 +18,6 @@ async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 1
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-interface Opened {
-  ws: WebSocket;
-  headers: Record<string, string | string[] | undefined>;
-}
-
-function openWebSocket(url: string, headers: Record<string, string> = {}): Promise<Opened> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers });
-    let upgradeHeaders: Opened['headers'] = {};
-    ws.once('upgrade', (res) => (upgradeHeaders = res.headers));
-    ws.once('open', () => resolve({ ws, headers: upgradeHeaders }));
-    ws.once('error', reject);
-  });
-}
-
-/** A handshake the server refused: the status, headers and body of its answer. */
-function refusedWebSocket(
-  url: string,
-): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
-    ws.once('open', () => reject(new Error('the handshake succeeded')));
-    ws.once('error', () => undefined);
-    ws.once('unexpected-response', (_req, res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-  });
-}
-
-function nextMessage(ws: WebSocket): Promise<WebSocket.RawData> {
-  return new Promise((resolve) => ws.once('message', (data) => resolve(data)));
-}
-
-function closeOf(ws: WebSocket): Promise<{ code: number; reason: string }> {
-  return new Promise((resolve) =>
-    ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
-  );
 }
 
 describe('WebSocket proxying', () => {

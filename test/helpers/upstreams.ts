@@ -5,6 +5,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 
@@ -33,7 +34,7 @@ export interface RecordedRequest {
  * - anything else: 200 JSON {slot, path}
  * WebSockets on any path but `/ws-refused` (401) echo each message as
  * `<slot>:<message>`; a text message `close:<code>` makes the slot close with
- * that code.
+ * that code. With `tls` it speaks https (and wss) with that certificate.
  */
 export class TestUpstream {
   readonly requests: RecordedRequest[] = [];
@@ -46,7 +47,9 @@ export class TestUpstream {
 
   private constructor(
     readonly slot: UpstreamSlot,
-    readonly server: Server,
+    readonly server: Server | HttpsServer,
+    /** https (and wss) instead of http. */
+    readonly secure = false,
   ) {
     this.wss = new WebSocketServer({
       server,
@@ -66,14 +69,19 @@ export class TestUpstream {
         else ws.send(`${slot}:${text ?? ''}`);
       });
     });
-    server.on('connection', () => this.connectionsAccepted++);
+    // For https: every TLS connection (the plain 'connection' event counts TCP ones).
+    server.on(secure ? 'secureConnection' : 'connection', () => this.connectionsAccepted++);
   }
 
-  static async start(slot: UpstreamSlot, port = 0): Promise<TestUpstream> {
-    const server = createServer();
+  static async start(
+    slot: UpstreamSlot,
+    port = 0,
+    options: { tls?: { cert: string; key: string } } = {},
+  ): Promise<TestUpstream> {
+    const server = options.tls ? createHttpsServer(options.tls) : createServer();
     // Longer than any test, so the slot never closes a pooled connection by itself.
     server.keepAliveTimeout = 120_000;
-    const upstream = new TestUpstream(slot, server);
+    const upstream = new TestUpstream(slot, server, options.tls !== undefined);
     server.on('request', (req, res) => upstream.handle(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -87,7 +95,7 @@ export class TestUpstream {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.secure ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   /** Connections open to this slot now (pooled proxy sockets included). */

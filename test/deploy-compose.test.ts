@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseEnv } from 'node:util';
@@ -10,9 +10,10 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DOCKER = join(ROOT, 'deploy', 'docker');
-// The compose specification's JSON schema lives in shared/, next to the repo
-// (../shared/schemas from the repo root, in CI as on the developers' machines).
-const SCHEMA = resolve(ROOT, '..', 'shared', 'schemas', 'compose-spec.json');
+// The Compose Specification's JSON schema, kept in the repository with its
+// licence and source (deploy/docker/schema/README.md).
+const SCHEMA_DIR = join(DOCKER, 'schema');
+const SCHEMA = join(SCHEMA_DIR, 'compose-spec.json');
 
 type Json = Record<string, unknown>;
 interface Service {
@@ -67,12 +68,15 @@ function hostPort(mapping: string): { ip?: string; port: string } {
 }
 
 describe('compose files against the compose specification', () => {
-  it('the schema is there', () => {
-    if (!existsSync(SCHEMA)) {
-      throw new Error(
-        `compose schema not found at ${SCHEMA}: the shared/ folder (shared/schemas/compose-spec.json) must sit next to the repository`,
-      );
-    }
+  it('the schema is in the repository with its Apache-2.0 licence and a note of its source', () => {
+    expect(existsSync(SCHEMA), `compose schema at ${SCHEMA}`).toBe(true);
+    expect(readFileSync(join(SCHEMA_DIR, 'LICENSE'), 'utf8')).toMatch(
+      /^\s*Apache License\s+Version 2\.0, January 2004/,
+    );
+    const note = readFileSync(join(SCHEMA_DIR, 'README.md'), 'utf8');
+    expect(note).toContain('https://github.com/compose-spec/compose-spec');
+    expect(note).toMatch(/commit `[0-9a-f]{40}`/);
+    expect(note).toContain('Apache License');
   });
 
   for (const file of FILES) {

@@ -43,7 +43,10 @@ export function registerServerCommands(program: Command): void {
   program
     .command('serve')
     .description('run the Togather SEL app (configuration from the environment)')
-    .option('--migrate', 'apply pending migrations before listening')
+    .option(
+      '--migrate',
+      'apply pending migrations before listening (always done on embedded PGlite, which no other process shares)',
+    )
     .action(async (options: { migrate?: boolean }) => {
       await serve({ migrate: options.migrate === true });
     });

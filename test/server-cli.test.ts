@@ -262,6 +262,7 @@ describe('togather serve', () => {
       ENVIRONMENT: 'development',
       SERVER_HOST: '127.0.0.1',
       SERVER_PORT: String(port),
+      METRICS_PORT: String(await freePort()),
       DATA_DIR: dataDir,
     });
     running.push(child);
@@ -292,10 +293,12 @@ describe('togather serve', () => {
     const fresh: TestDatabase = await createTestDatabase();
     closers.push(() => fresh.drop());
     const port = await freePort();
+    const metricsPort = await freePort();
     const child = startCli(['serve'], {
       ENVIRONMENT: 'test',
       SERVER_HOST: '127.0.0.1',
       SERVER_PORT: String(port),
+      METRICS_PORT: String(metricsPort),
       DATABASE_URL: fresh.url,
       DATABASE_POOL_MAX: '2',
       SLOT: 'blue',
@@ -317,9 +320,103 @@ describe('togather serve', () => {
         },
       },
     });
-    const metrics = await call(`http://127.0.0.1:${port}/metrics`);
+    const metrics = await call(`http://127.0.0.1:${metricsPort}/metrics`);
     expect(metrics.text).toMatch(/^togather_db_pool_max_connections 2$/m);
     expect(await child.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+  });
+
+  it('on embedded PGlite applies the migrations at start, without --migrate: /health is 200', async () => {
+    const port = await freePort();
+    const child = startCli(['serve'], {
+      ENVIRONMENT: 'test',
+      SERVER_HOST: '127.0.0.1',
+      SERVER_PORT: String(port),
+      METRICS_PORT: String(await freePort()),
+      DATA_DIR: join(tmp, 'pglite-no-flag'),
+    });
+    running.push(child);
+    await child.waitFor(/togather serve listening/, 30_000);
+    const migrated = child.stdout
+      .split('\n')
+      .filter((line) => line.includes('"msg":"migrations up to date"'))
+      .map((line) => JSON.parse(line) as { applied: string[]; reason: string });
+    expect(migrated).toEqual([
+      { ...migrated[0], applied: ['0001_create_events'], reason: 'pglite' },
+    ]);
+    const health = await call(`http://127.0.0.1:${port}/health`);
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({
+      status: 'healthy',
+      checks: { database: { status: 'pass' }, migrations: { status: 'pass' } },
+    });
+    expect(await child.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+  });
+
+  it('serves /metrics on METRICS_PORT only, and says where', async () => {
+    const port = await freePort();
+    const metricsPort = await freePort();
+    const child = startCli(['serve'], {
+      ENVIRONMENT: 'test',
+      SERVER_HOST: '127.0.0.1',
+      SERVER_PORT: String(port),
+      METRICS_PORT: String(metricsPort),
+      DATABASE_URL: backend.url!,
+      SLOT: 'green',
+    });
+    running.push(child);
+    await child.waitFor(/togather serve listening/);
+    expect(child.stdout).toContain(
+      `togather serve listening on http://127.0.0.1:${port} (metrics on http://127.0.0.1:${metricsPort}/metrics)`,
+    );
+    const metrics = await call(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.text).toMatch(/^togather_app_info\{.*slot="green"\} 1$/m);
+    const onAppPort = await call(`http://127.0.0.1:${port}/metrics`);
+    expect(onAppPort.status).toBe(404);
+    expect(onAppPort.body).toMatchObject({ status: 404, detail: 'no route for GET /metrics' });
+    expect(await child.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+  });
+
+  it('METRICS_PORT: a bad value, or the app port itself, exits 2 naming it', async () => {
+    const env = { ENVIRONMENT: 'test', DATABASE_URL: backend.url! };
+    for (const [value, problem] of [
+      ['ninety', 'Invalid input: expected number, received NaN'],
+      ['70000', 'Too big: expected number to be <=65535'],
+      ['-1', 'Too small: expected number to be >=0'],
+      ['94.64', 'Invalid input: expected int, received number'],
+    ]) {
+      const result = await runCli(['serve'], { ...env, METRICS_PORT: value! });
+      expect(result.code, value).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toBe(
+        `togather: invalid configuration:\n  - METRICS_PORT: ${problem}\n`,
+      );
+    }
+    const same = await runCli(['serve'], { ...env, SERVER_PORT: '8181', METRICS_PORT: '8181' });
+    expect(same.code).toBe(2);
+    expect(same.stderr).toBe(
+      'togather: invalid configuration:\n  - METRICS_PORT: is SERVER_PORT (8181) too; the metrics listener needs a port of its own\n',
+    );
+  });
+
+  it('exits 1 with the reason when the metrics port is taken, and leaves nothing listening', async () => {
+    const port = await freePort();
+    const metricsPort = await freePort();
+    const blocker = createNetServer();
+    await new Promise<void>((resolve) => blocker.listen(metricsPort, '127.0.0.1', resolve));
+    closers.push(() => new Promise((resolve) => blocker.close(resolve)));
+    const result = await runCli(['serve'], {
+      ENVIRONMENT: 'test',
+      SERVER_HOST: '127.0.0.1',
+      SERVER_PORT: String(port),
+      METRICS_PORT: String(metricsPort),
+      DATABASE_URL: backend.url!,
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `togather: cannot listen on 127.0.0.1:${metricsPort} for /metrics (METRICS_PORT): EADDRINUSE\n`,
+    );
+    await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
   });
 
   it('exits 1 with the reason when the port is taken', async () => {
@@ -331,6 +428,7 @@ describe('togather serve', () => {
       ENVIRONMENT: 'test',
       SERVER_HOST: '127.0.0.1',
       SERVER_PORT: String(port),
+      METRICS_PORT: String(await freePort()),
       DATABASE_URL: backend.url!,
     });
     expect(result.code).toBe(1);

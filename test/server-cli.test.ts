@@ -62,6 +62,45 @@ describe('togather healthcheck', () => {
     expect(result.stdout).toMatch(/^healthy: slot blue, version \S+\n$/);
   });
 
+  it('without --url checks the app at SERVER_HOST:SERVER_PORT, wildcard hosts on loopback', async () => {
+    const port = new URL(healthy.url).port;
+    for (const host of [undefined, '0.0.0.0', '::', '127.0.0.1']) {
+      const result = await runCli(['healthcheck'], {
+        SERVER_PORT: port,
+        ...(host ? { SERVER_HOST: host } : {}),
+      });
+      expect(result.stderr, String(host)).toBe('');
+      expect(result.stdout).toMatch(/^healthy: slot blue, version \S+\n$/);
+      expect(result.code).toBe(0);
+    }
+  });
+
+  it('without --url, where /app/server recorded `proxy`, checks the proxy’s /healthz on ADMIN_PORT', async () => {
+    const paths: string[] = [];
+    const proxy: Server = createHttpServer((req, res) => {
+      paths.push(req.url ?? '');
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise((resolve) => proxy.close(resolve)));
+    const adminPort = String((proxy.address() as { port: number }).port);
+    const commandFile = join(tmp, 'togather-command');
+    await writeFile(commandFile, 'proxy\n');
+    const env = { TOGATHER_COMMAND_FILE: commandFile, ADMIN_PORT: adminPort, SERVER_PORT: '1' };
+    const result = await runCli(['healthcheck'], env);
+    expect(result).toEqual({ code: 0, stdout: 'ok\n', stderr: '' });
+    expect(paths).toEqual(['/healthz']);
+
+    const bad = await runCli(['healthcheck'], { ...env, ADMIN_PORT: 'nine' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('togather: ADMIN_PORT is not a port: "nine"\n');
+    // `serve` recorded, or no file: the app, as before.
+    await writeFile(commandFile, 'serve\n');
+    const app = await runCli(['healthcheck'], { ...env, SERVER_PORT: new URL(healthy.url).port });
+    expect(app.code).toBe(0);
+    expect(app.stdout).toMatch(/^healthy: /);
+  });
+
   it('exits 0 on a degraded app', async () => {
     const [first] = await loadMigrations();
     const degraded = await startTestApp({

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { buildInfo } from '../common/build-info.js';
 import { LINT_FAILING_DEFAULT_METRICS } from '../common/process-metrics.js';
 import { buildMetricsApp } from '../server/metrics.js';
@@ -146,5 +148,60 @@ describe('the app port', () => {
       instance: '/metrics',
       request_id: 'm-edge',
     });
+  });
+});
+
+interface ScrapeConfig {
+  job_name: string;
+  honor_labels?: boolean;
+  static_configs?: Array<{ targets: string[]; labels?: Record<string, string> }>;
+  relabel_configs?: Array<{ target_label?: string }>;
+  metric_relabel_configs?: Array<{ target_label?: string }>;
+}
+
+/** Every label name of an exposition text. */
+function labelNames(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const line of text.split('\n')) {
+    const labels = /^[a-zA-Z_:][a-zA-Z0-9_:]*\{(.*)\} /.exec(line)?.[1];
+    if (labels === undefined) continue;
+    for (const match of labels.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="/g)) names.add(match[1]!);
+  }
+  return names;
+}
+
+describe('the shipped Prometheus configuration (deploy/docker/prometheus/prometheus.yml)', () => {
+  const config = parse(
+    readFileSync(new URL('../deploy/docker/prometheus/prometheus.yml', import.meta.url), 'utf8'),
+  ) as { scrape_configs: ScrapeConfig[] };
+  // The jobs scraping the app's containers (togather-server-blue, -green).
+  const appJobs = config.scrape_configs.filter((job) =>
+    job.static_configs?.some((s) => s.targets.some((t) => t.startsWith('togather-server-'))),
+  );
+
+  it('scrapes the app on its metrics port, and only there', () => {
+    expect(appJobs.map((job) => job.job_name)).toEqual(['togather-app']);
+    const targets = appJobs.flatMap((job) => job.static_configs!.flatMap((s) => s.targets));
+    expect(targets.every((target) => target.endsWith(':9464'))).toBe(true);
+    const all = config.scrape_configs.flatMap((job) =>
+      (job.static_configs ?? []).flatMap((s) => s.targets),
+    );
+    expect(all.filter((target) => target.endsWith(':8080'))).toEqual([]);
+  });
+
+  it('adds no target label the app’s metrics carry (it would turn theirs into exported_*)', async () => {
+    const carried = labelNames((await call(metricsUrl)).text);
+    expect(carried).toContain('slot');
+    for (const job of appJobs) {
+      const added = [
+        ...(job.static_configs ?? []).flatMap((s) => Object.keys(s.labels ?? {})),
+        ...(job.relabel_configs ?? []).map((r) => r.target_label),
+        ...(job.metric_relabel_configs ?? []).map((r) => r.target_label),
+      ].filter((name): name is string => name !== undefined);
+      expect(
+        added.filter((name) => carried.has(name) && job.honor_labels !== true),
+        job.job_name,
+      ).toEqual([]);
+    }
   });
 });

@@ -48,6 +48,20 @@ async function fakeServer(handler: () => { status: number; body: string }): Prom
   return `http://127.0.0.1:${address.port}/health`;
 }
 
+/** `serve`'s environment for ENVIRONMENT=test on free loopback ports (app and metrics), plus `extra`. */
+async function serveEnv(extra: Record<string, string>) {
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const env: Record<string, string> = {
+    ENVIRONMENT: 'test',
+    SERVER_HOST: '127.0.0.1',
+    SERVER_PORT: String(port),
+    METRICS_PORT: String(metricsPort),
+    ...extra,
+  };
+  return { port, metricsPort, env };
+}
+
 describe('togather healthcheck', () => {
   let healthy: TestApp;
 
@@ -331,17 +345,12 @@ describe('togather serve', () => {
   it('does not migrate without --migrate: /health fails on a schema that is behind', async () => {
     const fresh: TestDatabase = await createTestDatabase();
     closers.push(() => fresh.drop());
-    const port = await freePort();
-    const metricsPort = await freePort();
-    const child = startCli(['serve'], {
-      ENVIRONMENT: 'test',
-      SERVER_HOST: '127.0.0.1',
-      SERVER_PORT: String(port),
-      METRICS_PORT: String(metricsPort),
+    const { port, metricsPort, env } = await serveEnv({
       DATABASE_URL: fresh.url,
       DATABASE_POOL_MAX: '2',
       SLOT: 'blue',
     });
+    const child = startCli(['serve'], env);
     running.push(child);
     await child.waitFor(/togather serve listening/);
     expect(child.stdout).toContain('database schema is behind this build');
@@ -365,14 +374,8 @@ describe('togather serve', () => {
   });
 
   it('on embedded PGlite applies the migrations at start, without --migrate: /health is 200', async () => {
-    const port = await freePort();
-    const child = startCli(['serve'], {
-      ENVIRONMENT: 'test',
-      SERVER_HOST: '127.0.0.1',
-      SERVER_PORT: String(port),
-      METRICS_PORT: String(await freePort()),
-      DATA_DIR: join(tmp, 'pglite-no-flag'),
-    });
+    const { port, env } = await serveEnv({ DATA_DIR: join(tmp, 'pglite-no-flag') });
+    const child = startCli(['serve'], env);
     running.push(child);
     await child.waitFor(/togather serve listening/, 30_000);
     const migrated = child.stdout
@@ -392,16 +395,11 @@ describe('togather serve', () => {
   });
 
   it('serves /metrics on METRICS_PORT only, and says where', async () => {
-    const port = await freePort();
-    const metricsPort = await freePort();
-    const child = startCli(['serve'], {
-      ENVIRONMENT: 'test',
-      SERVER_HOST: '127.0.0.1',
-      SERVER_PORT: String(port),
-      METRICS_PORT: String(metricsPort),
+    const { port, metricsPort, env } = await serveEnv({
       DATABASE_URL: backend.url!,
       SLOT: 'green',
     });
+    const child = startCli(['serve'], env);
     running.push(child);
     await child.waitFor(/togather serve listening/);
     expect(child.stdout).toContain(
@@ -438,41 +436,28 @@ describe('togather serve', () => {
     );
   });
 
-  it('exits 1 with the reason when the metrics port is taken, and leaves nothing listening', async () => {
-    const port = await freePort();
-    const metricsPort = await freePort();
-    const blocker = createNetServer();
-    await new Promise<void>((resolve) => blocker.listen(metricsPort, '127.0.0.1', resolve));
-    closers.push(() => new Promise((resolve) => blocker.close(resolve)));
-    const result = await runCli(['serve'], {
-      ENVIRONMENT: 'test',
-      SERVER_HOST: '127.0.0.1',
-      SERVER_PORT: String(port),
-      METRICS_PORT: String(metricsPort),
-      DATABASE_URL: backend.url!,
+  for (const taken of ['SERVER_PORT', 'METRICS_PORT'] as const) {
+    it(`exits 1 with the reason when ${taken} is taken, and leaves nothing listening`, async () => {
+      const ports = { SERVER_PORT: await freePort(), METRICS_PORT: await freePort() };
+      const blocker = createNetServer();
+      await new Promise<void>((resolve) => blocker.listen(ports[taken], '127.0.0.1', resolve));
+      closers.push(() => new Promise((resolve) => blocker.close(resolve)));
+      const result = await runCli(['serve'], {
+        ENVIRONMENT: 'test',
+        SERVER_HOST: '127.0.0.1',
+        SERVER_PORT: String(ports.SERVER_PORT),
+        METRICS_PORT: String(ports.METRICS_PORT),
+        DATABASE_URL: backend.url!,
+      });
+      expect(result.code).toBe(1);
+      const purpose = taken === 'METRICS_PORT' ? ' for /metrics (METRICS_PORT)' : '';
+      expect(result.stderr).toBe(
+        `togather: cannot listen on 127.0.0.1:${ports[taken]}${purpose}: EADDRINUSE\n`,
+      );
+      const other = taken === 'METRICS_PORT' ? ports.SERVER_PORT : ports.METRICS_PORT;
+      await expect(fetch(`http://127.0.0.1:${other}/`)).rejects.toThrow();
     });
-    expect(result.code).toBe(1);
-    expect(result.stderr).toBe(
-      `togather: cannot listen on 127.0.0.1:${metricsPort} for /metrics (METRICS_PORT): EADDRINUSE\n`,
-    );
-    await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
-  });
-
-  it('exits 1 with the reason when the port is taken', async () => {
-    const port = await freePort();
-    const blocker = createNetServer();
-    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
-    closers.push(() => new Promise((resolve) => blocker.close(resolve)));
-    const result = await runCli(['serve'], {
-      ENVIRONMENT: 'test',
-      SERVER_HOST: '127.0.0.1',
-      SERVER_PORT: String(port),
-      METRICS_PORT: String(await freePort()),
-      DATABASE_URL: backend.url!,
-    });
-    expect(result.code).toBe(1);
-    expect(result.stderr).toBe(`togather: cannot listen on 127.0.0.1:${port}: EADDRINUSE\n`);
-  });
+  }
 });
 
 describe('togather snapshot', () => {

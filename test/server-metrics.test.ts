@@ -12,6 +12,7 @@ import {
   LogCapture,
   call,
   postgresBackend,
+  problem,
   startTestApp,
   type TestApp,
   type TestBackend,
@@ -101,22 +102,20 @@ describe('the metrics listener', () => {
     const post = await call(metricsUrl, { method: 'POST', json: {} });
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
-    expect(post.body).toEqual({
-      type: 'about:blank',
-      title: 'Method Not Allowed',
-      status: 405,
-      detail: 'POST is not allowed here; allowed: GET, HEAD, OPTIONS',
-      instance: '/metrics',
-      request_id: expect.any(String),
-    });
+    expect(post.body).toEqual(
+      problem(
+        405,
+        'POST is not allowed here; allowed: GET, HEAD, OPTIONS',
+        '/metrics',
+        expect.any(String),
+      ),
+    );
     const other = await call(metricsUrl.replace('/metrics', '/health'));
     expect(other.status).toBe(404);
     expect(other.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
-    expect(other.body).toMatchObject({
-      status: 404,
-      detail: 'no route for GET /health',
-      instance: '/health',
-    });
+    expect(other.body).toEqual(
+      problem(404, 'no route for GET /health', '/health', expect.any(String)),
+    );
   });
 });
 
@@ -125,14 +124,7 @@ describe('the app port', () => {
     const result = await call(`${server.url}/metrics`, { headers: { 'x-request-id': 'm-404' } });
     expect(result.status).toBe(404);
     expect(result.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
-    expect(result.body).toEqual({
-      type: 'about:blank',
-      title: 'Not Found',
-      status: 404,
-      detail: 'no route for GET /metrics',
-      instance: '/metrics',
-      request_id: 'm-404',
-    });
+    expect(result.body).toEqual(problem(404, 'no route for GET /metrics', '/metrics', 'm-404'));
     expect(result.text).not.toContain('togather_app_info');
   });
 
@@ -140,14 +132,7 @@ describe('the app port', () => {
     const result = await call(`${edge.url}/metrics`, { headers: { 'x-request-id': 'm-edge' } });
     expect(result.status).toBe(404);
     expect(result.headers.get('x-togather-slot')).toBe('blue');
-    expect(result.body).toEqual({
-      type: 'about:blank',
-      title: 'Not Found',
-      status: 404,
-      detail: 'no route for GET /metrics',
-      instance: '/metrics',
-      request_id: 'm-edge',
-    });
+    expect(result.body).toEqual(problem(404, 'no route for GET /metrics', '/metrics', 'm-edge'));
   });
 });
 

@@ -3,7 +3,8 @@
 # (`proxy`) and the admin/deploy commands. Build with `make docker-build`, which
 # passes VERSION, GIT_COMMIT and BUILD_DATE from git and the clock.
 
-ARG NODE_IMAGE=node:22-alpine
+# Node.js 24 LTS (22 is in maintenance, 20 is end of life).
+ARG NODE_IMAGE=node:24-alpine
 
 # --- builder: install every dependency, compile, then drop the dev ones -------
 FROM ${NODE_IMAGE} AS builder
@@ -46,10 +47,13 @@ RUN apk add --no-cache postgresql16-client \
  && chown -R togather:togather /app
 
 WORKDIR /app
+# TOGATHER_COMMAND_FILE: /app/server records there whether this container
+# runs `serve` or `proxy`, so the HEALTHCHECK below checks the right part.
 ENV NODE_ENV=production \
     DATA_DIR=/app/data \
     SNAPSHOT_DIR=/app/snapshots \
-    STATE_FILE=/app/.togather/proxy-state.json
+    STATE_FILE=/app/.togather/proxy-state.json \
+    TOGATHER_COMMAND_FILE=/tmp/togather-command
 
 COPY --from=builder --chown=togather:togather /app/package.json ./package.json
 COPY --from=builder --chown=togather:togather /app/node_modules ./node_modules
@@ -61,9 +65,13 @@ COPY --chown=root:root --chmod=0755 deploy/docker/server.sh /app/server
 
 USER togather:togather
 
-# 8080: the app (`serve`); 80: the proxy's public listener (`proxy`).
-EXPOSE 8080 80
+# 8080: the app (`serve`) and 9464 its internal /metrics listener (publish it
+# on a private interface only, if at all); 80: the proxy's public listener
+# (`proxy`), whose admin API (9080) stays on loopback unless ADMIN_HOST says.
+EXPOSE 8080 9464 80
 
+# The app's /health in a `serve` container, the proxy's /healthz on its admin
+# port in a `proxy` container (see TOGATHER_COMMAND_FILE above).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
   CMD ["/app/server", "healthcheck"]
 

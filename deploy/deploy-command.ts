@@ -305,6 +305,7 @@ function makeRunner(
     version,
     env: appEnv,
     ports: where.ports,
+    metricsPorts: where.metricsPorts,
     slotProcesses: new SlotProcessFile(paths.slots),
     logDir: paths.logs,
     stopGraceMs: (Number.isFinite(grace) ? grace : 30) * 1000 + 5_000,

@@ -20,6 +20,8 @@ export const DEPLOY_ONLY_VARIABLES = [
   'PROXY_URL',
   'BLUE_PORT',
   'GREEN_PORT',
+  'BLUE_METRICS_PORT',
+  'GREEN_METRICS_PORT',
   'DEPLOY_STATE_DIR',
   'DEPLOY_SKIP_SNAPSHOT',
   'TOGATHER_BLUE_IMAGE',
@@ -54,6 +56,12 @@ export interface Locations {
   adminUrl: string;
   proxyUrl: string;
   ports: Record<Slot, number>;
+  /**
+   * Each slot's METRICS_PORT for the local runner, whose slots share one
+   * machine (0: any free port, which the slot logs); compose slots each have
+   * their own container and keep the image's 9464.
+   */
+  metricsPorts: Record<Slot, number>;
   redisUrl: string | undefined;
   redisKeyPrefix: string;
   stateDir: string;
@@ -62,10 +70,10 @@ export interface Locations {
 /** Where the proxy, the slots, Redis and the state directory are, for a runner. */
 export function locations(runner: RunnerKind, get: ReturnType<typeof lookup>): Locations {
   const problems: string[] = [];
-  const port = (name: string, fallback: string): number => {
+  const port = (name: string, fallback: string, min = 1): number => {
     const text = get(name, fallback)!;
     const value = Number(text);
-    if (!Number.isInteger(value) || value < 1 || value > 65_535) {
+    if (!Number.isInteger(value) || value < min || value > 65_535) {
       problems.push(`${name}: "${text}" is not a port`);
     }
     return value;
@@ -82,6 +90,10 @@ export function locations(runner: RunnerKind, get: ReturnType<typeof lookup>): L
     adminUrl: url('ADMIN_URL', 'http://127.0.0.1:9080'),
     proxyUrl: url('PROXY_URL', `http://127.0.0.1:${publicPort}`),
     ports: { blue: port('BLUE_PORT', '8081'), green: port('GREEN_PORT', '8082') },
+    metricsPorts: {
+      blue: port('BLUE_METRICS_PORT', '0', 0),
+      green: port('GREEN_METRICS_PORT', '0', 0),
+    },
     redisUrl: get('REDIS_URL'),
     redisKeyPrefix: get('REDIS_KEY_PREFIX', 'togather:')!,
     stateDir: get('DEPLOY_STATE_DIR', '.togather')!,

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommandFailed, UsageError } from '../cli/errors.js';
@@ -66,6 +67,13 @@ export async function devCommand(flags: DevFlags): Promise<void> {
     if (await portInUse(port))
       throw new CommandFailed(`port ${port} is already in use on 127.0.0.1`);
   }
+  // Each slot's /metrics listener (METRICS_PORT) needs a port of its own on
+  // this one machine: two free ones, picked now and printed below.
+  const blueMetrics = await freeLoopbackPort(listening);
+  const metricsPorts: Record<Slot, number> = {
+    blue: blueMetrics,
+    green: await freeLoopbackPort([...listening, blueMetrics]),
+  };
 
   const stateDir = resolve(flags.stateDir);
   const devDir = join(stateDir, 'dev');
@@ -209,6 +217,7 @@ export async function devCommand(flags: DevFlags): Promise<void> {
         SLOT: slot,
         SERVER_HOST: '127.0.0.1',
         SERVER_PORT: String(ports[slot]),
+        METRICS_PORT: String(metricsPorts[slot]),
       });
       await slotFile.set(slot, {
         pid: child.process.pid!,
@@ -258,6 +267,8 @@ export async function devCommand(flags: DevFlags): Promise<void> {
           PROXY_URL: base.proxy,
           BLUE_PORT: String(ports.blue),
           GREEN_PORT: String(ports.green),
+          BLUE_METRICS_PORT: String(metricsPorts.blue),
+          GREEN_METRICS_PORT: String(metricsPorts.green),
           DEPLOY_STATE_DIR: stateDir,
           // pg_dump cannot dump PGlite: snapshots only with a real DATABASE_URL.
           ...(database ? { DEPLOY_SKIP_SNAPSHOT: 'on' } : {}),
@@ -274,8 +285,8 @@ export async function devCommand(flags: DevFlags): Promise<void> {
         'togather dev is running (Ctrl-C stops everything)',
         `  proxy      ${base.proxy}   (store: ${redisUrl ? 'redis' : `file ${proxyEnv.STATE_FILE}`})`,
         `  admin API  ${base.admin}   (127.0.0.1 only)`,
-        `  blue       ${base.blue}`,
-        `  green      ${base.green}`,
+        `  blue       ${base.blue}   (metrics http://127.0.0.1:${metricsPorts.blue}/metrics)`,
+        `  green      ${base.green}   (metrics http://127.0.0.1:${metricsPorts.green}/metrics)`,
         `  logs       ${paths.logs}/{blue,green,proxy}.log`,
         '',
         givenProxyKey
@@ -337,6 +348,22 @@ async function waitFor(
     await sleep(100);
   }
   throw new CommandFailed(`${what} did not become healthy within 60 s; see the logs`);
+}
+
+/** A port the kernel says is free on 127.0.0.1 now, other than those given. */
+async function freeLoopbackPort(avoid: readonly number[]): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        const picked = typeof address === 'object' && address ? address.port : 0;
+        server.close(() => resolve(picked));
+      });
+    });
+    if (!avoid.includes(port)) return port;
+  }
 }
 
 /** A child's environment: only what it is given, plus PATH and HOME. */

@@ -18,6 +18,8 @@ export interface LocalRunnerOptions {
   /** The app's environment (from the env file), without the slot-specific variables. */
   env: Record<string, string>;
   ports: Record<Slot, number>;
+  /** Each slot's METRICS_PORT: both slots run on this machine (0: any free port). */
+  metricsPorts: Record<Slot, number>;
   slotProcesses: SlotProcessFile;
   /** Where each slot's output goes (`<logDir>/<slot>.log`). */
   logDir: string;
@@ -47,6 +49,7 @@ export function createLocalRunner(options: LocalRunnerOptions): SlotRunner {
       SLOT: slot,
       SERVER_HOST: '127.0.0.1',
       SERVER_PORT: String(options.ports[slot]),
+      METRICS_PORT: String(options.metricsPorts[slot]),
     };
   }
 

@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { collectProcessMetrics } from '../common/process-metrics.js';
 import type { SlotRegistry } from './slot-registry.js';
 import { SLOTS, type Slot } from './slot-state.js';
 import type { SwitchRecord } from './store.js';
@@ -39,12 +40,6 @@ const METHOD_INDEX: Readonly<Record<string, number>> = Object.assign(
 
 const DURATION_BUCKETS = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
-];
-
-const LINT_FAILING_DEFAULTS = [
-  'nodejs_active_handles_total',
-  'nodejs_active_requests_total',
-  'nodejs_active_resources_total',
 ];
 
 /**
@@ -195,12 +190,7 @@ export class ProxyMetrics {
     for (const result of SWITCH_RESULTS) this.switches.inc({ result }, 0);
     this.storeUp.set(0);
 
-    if (options.processMetrics ?? true) {
-      collectDefaultMetrics({ register: registry });
-      // prom-client names these three gauges `*_total`, which promtool's lint
-      // reserves for counters: the exposition must pass `promtool check metrics`.
-      for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
-    }
+    if (options.processMetrics ?? true) collectProcessMetrics(registry);
   }
 
   /** The Prometheus exposition content type (admin /metrics). */

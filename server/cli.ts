@@ -7,7 +7,12 @@ import { loadDatabaseCommandConfig, type DatabaseCommandConfig } from './config.
 import { openDatabase, type Database } from './database.js';
 import { DataDirBusyError } from './data-dir-lock.js';
 import { errorText } from './error-text.js';
-import { DEFAULT_HEALTH_URL, runHealthcheck, slotHealthUrl } from './healthcheck.js';
+import {
+  HealthTargetError,
+  defaultHealthUrl,
+  runHealthcheck,
+  slotHealthUrl,
+} from './healthcheck.js';
 import { loadMigrations, migrateUp, migrationLabel, migrationStatus } from './migrate.js';
 import { serve } from './serve.js';
 import {
@@ -43,7 +48,10 @@ export function registerServerCommands(program: Command): void {
   program
     .command('serve')
     .description('run the Togather SEL app (configuration from the environment)')
-    .option('--migrate', 'apply pending migrations before listening')
+    .option(
+      '--migrate',
+      'apply pending migrations before listening (always done on embedded PGlite, which no other process shares)',
+    )
     .action(async (options: { migrate?: boolean }) => {
       await serve({ migrate: options.migrate === true });
     });
@@ -53,7 +61,10 @@ export function registerServerCommands(program: Command): void {
     .description(
       "GET the app's /health: exit 0 healthy or degraded, 1 unhealthy or unreachable, 2 unreadable answer",
     )
-    .option('--url <url>', `health URL (default ${DEFAULT_HEALTH_URL})`)
+    .option(
+      '--url <url>',
+      "health URL (default: the app's /health at SERVER_HOST:SERVER_PORT, 127.0.0.1:8080; in an image container running `proxy`, the proxy's /healthz at ADMIN_PORT)",
+    )
     .option('--slot <slot>', 'check a slot on its direct port on localhost (blue 8081, green 8082)')
     .option('--timeout <duration>', 'time allowed per attempt', duration, 5000)
     .option('--retries <n>', 'further attempts after a failed one', wholeNumber, 0)
@@ -70,9 +81,13 @@ export function registerServerCommands(program: Command): void {
         if (options.slot !== undefined && !isSlot(options.slot)) {
           throw new UsageError(`--slot must be blue or green, not "${options.slot}"`);
         }
-        const url = options.slot
-          ? slotHealthUrl(options.slot)
-          : (options.url ?? DEFAULT_HEALTH_URL);
+        let url: string;
+        try {
+          url = options.slot ? slotHealthUrl(options.slot) : (options.url ?? defaultHealthUrl());
+        } catch (error) {
+          if (error instanceof HealthTargetError) throw new UsageError(error.message);
+          throw error;
+        }
         if (!URL.canParse(url) || !/^https?:/.test(url)) {
           throw new UsageError(`--url must be an http(s) URL, not "${url}"`);
         }

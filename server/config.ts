@@ -57,6 +57,10 @@ const serverEnvSchema = z
     ...databaseEnvShape,
     SERVER_HOST: z.string().min(1).default('0.0.0.0'),
     SERVER_PORT: port(8080),
+    /** The app's /metrics, on an internal listener of its own (0: any free port). */
+    METRICS_PORT: port(9464),
+    /** Where that listener binds; unset = SERVER_HOST. */
+    METRICS_HOST: z.string().min(1).optional(),
     SLOT: z.enum(SLOTS).optional(),
     DEPLOYMENT_SLOT: z.enum(SLOTS).optional(),
     ENVIRONMENT: z.enum(ENVIRONMENTS).default('production'),
@@ -82,6 +86,13 @@ const serverEnvSchema = z
       .optional(),
   })
   .superRefine((env, ctx) => {
+    if (env.METRICS_PORT !== 0 && env.METRICS_PORT === env.SERVER_PORT) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['METRICS_PORT'],
+        message: `is SERVER_PORT (${env.SERVER_PORT}) too; the metrics listener needs a port of its own`,
+      });
+    }
     if (env.SLOT && env.DEPLOYMENT_SLOT && env.SLOT !== env.DEPLOYMENT_SLOT) {
       ctx.addIssue({
         code: 'custom',
@@ -138,9 +149,17 @@ export interface DatabaseCommandConfig {
   log: LogSettings;
 }
 
+export interface MetricsListenerSettings {
+  host: string;
+  /** 0: any free port. */
+  port: number;
+}
+
 export interface ServerConfig extends DatabaseCommandConfig {
   host: string;
   port: number;
+  /** The internal /metrics listener (METRICS_HOST, METRICS_PORT). */
+  metrics: MetricsListenerSettings;
   slot: Slot | null;
   environment: Environment;
   auth: AuthSettings;
@@ -168,6 +187,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
   return {
     host: raw.SERVER_HOST,
     port: raw.SERVER_PORT,
+    metrics: { host: raw.METRICS_HOST ?? raw.SERVER_HOST, port: raw.METRICS_PORT },
     slot: raw.SLOT ?? raw.DEPLOYMENT_SLOT ?? null,
     environment: raw.ENVIRONMENT,
     database: databaseSettings(raw),

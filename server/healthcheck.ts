@@ -1,9 +1,53 @@
+import { readFileSync } from 'node:fs';
 import type { Slot } from '../proxy/slot-state.js';
 
-/** The direct port of each slot on the host (DESIGN.md, ports). */
+/** The direct port of each slot on the host (the compose stacks' ports). */
 export const SLOT_PORTS: Record<Slot, number> = { blue: 8081, green: 8082 };
 
-export const DEFAULT_HEALTH_URL = 'http://127.0.0.1:8080/health';
+/**
+ * What `healthcheck` checks without --url or --slot: the part this
+ * container runs. The image's /app/server records `serve` or `proxy` in
+ * TOGATHER_COMMAND_FILE before it starts, and the image's HEALTHCHECK (run in
+ * the same container, with the same environment) reads it back: the proxy's
+ * liveness `/healthz` on its admin listener, or the app's `/health`, each at
+ * the host and port its variables give. Outside the image nothing is
+ * recorded: the app's /health.
+ */
+export function defaultHealthUrl(env: NodeJS.ProcessEnv = process.env): string {
+  if (recordedCommand(env.TOGATHER_COMMAND_FILE) === 'proxy') {
+    return `http://${probeHost(env.ADMIN_HOST)}:${portOf(env, 'ADMIN_PORT', 9080)}/healthz`;
+  }
+  return `http://${probeHost(env.SERVER_HOST)}:${portOf(env, 'SERVER_PORT', 8080)}/health`;
+}
+
+function recordedCommand(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined; // not recorded (a read-only /tmp, or not started by /app/server)
+  }
+}
+
+/** A listener's address as a client reaches it: the wildcard addresses are reached on loopback. */
+function probeHost(host: string | undefined): string {
+  if (!host || host === '0.0.0.0' || host === '::' || host === '[::]') return '127.0.0.1';
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+function portOf(env: NodeJS.ProcessEnv, name: string, fallback: number): string {
+  const value = env[name];
+  if (value === undefined || value === '') return String(fallback);
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65_535) {
+    throw new HealthTargetError(`${name} is not a port: "${value}"`);
+  }
+  return value;
+}
+
+/** The environment names no address to check. */
+export class HealthTargetError extends Error {
+  override name = 'HealthTargetError';
+}
 
 export function slotHealthUrl(slot: Slot): string {
   return `http://127.0.0.1:${SLOT_PORTS[slot]}/health`;
@@ -25,7 +69,8 @@ export interface HealthcheckResult {
   message: string;
 }
 
-const READABLE = new Set(['healthy', 'degraded', 'unhealthy', 'shutting_down']);
+/** `ok` is a liveness answer (`/healthz` of the app and of the proxy's admin listener). */
+const READABLE = new Set(['healthy', 'degraded', 'ok', 'unhealthy', 'shutting_down']);
 
 /** One GET of the health URL, classified. */
 export async function checkOnce(url: string, timeoutMs: number): Promise<HealthcheckResult> {
@@ -62,7 +107,10 @@ export async function checkOnce(url: string, timeoutMs: number): Promise<Healthc
     };
   }
   const summary = describe(body as Record<string, unknown>);
-  if ((status === 'healthy' || status === 'degraded') && response.status === 200) {
+  if (
+    (status === 'healthy' || status === 'degraded' || status === 'ok') &&
+    response.status === 200
+  ) {
     return { code: 0, message: `${status}${summary}` };
   }
   if (status === 'unhealthy' || status === 'shutting_down') {

@@ -1,9 +1,14 @@
-import type { FastifyInstance } from 'fastify';
-import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { BuildInfo } from '../common/build-info.js';
+import { collectProcessMetrics } from '../common/process-metrics.js';
+import { requestIdFrom } from '../common/request-id.js';
 import type { Slot } from '../proxy/slot-state.js';
 import type { Database } from './database.js';
+import { allowOnly } from './http-methods.js';
 import type { Lifecycle } from './lifecycle.js';
+import { registerProblemHandlers } from './problem.js';
 
 /** Label of requests that matched no route: raw paths would make the label set unbounded. */
 export const UNMATCHED_ROUTE = 'unmatched';
@@ -21,11 +26,12 @@ export interface MetricsDeps {
 /**
  * The app's metrics on the registry it is given (one per app, so tests and
  * several apps in a process do not collide), and the hook that records
- * every request by method, route template and status.
+ * every request by method, route template and status. The app itself does
+ * not serve them: buildMetricsApp does, on a listener of its own.
  */
 export function registerMetrics(app: FastifyInstance, deps: MetricsDeps): void {
   const { registry } = deps;
-  collectDefaultMetrics({ register: registry });
+  collectProcessMetrics(registry);
 
   new Gauge({
     name: 'togather_app_info',
@@ -98,8 +104,35 @@ export function registerMetrics(app: FastifyInstance, deps: MetricsDeps): void {
     requests.labels(method, route, String(reply.statusCode)).inc();
     duration.labels(method, route).observe(reply.elapsedTime / 1000);
   });
+}
 
+export interface MetricsAppDeps {
+  registry: Registry;
+  logger: Logger;
+}
+
+/**
+ * The internal listener of METRICS_PORT: `GET /metrics` (and HEAD) with the
+ * registry's Prometheus text, OPTIONS 204, other methods 405, any other path
+ * the app's 404 problem. It is a server of its own so that the edge proxy,
+ * which forwards every path of the app's port, can never expose it, and so
+ * that scrapes neither count as app requests nor hold up a drain.
+ */
+export function buildMetricsApp(deps: MetricsAppDeps): FastifyInstance {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.logger.child({ listener: 'metrics' }) as FastifyBaseLogger,
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: 'request_id',
+    }),
+    genReqId: (request) => requestIdFrom(request.headers['x-request-id']),
+    // A scraper's keep-alive connection must not keep the process up at exit.
+    forceCloseConnections: true,
+  });
+  registerProblemHandlers(app);
   app.get('/metrics', async (_request, reply) =>
-    reply.type(registry.contentType).send(await registry.metrics()),
+    reply.type(deps.registry.contentType).send(await deps.registry.metrics()),
   );
+  allowOnly(app, '/metrics', ['GET']);
+  return app;
 }

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { buildInfo } from '../common/build-info.js';
 import { exitOnFatalErrors } from '../common/fatal-errors.js';
@@ -8,11 +9,12 @@ import { loadServerConfig, type ServerConfig } from './config.js';
 import { openDatabase, type Database } from './database.js';
 import { DataDirBusyError } from './data-dir-lock.js';
 import { Lifecycle } from './lifecycle.js';
+import { buildMetricsApp } from './metrics.js';
 import { loadMigrations, migrateUp, migrationLabel, migrationStatus } from './migrate.js';
 import { createShutdown, exitOnSignals } from './shutdown.js';
 
 export interface ServeOptions {
-  /** Apply pending migrations before listening (`serve --migrate`). */
+  /** Apply pending migrations before listening (`serve --migrate`; always on embedded PGlite). */
   migrate: boolean;
   env?: NodeJS.ProcessEnv;
 }
@@ -55,49 +57,66 @@ export async function serve(options: ServeOptions): Promise<void> {
     'database configured',
   );
 
+  // Embedded PGlite is this process's own database (its data directory is
+  // locked to it), so no other process can be running on the old schema:
+  // bringing it up to date at start is safe, and what `docker run IMAGE serve`
+  // needs to answer /health 200. PostgreSQL is shared by the blue and green
+  // slots, so there the migrations stay an explicit step (--migrate, or
+  // `togather migrate up` as `togather deploy` runs it).
+  const migrate = options.migrate || database.kind === 'pglite';
   try {
-    if (options.migrate) {
+    if (migrate) {
       const applied = await migrateUp(database, migrations, { logger });
-      logger.info({ applied: applied.map(migrationLabel) }, 'migrations up to date');
+      logger.info(
+        { applied: applied.map(migrationLabel), reason: options.migrate ? '--migrate' : 'pglite' },
+        'migrations up to date',
+      );
     } else {
       await reportSchema(database, migrations, logger);
     }
   } catch (error) {
     await database.close().catch(() => undefined);
-    if (options.migrate) throw new CommandFailed(`migrate failed: ${(error as Error).message}`);
+    if (migrate) throw new CommandFailed(`migrate failed: ${(error as Error).message}`);
     throw error;
   }
 
   const lifecycle = new Lifecycle();
+  const registry = new Registry();
   const app = buildApp({
     settings: config,
     database,
     logger,
-    registry: new Registry(),
+    registry,
     migrations,
     build,
     lifecycle,
   });
-  try {
-    await app.listen({ host: config.host, port: config.port });
-  } catch (error) {
+  const metricsApp = buildMetricsApp({ registry, logger });
+  const closeAll = async () => {
     await app.close().catch(() => undefined);
+    await metricsApp.close().catch(() => undefined);
     await database.close().catch(() => undefined);
-    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new CommandFailed(`cannot listen on ${config.host}:${config.port}: ${reason}`);
-  }
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
+  };
+  // The metrics listener first: a process that cannot open it never takes traffic.
+  const metricsPort = await listenOrFail(
+    metricsApp,
+    config.metrics,
+    'for /metrics (METRICS_PORT)',
+    closeAll,
+  );
+  const port = await listenOrFail(app, config, '', closeAll);
+  const metricsUrl = `http://${config.metrics.host}:${metricsPort}/metrics`;
   logger.info(
     {
       address: `http://${config.host}:${port}`,
       port,
+      metrics_address: metricsUrl,
       slot: config.slot,
       environment: config.environment,
       database: database.kind,
       keep_alive_timeout_ms: config.keepAliveTimeoutMs,
     },
-    `togather serve listening on http://${config.host}:${port}`,
+    `togather serve listening on http://${config.host}:${port} (metrics on ${metricsUrl})`,
   );
 
   const shutdown = createShutdown({
@@ -105,9 +124,32 @@ export async function serve(options: ServeOptions): Promise<void> {
     lifecycle,
     logger,
     timeoutMs: config.shutdownTimeoutMs,
-    release: () => database.close(),
+    // Scrapes go on while requests drain; the metrics listener closes with the database.
+    release: async () => {
+      await metricsApp.close();
+      await database.close();
+    },
   });
   exitOnSignals(shutdown, logger);
+}
+
+/** Listens, or closes everything and fails with the address and the reason; resolves to the port. */
+async function listenOrFail(
+  app: FastifyInstance,
+  where: { host: string; port: number },
+  what: string,
+  closeAll: () => Promise<void>,
+): Promise<number> {
+  try {
+    await app.listen({ host: where.host, port: where.port });
+  } catch (error) {
+    await closeAll();
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    const purpose = what ? ` ${what}` : '';
+    throw new CommandFailed(`cannot listen on ${where.host}:${where.port}${purpose}: ${reason}`);
+  }
+  const address = app.server.address();
+  return typeof address === 'object' && address ? address.port : where.port;
 }
 
 /** Without --migrate the schema is only looked at: a lagging one is logged, and /health fails. */

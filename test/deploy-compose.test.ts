@@ -1,18 +1,22 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseEnv } from 'node:util';
 import { Ajv } from 'ajv';
 import { parse } from 'yaml';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadCompose, type Env } from './helpers/compose.js';
+import { promtool } from './helpers/promtool.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DOCKER = join(ROOT, 'deploy', 'docker');
-// The compose specification's JSON schema lives in shared/, next to the repo
-// (../shared/schemas from the repo root, in CI as on the developers' machines).
-const SCHEMA = resolve(ROOT, '..', 'shared', 'schemas', 'compose-spec.json');
+// The Compose Specification's JSON schema, kept in the repository with its
+// licence and source (deploy/docker/schema/README.md).
+const SCHEMA_DIR = join(DOCKER, 'schema');
+const SCHEMA = join(SCHEMA_DIR, 'compose-spec.json');
 
 type Json = Record<string, unknown>;
 interface Service {
@@ -28,6 +32,8 @@ interface Service {
   depends_on?: Record<string, { condition: string }>;
   deploy?: { replicas?: number };
   build?: { context: string; dockerfile?: string };
+  extends?: { file: string; service: string };
+  entrypoint?: string[];
 }
 interface ComposeFile {
   name?: string;
@@ -43,13 +49,22 @@ const raw = Object.fromEntries(
 // Compose honours YAML merge keys (<<: *anchor); the schema checks the merged result.
 const base = parse(raw['docker-compose.yml'], { merge: true }) as ComposeFile;
 const blueGreen = parse(raw['docker-compose.blue-green.yml'], { merge: true }) as ComposeFile;
-const stack: Record<string, Service> = { ...base.services };
-for (const [name, service] of Object.entries(blueGreen.services)) {
-  stack[name] = { ...stack[name], ...service };
-}
+const paths = (...files: string[]) => files.map((f) => join(DOCKER, f));
+const BOTH = paths(...FILES);
+// The two files together, merged and extended as compose does, not interpolated.
+const stack = loadCompose(BOTH, { env: null, profiles: ['monitoring'] }).model
+  .services as unknown as Record<string, Service>;
 
 const envExampleText = readFileSync(join(DOCKER, '.env.example'), 'utf8');
 const envExample = parseEnv(envExampleText);
+/** .env.example with every CHANGE_ME replaced: what an operator's .env holds. */
+const filledEnv: Record<string, string> = Object.fromEntries(
+  Object.entries(envExample).map(([name, value]) => [
+    name,
+    value === 'CHANGE_ME' ? `${name.toLowerCase()}-`.padEnd(64, 'z') : (value ?? ''),
+  ]),
+);
+const withoutGrafana = (env: Env): Env => ({ ...env, GRAFANA_ADMIN_PASSWORD: undefined });
 const SECRET_NAME = /PASSWORD|SECRET|API_KEY|TOKEN/;
 
 /** Variables compose interpolates: ${NAME}, ${NAME:-x}, ${NAME:?msg}; $${...} is a literal $. */
@@ -67,12 +82,15 @@ function hostPort(mapping: string): { ip?: string; port: string } {
 }
 
 describe('compose files against the compose specification', () => {
-  it('the schema is there', () => {
-    if (!existsSync(SCHEMA)) {
-      throw new Error(
-        `compose schema not found at ${SCHEMA}: the shared/ folder (shared/schemas/compose-spec.json) must sit next to the repository`,
-      );
-    }
+  it('the schema is in the repository with its Apache-2.0 licence and a note of its source', () => {
+    expect(existsSync(SCHEMA), `compose schema at ${SCHEMA}`).toBe(true);
+    expect(readFileSync(join(SCHEMA_DIR, 'LICENSE'), 'utf8')).toMatch(
+      /^\s*Apache License\s+Version 2\.0, January 2004/,
+    );
+    const note = readFileSync(join(SCHEMA_DIR, 'README.md'), 'utf8');
+    expect(note).toContain('https://github.com/compose-spec/compose-spec');
+    expect(note).toMatch(/commit `[0-9a-f]{40}`/);
+    expect(note).toContain('Apache License');
   });
 
   for (const file of FILES) {
@@ -181,8 +199,24 @@ describe('docker-compose.blue-green.yml', () => {
     }
   });
 
-  it('replaces the single app instead of running it beside the slots', () => {
-    expect(blueGreen.services.app).toEqual({ deploy: { replicas: 0 } });
+  it('replaces the single app instead of running it beside the slots (defined whole, so the file stands alone)', () => {
+    expect(blueGreen.services.app).toEqual({
+      extends: { file: 'docker-compose.yml', service: 'app' },
+      deploy: { replicas: 0 },
+    });
+    expect(stack.app!.deploy).toEqual({ replicas: 0 });
+  });
+
+  it('takes PostgreSQL and Redis from docker-compose.yml, and declares the same network and volumes', () => {
+    for (const service of ['postgres', 'redis']) {
+      expect(blueGreen.services[service]).toEqual({
+        extends: { file: 'docker-compose.yml', service },
+      });
+    }
+    expect(blueGreen.networks).toEqual(base.networks);
+    for (const [volume, declared] of Object.entries(base.volumes!)) {
+      expect(blueGreen.volumes?.[volume], volume).toEqual(declared);
+    }
   });
 
   it('proxy: the same image running proxy as togather-proxy, public 80, admin on 127.0.0.1:9080 only', () => {
@@ -258,9 +292,21 @@ describe('docker-compose.blue-green.yml', () => {
     const targets = config.scrape_configs.flatMap((j) =>
       j.static_configs.flatMap((s) => s.targets),
     );
+    // The proxy's admin listener, and each slot's own metrics listener (never its app port).
+    const slot = (name: string) => stack[`togather-${name}`]!;
     expect(targets.sort()).toEqual(
-      ['togather-proxy:9080', 'togather-server-blue:8080', 'togather-server-green:8080'].sort(),
+      [
+        `${stack.proxy!.container_name}:${stack.proxy!.environment!.ADMIN_PORT}`,
+        `${slot('blue').container_name}:${slot('blue').environment!.METRICS_PORT}`,
+        `${slot('green').container_name}:${slot('green').environment!.METRICS_PORT}`,
+      ].sort(),
     );
+    expect(slot('blue').environment!.METRICS_PORT).toBe('9464');
+    expect(slot('blue').environment!.METRICS_PORT).not.toBe(slot('blue').environment!.SERVER_PORT);
+    // The metrics port is for Prometheus on the compose network, published nowhere.
+    for (const name of ['blue', 'green']) {
+      expect(slot(name).ports!.some((p) => p.endsWith(':9464'))).toBe(false);
+    }
     for (const mount of [...prometheus.volumes!, ...grafana.volumes!]) {
       const source = mount.split(':')[0]!;
       if (source.startsWith('./')) expect(existsSync(join(DOCKER, source)), source).toBe(true);
@@ -288,15 +334,268 @@ describe('docker-compose.blue-green.yml', () => {
     for (const panel of dashboard.panels) expect(panel.datasource.uid).toBe(datasource.uid);
   });
 
-  it.skipIf(!hasCommand('promtool'))('prometheus.yml passes promtool check config', () => {
-    const out = execFileSync(
-      'promtool',
-      ['check', 'config', join(DOCKER, 'prometheus/prometheus.yml')],
-      {
-        encoding: 'utf8',
-      },
+  it('prometheus.yml passes promtool check config', () => {
+    const result = promtool(['check', 'config', join(DOCKER, 'prometheus/prometheus.yml')]);
+    expect(result.output).toContain('SUCCESS');
+    expect(result.status).toBe(0);
+  });
+});
+
+describe('docker compose config, without Docker: each file alone and both together', () => {
+  const validate = composeValidator(JSON.parse(readFileSync(SCHEMA, 'utf8')) as Json);
+  const BLUE_GREEN_STACK = ['postgres', 'proxy', 'redis', 'togather-blue', 'togather-green'];
+  const cases: Array<{ files: string[]; running: string[]; monitoring: string[] }> = [
+    { files: ['docker-compose.yml'], running: ['app', 'postgres', 'redis'], monitoring: [] },
+    {
+      files: ['docker-compose.blue-green.yml'],
+      running: BLUE_GREEN_STACK,
+      monitoring: ['grafana', 'prometheus'],
+    },
+    { files: [...FILES], running: BLUE_GREEN_STACK, monitoring: ['grafana', 'prometheus'] },
+  ];
+  for (const { files, running, monitoring } of cases) {
+    for (const profiles of [[], ['monitoring']]) {
+      const command = `-f ${files.join(' -f ')}${profiles.length ? ' --profile monitoring' : ''}`;
+      it(`${command}: interpolated, merged, every reference defined, schema-valid`, () => {
+        // Without the profile the operator need not set Grafana's password at all.
+        const env = profiles.length ? filledEnv : withoutGrafana(filledEnv);
+        const result = loadCompose(paths(...files), { env, profiles });
+        expect(result.errors).toEqual([]);
+        expect(validate(result.model) ? [] : validate.errors).toEqual([]);
+        for (const file of files) {
+          const alone = parse(raw[file as (typeof FILES)[number]], { merge: true }) as unknown;
+          expect(validate(alone) ? [] : validate.errors, file).toEqual([]);
+        }
+        const started = Object.entries(result.model.services)
+          .filter(([, service]) => service.deploy?.replicas !== 0)
+          .map(([name]) => name);
+        expect(started.sort()).toEqual([...running, ...(profiles.length ? monitoring : [])].sort());
+        expect(result.inactive.sort()).toEqual(profiles.length ? [] : monitoring);
+        expect(result.model.name).toBe('togather');
+        for (const [name, service] of Object.entries(result.model.services)) {
+          for (const [key, value] of Object.entries(service.environment ?? {})) {
+            expect(value, `${name}.${key}`).not.toMatch(/\$\{|CHANGE_ME/);
+          }
+        }
+      });
+    }
+  }
+
+  it('the blue-green file alone: `up -d togather-green` has its postgres, network and volume', () => {
+    const result = loadCompose(paths('docker-compose.blue-green.yml'), {
+      env: withoutGrafana(filledEnv),
+      services: ['togather-green'],
+    });
+    expect(result.errors).toEqual([]);
+    const { services, networks, volumes } = result.model;
+    expect(Object.keys(services).sort()).toEqual(['postgres', 'togather-green']);
+    expect(services.postgres).toMatchObject({
+      container_name: 'togather-db',
+      build: { context: './postgres' },
+      volumes: expect.arrayContaining(['togather-db-data:/var/lib/postgresql/data']),
+    });
+    expect(services['togather-green']!.depends_on).toEqual({
+      postgres: { condition: 'service_healthy' },
+    });
+    expect(services['togather-green']!.environment!.DATABASE_URL).toBe(
+      `postgres://togather:${filledEnv.POSTGRES_PASSWORD}@postgres:5432/togather`,
     );
-    expect(out).toContain('SUCCESS');
+    expect(Object.keys(networks)).toEqual(['togather-network']);
+    expect(volumes['togather-db-snapshots']).toEqual({ name: 'togather-db-snapshots' });
+  });
+
+  it('together, the files merge into the same services as the blue-green file alone', () => {
+    const together = loadCompose(BOTH, { env: filledEnv, profiles: ['monitoring'] });
+    const alone = loadCompose(paths('docker-compose.blue-green.yml'), {
+      env: filledEnv,
+      profiles: ['monitoring'],
+    });
+    expect(together.model.services).toEqual(alone.model.services);
+    expect(together.model.volumes).toEqual(alone.model.volumes);
+    expect(together.model.networks).toEqual(alone.model.networks);
+  });
+
+  it('a missing required secret still stops it, naming the variable; Grafana’s password never does', () => {
+    const result = loadCompose(BOTH, {
+      env: { ...withoutGrafana(filledEnv), POSTGRES_PASSWORD: undefined, JWT_SECRET: '' },
+    });
+    expect(result.errors).toContain(
+      'error while interpolating services.postgres.environment.POSTGRES_PASSWORD: required variable POSTGRES_PASSWORD is missing a value: set POSTGRES_PASSWORD in .env',
+    );
+    expect(result.errors).toContain(
+      'error while interpolating services.togather-blue.environment.JWT_SECRET: required variable JWT_SECRET is missing a value: set JWT_SECRET in .env',
+    );
+    expect(result.errors.join('\n')).not.toContain('GRAFANA');
+  });
+
+  it('Grafana refuses to start without a real password, and runs the image’s entry point with one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'togather-grafana-'));
+    try {
+      const stub = join(dir, 'run.sh');
+      writeFileSync(stub, '#!/bin/sh\necho "grafana started $*"\n');
+      chmodSync(stub, 0o755);
+      const start = (password: string | undefined) => {
+        const env = { ...filledEnv, GRAFANA_ADMIN_PASSWORD: password };
+        const grafana = loadCompose(BOTH, { env, profiles: ['monitoring'] }).model.services
+          .grafana!;
+        const [shell, flag, script, name] = grafana.entrypoint!;
+        expect([shell, flag]).toEqual(['/bin/sh', '-c']);
+        expect(script).toContain('exec /run.sh "$@"');
+        return spawnSync('sh', ['-c', script!.replace('/run.sh', stub), name!], {
+          encoding: 'utf8',
+          env: {
+            PATH: process.env.PATH,
+            GF_SECURITY_ADMIN_PASSWORD: grafana.environment!.GF_SECURITY_ADMIN_PASSWORD ?? '',
+          },
+        });
+      };
+      for (const password of [undefined, '', 'CHANGE_ME']) {
+        const refused = start(password);
+        expect(refused.status, String(password)).toBe(1);
+        expect(refused.stderr).toBe(
+          'togather-grafana: set GRAFANA_ADMIN_PASSWORD in .env (the monitoring profile needs it)\n',
+        );
+        expect(refused.stdout).toBe('');
+      }
+      const started = start('a-real-grafana-password');
+      expect(started.stderr).toBe('');
+      expect(started.stdout).toBe('grafana started \n');
+      expect(started.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the compose model of the tests (so a pass above means something)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'togather-compose-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+
+  it('interpolates like compose: defaults, nested defaults, required, alternatives, $$', () => {
+    const file = write(
+      'interpolate.yml',
+      [
+        'services:',
+        '  web:',
+        '    image: ${IMAGE:-${FALLBACK:-web:latest}}',
+        '    environment:',
+        '      SET_EMPTY: ${EMPTY-unused}',
+        '      UNSET_OR_EMPTY: ${EMPTY:-used}',
+        '      ALTERNATIVE: ${NAME:+name is set}',
+        '      REQUIRED_SET: ${EMPTY?only unset fails}',
+        '      LITERAL: $$HOME and $${NAME}',
+        '      PLAIN: $NAME-${NAME}',
+        '      MISSING: ${NOT_THERE:?NOT_THERE is needed}',
+      ].join('\n'),
+    );
+    const result = loadCompose([file], { env: { EMPTY: '', NAME: 'n' } });
+    expect(result.model.services.web).toEqual({
+      image: 'web:latest',
+      environment: {
+        SET_EMPTY: '',
+        UNSET_OR_EMPTY: 'used',
+        ALTERNATIVE: 'name is set',
+        REQUIRED_SET: '',
+        LITERAL: '$HOME and ${NAME}',
+        PLAIN: 'n-n',
+        MISSING: '',
+      },
+    });
+    expect(result.errors).toEqual([
+      'error while interpolating services.web.environment.MISSING: required variable NOT_THERE is missing a value: NOT_THERE is needed',
+    ]);
+  });
+
+  it('merges -f files: commands replaced, ports and volumes unique, mappings merged, lists appended', () => {
+    const first = write(
+      'first.yml',
+      [
+        'services:',
+        '  web:',
+        '    image: web',
+        '    command: [serve, --a]',
+        "    ports: ['8080:80']",
+        "    volumes: ['data:/data', './conf:/conf:ro']",
+        '    environment: [A=1, B=1]',
+        '    networks: [front]',
+        '    healthcheck: { test: [CMD, a], interval: 5s }',
+        '  extra:',
+        '    image: extra',
+        '    profiles: [tools]',
+        'networks: { front: {} }',
+        'volumes: { data: {} }',
+      ].join('\n'),
+    );
+    const second = write(
+      'second.yml',
+      [
+        'services:',
+        '  web:',
+        '    command: [serve, --b]',
+        "    ports: ['8080:80', '127.0.0.1:9090:90']",
+        "    volumes: ['other:/data']",
+        '    environment: { B: "2", C: "3" }',
+        '    depends_on: [extra]',
+        '    healthcheck: { test: [CMD, b] }',
+        'volumes: { other: {} }',
+      ].join('\n'),
+    );
+    const withoutTools = loadCompose([first, second], { env: {} });
+    expect(withoutTools.model.services.web).toEqual({
+      image: 'web',
+      command: ['serve', '--b'],
+      ports: ['8080:80', '127.0.0.1:9090:90'],
+      volumes: ['other:/data', './conf:/conf:ro'],
+      environment: { A: '1', B: '2', C: '3' },
+      networks: { front: null },
+      healthcheck: { test: ['CMD', 'b'], interval: '5s' },
+      depends_on: { extra: { condition: 'service_started' } },
+    });
+    expect(withoutTools.inactive).toEqual(['extra']);
+    expect(withoutTools.errors).toEqual(['service "web" depends on undefined service "extra"']);
+    expect(loadCompose([first, second], { env: {}, profiles: ['tools'] }).errors).toEqual([]);
+    // Naming a service enables it and what it depends on, whatever their profiles.
+    const named = loadCompose([first, second], { env: {}, services: ['web'] });
+    expect(named.errors).toEqual([]);
+    expect(Object.keys(named.model.services).sort()).toEqual(['extra', 'web']);
+  });
+
+  it('refuses undefined networks, volumes, services, extends targets, a missing image and a reused container name', () => {
+    const file = write(
+      'broken.yml',
+      [
+        'services:',
+        '  broken:',
+        '    image: b',
+        '    networks: [nowhere]',
+        "    volumes: ['gone:/x', './here:/y', '/abs:/z']",
+        '    depends_on: { ghost: { condition: service_healthy } }',
+        '  optional:',
+        '    image: o',
+        '    depends_on: { ghost: { condition: service_started, required: false } }',
+        '  imageless:',
+        '    container_name: same',
+        '  twin:',
+        '    image: t',
+        '    container_name: same',
+        '  orphan:',
+        '    extends: { file: broken.yml, service: nobody }',
+      ].join('\n'),
+    );
+    expect(loadCompose([file], { env: {} }).errors).toEqual([
+      `services.orphan.extends: no service "nobody" in ${file}`,
+      'service "broken" depends on undefined service "ghost"',
+      'service "broken" refers to undefined network nowhere',
+      'service "broken" refers to undefined volume gone',
+      'service "imageless" has neither an image nor a build context specified',
+      'services "imageless" and "twin" have the same container_name "same"',
+      'service "orphan" has neither an image nor a build context specified',
+    ]);
   });
 });
 
@@ -337,6 +636,13 @@ describe('.env.example and secrets', () => {
     for (const [name, service] of Object.entries(stack)) {
       for (const [key, value] of Object.entries(service.environment ?? {})) {
         if (!SECRET_NAME.test(key)) continue;
+        if (service.profiles) {
+          // Compose interpolates every profile, so a profile's secret cannot be
+          // required there: empty by default, refused by its container at start.
+          expect(value, `${name}.${key}`).toMatch(/^\$\{[A-Z_]+:-\}$/);
+          expect(service.entrypoint?.join(' '), `${name} guards ${key}`).toContain(key);
+          continue;
+        }
         expect(value, `${name}.${key}`).toMatch(/^\$\{[A-Z_]+:\?[^}]*\}$/);
       }
       const databaseUrl = service.environment?.DATABASE_URL;
@@ -377,13 +683,4 @@ function composeValidator(schema: Json) {
   const draft07 = require('ajv/dist/refs/json-schema-draft-07.json') as Json;
   ajv.addMetaSchema({ ...draft07, $id: schema.$schema as string });
   return ajv.compile(schema);
-}
-
-function hasCommand(name: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -60,6 +60,25 @@ describe('togather dev', () => {
     expect(out).toContain(`proxy      ${proxyUrl}`);
     expect(out).toContain(`admin API  ${adminUrl}   (127.0.0.1 only)`);
     expect(out).toContain(`curl -i ${proxyUrl}/health`);
+    // Each slot's /metrics on a port of its own, printed; never on the slot's own port.
+    const metricsPort: Record<string, number> = {};
+    for (const slot of ['blue', 'green']) {
+      const port = ports[slot === 'blue' ? 2 : 3];
+      const line = new RegExp(
+        `^  ${slot} +http://127\\.0\\.0\\.1:${port} +\\(metrics http://127\\.0\\.0\\.1:(\\d+)/metrics\\)$`,
+        'm',
+      ).exec(out);
+      expect(line, `${slot} line in:\n${out}`).not.toBeNull();
+      metricsPort[slot] = Number(line![1]);
+      const metrics = await fetch(`http://127.0.0.1:${metricsPort[slot]}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toMatch(
+        new RegExp(`^togather_app_info\\{.*slot="${slot}"\\} 1$`, 'm'),
+      );
+      expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(404);
+    }
+    expect(metricsPort.blue).not.toBe(metricsPort.green);
+    expect((await fetch(`${proxyUrl}/metrics`)).status).toBe(404);
     expect(out).toContain(
       `curl -s -X POST "${adminUrl}/admin/switch?slot=green" -H "Authorization: Bearer ${proxyKey}"`,
     );
@@ -124,6 +143,11 @@ describe('togather dev', () => {
     const version = await fetch(`${proxyUrl}/version`);
     expect(version.headers.get('x-togather-slot')).toBe('green');
     expect(((await version.json()) as { version: string }).version).toBe('9.9.9-dev');
+    // The new green serves its metrics where dev said green's are.
+    const greenMetrics = await (
+      await fetch(`http://127.0.0.1:${metricsPort.green}/metrics`)
+    ).text();
+    expect(greenMetrics).toMatch(/^togather_app_info\{version="9\.9\.9-dev",.*slot="green"\} 1$/m);
     const slots = JSON.parse(readFileSync(join(stateDir, 'slots.json'), 'utf8')) as Record<
       string,
       { pid: number; started_by: string }
@@ -136,7 +160,9 @@ describe('togather dev', () => {
     expect(dev.stdout).toContain('stopped\n');
     expect(processAlive(slots.green!.pid)).toBe(false);
     expect(processAlive(slots.blue!.pid)).toBe(false);
-    for (const port of ports) expect(await portClosed(port)).toBe(true);
+    for (const port of [...ports, metricsPort.blue!, metricsPort.green!]) {
+      expect(await portClosed(port)).toBe(true);
+    }
     dev = undefined;
   });
 

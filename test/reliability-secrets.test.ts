@@ -68,6 +68,7 @@ let redis: RunningProcess;
 let redisPort: number;
 let app: RunningProcess;
 let appPort: number;
+let appMetricsPort: number;
 let proxy: ProxyProcess;
 
 beforeAll(async () => {
@@ -94,12 +95,14 @@ beforeAll(async () => {
   await waitForPort(redisPort);
 
   appPort = await freePort();
+  appMetricsPort = await freePort();
   const databaseUrl = new URL(database.url);
   databaseUrl.password = SECRETS.databasePassword;
   app = startCli(['serve', '--migrate'], {
     ENVIRONMENT: 'production',
     SERVER_HOST: '127.0.0.1',
     SERVER_PORT: String(appPort),
+    METRICS_PORT: String(appMetricsPort),
     SLOT: 'blue',
     DATABASE_URL: databaseUrl.toString(),
     JWT_SECRET: SECRETS.jwtSecret,
@@ -145,6 +148,8 @@ describe('secrets', () => {
     for (const path of ['/health', '/healthz', '/readyz', '/version', '/metrics', '/nope']) {
       await exchange(`${api}${path}`);
     }
+    // The app's own /metrics, on its internal listener.
+    expect((await exchange(`http://127.0.0.1:${appMetricsPort}/metrics`)).status).toBe(200);
     const login = (password: string) =>
       exchange(`${api}/api/v1/admin/login`, {
         method: 'POST',
@@ -242,6 +247,7 @@ describe('secrets', () => {
       ENVIRONMENT: 'production',
       SERVER_HOST: '127.0.0.1',
       SERVER_PORT: String(deadAppPort),
+      METRICS_PORT: String(await freePort()),
       DATABASE_URL: `postgres://postgres:${SECRETS.databasePassword}@127.0.0.1:${deadRedis}/nowhere`,
       JWT_SECRET: SECRETS.jwtSecret,
       ADMIN_API_KEY: SECRETS.appAdminKey,

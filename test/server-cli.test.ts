@@ -48,6 +48,20 @@ async function fakeServer(handler: () => { status: number; body: string }): Prom
   return `http://127.0.0.1:${address.port}/health`;
 }
 
+/** `serve`'s environment for ENVIRONMENT=test on free loopback ports (app and metrics), plus `extra`. */
+async function serveEnv(extra: Record<string, string>) {
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const env: Record<string, string> = {
+    ENVIRONMENT: 'test',
+    SERVER_HOST: '127.0.0.1',
+    SERVER_PORT: String(port),
+    METRICS_PORT: String(metricsPort),
+    ...extra,
+  };
+  return { port, metricsPort, env };
+}
+
 describe('togather healthcheck', () => {
   let healthy: TestApp;
 
@@ -60,6 +74,45 @@ describe('togather healthcheck', () => {
     const result = await runCli(['healthcheck', '--url', `${healthy.url}/health`]);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^healthy: slot blue, version \S+\n$/);
+  });
+
+  it('without --url checks the app at SERVER_HOST:SERVER_PORT, wildcard hosts on loopback', async () => {
+    const port = new URL(healthy.url).port;
+    for (const host of [undefined, '0.0.0.0', '::', '127.0.0.1']) {
+      const result = await runCli(['healthcheck'], {
+        SERVER_PORT: port,
+        ...(host ? { SERVER_HOST: host } : {}),
+      });
+      expect(result.stderr, String(host)).toBe('');
+      expect(result.stdout).toMatch(/^healthy: slot blue, version \S+\n$/);
+      expect(result.code).toBe(0);
+    }
+  });
+
+  it('without --url, where /app/server recorded `proxy`, checks the proxy’s /healthz on ADMIN_PORT', async () => {
+    const paths: string[] = [];
+    const proxy: Server = createHttpServer((req, res) => {
+      paths.push(req.url ?? '');
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise((resolve) => proxy.close(resolve)));
+    const adminPort = String((proxy.address() as { port: number }).port);
+    const commandFile = join(tmp, 'togather-command');
+    await writeFile(commandFile, 'proxy\n');
+    const env = { TOGATHER_COMMAND_FILE: commandFile, ADMIN_PORT: adminPort, SERVER_PORT: '1' };
+    const result = await runCli(['healthcheck'], env);
+    expect(result).toEqual({ code: 0, stdout: 'ok\n', stderr: '' });
+    expect(paths).toEqual(['/healthz']);
+
+    const bad = await runCli(['healthcheck'], { ...env, ADMIN_PORT: 'nine' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('togather: ADMIN_PORT is not a port: "nine"\n');
+    // `serve` recorded, or no file: the app, as before.
+    await writeFile(commandFile, 'serve\n');
+    const app = await runCli(['healthcheck'], { ...env, SERVER_PORT: new URL(healthy.url).port });
+    expect(app.code).toBe(0);
+    expect(app.stdout).toMatch(/^healthy: /);
   });
 
   it('exits 0 on a degraded app', async () => {
@@ -262,6 +315,7 @@ describe('togather serve', () => {
       ENVIRONMENT: 'development',
       SERVER_HOST: '127.0.0.1',
       SERVER_PORT: String(port),
+      METRICS_PORT: String(await freePort()),
       DATA_DIR: dataDir,
     });
     running.push(child);
@@ -291,15 +345,12 @@ describe('togather serve', () => {
   it('does not migrate without --migrate: /health fails on a schema that is behind', async () => {
     const fresh: TestDatabase = await createTestDatabase();
     closers.push(() => fresh.drop());
-    const port = await freePort();
-    const child = startCli(['serve'], {
-      ENVIRONMENT: 'test',
-      SERVER_HOST: '127.0.0.1',
-      SERVER_PORT: String(port),
+    const { port, metricsPort, env } = await serveEnv({
       DATABASE_URL: fresh.url,
       DATABASE_POOL_MAX: '2',
       SLOT: 'blue',
     });
+    const child = startCli(['serve'], env);
     running.push(child);
     await child.waitFor(/togather serve listening/);
     expect(child.stdout).toContain('database schema is behind this build');
@@ -317,25 +368,96 @@ describe('togather serve', () => {
         },
       },
     });
-    const metrics = await call(`http://127.0.0.1:${port}/metrics`);
+    const metrics = await call(`http://127.0.0.1:${metricsPort}/metrics`);
     expect(metrics.text).toMatch(/^togather_db_pool_max_connections 2$/m);
     expect(await child.stop('SIGTERM')).toEqual({ code: 0, signal: null });
   });
 
-  it('exits 1 with the reason when the port is taken', async () => {
-    const port = await freePort();
-    const blocker = createNetServer();
-    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
-    closers.push(() => new Promise((resolve) => blocker.close(resolve)));
-    const result = await runCli(['serve'], {
-      ENVIRONMENT: 'test',
-      SERVER_HOST: '127.0.0.1',
-      SERVER_PORT: String(port),
-      DATABASE_URL: backend.url!,
+  it('on embedded PGlite applies the migrations at start, without --migrate: /health is 200', async () => {
+    const { port, env } = await serveEnv({ DATA_DIR: join(tmp, 'pglite-no-flag') });
+    const child = startCli(['serve'], env);
+    running.push(child);
+    await child.waitFor(/togather serve listening/, 30_000);
+    const migrated = child.stdout
+      .split('\n')
+      .filter((line) => line.includes('"msg":"migrations up to date"'))
+      .map((line) => JSON.parse(line) as { applied: string[]; reason: string });
+    expect(migrated).toEqual([
+      { ...migrated[0], applied: ['0001_create_events'], reason: 'pglite' },
+    ]);
+    const health = await call(`http://127.0.0.1:${port}/health`);
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({
+      status: 'healthy',
+      checks: { database: { status: 'pass' }, migrations: { status: 'pass' } },
     });
-    expect(result.code).toBe(1);
-    expect(result.stderr).toBe(`togather: cannot listen on 127.0.0.1:${port}: EADDRINUSE\n`);
+    expect(await child.stop('SIGTERM')).toEqual({ code: 0, signal: null });
   });
+
+  it('serves /metrics on METRICS_PORT only, and says where', async () => {
+    const { port, metricsPort, env } = await serveEnv({
+      DATABASE_URL: backend.url!,
+      SLOT: 'green',
+    });
+    const child = startCli(['serve'], env);
+    running.push(child);
+    await child.waitFor(/togather serve listening/);
+    expect(child.stdout).toContain(
+      `togather serve listening on http://127.0.0.1:${port} (metrics on http://127.0.0.1:${metricsPort}/metrics)`,
+    );
+    const metrics = await call(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.text).toMatch(/^togather_app_info\{.*slot="green"\} 1$/m);
+    const onAppPort = await call(`http://127.0.0.1:${port}/metrics`);
+    expect(onAppPort.status).toBe(404);
+    expect(onAppPort.body).toMatchObject({ status: 404, detail: 'no route for GET /metrics' });
+    expect(await child.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+  });
+
+  it('METRICS_PORT: a bad value, or the app port itself, exits 2 naming it', async () => {
+    const env = { ENVIRONMENT: 'test', DATABASE_URL: backend.url! };
+    for (const [value, problem] of [
+      ['ninety', 'Invalid input: expected number, received NaN'],
+      ['70000', 'Too big: expected number to be <=65535'],
+      ['-1', 'Too small: expected number to be >=0'],
+      ['94.64', 'Invalid input: expected int, received number'],
+    ]) {
+      const result = await runCli(['serve'], { ...env, METRICS_PORT: value! });
+      expect(result.code, value).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toBe(
+        `togather: invalid configuration:\n  - METRICS_PORT: ${problem}\n`,
+      );
+    }
+    const same = await runCli(['serve'], { ...env, SERVER_PORT: '8181', METRICS_PORT: '8181' });
+    expect(same.code).toBe(2);
+    expect(same.stderr).toBe(
+      'togather: invalid configuration:\n  - METRICS_PORT: is SERVER_PORT (8181) too; the metrics listener needs a port of its own\n',
+    );
+  });
+
+  for (const taken of ['SERVER_PORT', 'METRICS_PORT'] as const) {
+    it(`exits 1 with the reason when ${taken} is taken, and leaves nothing listening`, async () => {
+      const ports = { SERVER_PORT: await freePort(), METRICS_PORT: await freePort() };
+      const blocker = createNetServer();
+      await new Promise<void>((resolve) => blocker.listen(ports[taken], '127.0.0.1', resolve));
+      closers.push(() => new Promise((resolve) => blocker.close(resolve)));
+      const result = await runCli(['serve'], {
+        ENVIRONMENT: 'test',
+        SERVER_HOST: '127.0.0.1',
+        SERVER_PORT: String(ports.SERVER_PORT),
+        METRICS_PORT: String(ports.METRICS_PORT),
+        DATABASE_URL: backend.url!,
+      });
+      expect(result.code).toBe(1);
+      const purpose = taken === 'METRICS_PORT' ? ' for /metrics (METRICS_PORT)' : '';
+      expect(result.stderr).toBe(
+        `togather: cannot listen on 127.0.0.1:${ports[taken]}${purpose}: EADDRINUSE\n`,
+      );
+      const other = taken === 'METRICS_PORT' ? ports.SERVER_PORT : ports.METRICS_PORT;
+      await expect(fetch(`http://127.0.0.1:${other}/`)).rejects.toThrow();
+    });
+  }
 });
 
 describe('togather snapshot', () => {

@@ -259,36 +259,3 @@ describe('/version', () => {
     }
   });
 });
-
-describe('/metrics', () => {
-  it('exposes app info, requests by route template, pool gauges and process metrics', async () => {
-    await call(`${server.url}/api/v1/events/00000000-0000-4000-8000-000000000001`);
-    await call(`${server.url}/api/v1/events/00000000-0000-4000-8000-000000000002`);
-    await call(`${server.url}/no/such/path/${Math.random()}`);
-    const result = await call(`${server.url}/metrics`);
-    expect(result.status).toBe(200);
-    expect(result.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-    const text = result.text;
-    const build = buildInfo();
-    expect(text).toContain(
-      `togather_app_info{version="${build.version}",commit="${build.git_commit}",build_date="${build.build_date}",slot="blue"} 1`,
-    );
-    expect(text).toContain(
-      'togather_http_requests_total{method="GET",route="/api/v1/events/:id",status="404"} 2',
-    );
-    expect(text).toContain(
-      'togather_http_requests_total{method="GET",route="unmatched",status="404"} 1',
-    );
-    expect(text).toMatch(
-      /togather_http_request_duration_seconds_bucket\{le="0\.005",method="GET",route="\/api\/v1\/events\/:id"\}/,
-    );
-    expect(text).not.toContain('/no/such/path');
-    expect(text).not.toContain('00000000-0000-4000-8000-000000000001');
-    expect(text).toMatch(/^togather_db_pool_max_connections 5$/m);
-    expect(text).toMatch(/^togather_db_pool_connections \d+$/m);
-    expect(text).toMatch(/^togather_db_pool_idle_connections \d+$/m);
-    expect(text).toMatch(/^togather_db_pool_waiting_requests 0$/m);
-    expect(text).toMatch(/^process_cpu_user_seconds_total /m);
-    expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
-  });
-});

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { STATUS_CODES } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -148,4 +149,16 @@ export async function call(
     // not JSON: the text is the body
   }
   return { status: response.status, headers: response.headers, body, text };
+}
+
+/** The app's RFC 9457 problem body, as a test expects it whole. */
+export function problem(status: number, detail: string, instance: string, requestId: unknown) {
+  return {
+    type: 'about:blank',
+    title: STATUS_CODES[status],
+    status,
+    detail,
+    instance,
+    request_id: requestId,
+  };
 }

@@ -90,7 +90,7 @@ describe('cutover under load', () => {
     });
 
     // Switch back and forth while the load runs; every switch must be a real one.
-    const switches: { status: number; changed: unknown }[] = [];
+    const switches: { status: number; changed: unknown; error?: unknown }[] = [];
     let running = true;
     const loadDone = load.then(() => {
       running = false;
@@ -102,8 +102,8 @@ describe('cutover under load', () => {
         method: 'POST',
         headers: { authorization: `Bearer ${KEY}`, 'x-actor': 'cutover-test' },
       });
-      const answer = (await response.json()) as { changed?: unknown };
-      switches.push({ status: response.status, changed: answer.changed });
+      const answer = (await response.json()) as { changed?: unknown; error?: unknown };
+      switches.push({ status: response.status, changed: answer.changed, error: answer.error });
       target = target === 'green' ? 'blue' : 'green';
       const wait = SWITCH_EVERY_MS - (Date.now() - started);
       await Promise.race([new Promise((r) => setTimeout(r, Math.max(0, wait))), loadDone]);
@@ -138,7 +138,7 @@ describe('cutover under load', () => {
     expect(answered).toBeGreaterThan(0);
     expect(tally.blue).toBeGreaterThan(0);
     expect(tally.green).toBeGreaterThan(0);
-    expect(switches.every((s) => s.status === 200 && s.changed === true)).toBe(true);
+    expect(switches.filter((s) => s.status !== 200 || s.changed !== true)).toEqual([]);
     // Aimed at one per 500 ms; a machine busy with other tests may manage fewer, never none.
     expect(switches.length).toBeGreaterThanOrEqual(5);
   });

@@ -103,7 +103,7 @@ type StoredMachine = Omit<MachineInfo, 'peers' | 'loader'> & {
 
 function machineLine(m: StoredMachine): string {
   const peers = m.peers ? peerVersions(m.peers) : `nginx ${m.nginx ?? 'not installed'}`;
-  const loader = m.loader ? `, load: ${m.loader}` : '';
+  const loader = m.loader ? `, steady and multicore load: ${m.loader}` : '';
   return `${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${peers}${loader}, commit ${m.gitCommit}; other processes used ${m.otherCores?.toFixed(2) ?? '?'} cores on average during the scenario (steal ${m.stealCores?.toFixed(2) ?? '?'})`;
 }
 

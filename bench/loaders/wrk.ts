@@ -5,13 +5,13 @@
  * the faster one. A small Lua `done()` hook prints wrk's totals and latency
  * percentiles (µs, from its own histogram) as one JSON line.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { findCommand } from '../peers/peer.js';
 import { reapedChildrenCpuSeconds } from '../proc.js';
-import { makeTempDir } from '../processes.js';
+import { makeTempDir, startProcess } from '../processes.js';
 import type { LoadFigures, LoadGenerator, LoadRun } from './loader.js';
 
 export const WRK_INSTALL_HINT = 'apt-get install wrk';
@@ -153,7 +153,7 @@ export function wrkLoader(binary: string): LoadGenerator {
   return {
     name: 'wrk',
     effectiveSeconds,
-    run(run: LoadRun): Promise<LoadFigures> {
+    async run(run: LoadRun): Promise<LoadFigures> {
       const seconds = effectiveSeconds(run.durationSeconds);
       const args = [
         '-t1',
@@ -165,40 +165,36 @@ export function wrkLoader(binary: string): LoadGenerator {
         scriptPath(),
         run.url,
       ];
-      return new Promise((resolve) => {
-        const cpuBefore = reapedChildrenCpuSeconds();
-        const started = performance.now();
-        const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        let output = '';
-        child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
-        child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
-        // wrk stops by itself; this only bounds a wrk that hangs.
-        const safety = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000);
-        let finished = false;
-        const finish = (failure: string | undefined) => {
-          if (finished) return; // a spawn failure emits both 'error' and 'close'
-          finished = true;
-          clearTimeout(safety);
-          const elapsedMs = performance.now() - started;
-          const report = parseWrkReport(output);
-          if (failure !== undefined || report === undefined) {
-            const why = failure ?? 'no report';
-            const detail = output.trim().split('\n').at(-1) ?? '';
-            resolve(failedRun(`wrk ${why}${detail ? `: ${detail}` : ''}`, elapsedMs));
-            return;
-          }
-          const figures = figuresFromReport(report);
-          const cpu = reapedChildrenCpuSeconds() - cpuBefore;
-          resolve({
-            ...figures,
-            loadgenCpuPercent: (cpu * 1000 * 100) / Math.max(1, figures.elapsedMs),
-          });
-        };
-        child.on('error', (error) => finish(`did not start (${error.message})`));
-        child.on('close', (code, signal) =>
-          finish(code === 0 ? undefined : `exited ${signal ?? `with ${String(code)}`}`),
-        );
-      });
+      const cpuBefore = reapedChildrenCpuSeconds();
+      const started = performance.now();
+      // Registered like every child of the bench: Ctrl-C or a crash stops it too.
+      const child = startProcess('wrk', binary, args, {});
+      // wrk stops by itself; this only bounds a wrk that hangs.
+      const safety = setTimeout(() => child.child.kill('SIGKILL'), (seconds + 30) * 1000);
+      const { code, signal } = await child.exited;
+      // 'exit' can come before the last of stdout: the report is the last line.
+      await child.closed;
+      clearTimeout(safety);
+      const elapsedMs = performance.now() - started;
+      const output = child.output();
+      const report = parseWrkReport(output);
+      if (code !== 0 || report === undefined) {
+        const why =
+          code === 0
+            ? 'printed no report'
+            : code === null && signal === null
+              ? 'did not start'
+              : `exited ${signal ?? `with ${String(code)}`}`;
+        const detail = output.trim().split('\n').at(-1)?.trim() ?? '';
+        return failedRun(`wrk ${why}${detail ? `: ${detail}` : ''}`, elapsedMs);
+      }
+      const figures = figuresFromReport(report);
+      // wrk has been reaped by now: its CPU is in this process's children's time.
+      const cpu = reapedChildrenCpuSeconds() - cpuBefore;
+      return {
+        ...figures,
+        loadgenCpuPercent: (cpu * 1000 * 100) / Math.max(1, figures.elapsedMs),
+      };
     },
   };
 }

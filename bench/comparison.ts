@@ -88,7 +88,7 @@ function errorsText(row: ComparisonRow): string {
 
 /**
  * system | req/s | × nginx | p99 ms | × nginx | CPU s/10k | × nginx | RSS MB | errors,
- * medians over rounds with the range in brackets.
+ * medians over rounds with the range in parentheses.
  */
 export function comparisonTable(rows: ComparisonRow[], baseline: string): string {
   const x = `× ${baseline}`;

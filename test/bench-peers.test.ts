@@ -34,6 +34,22 @@ afterAll(async () => {
   await new Promise((resolve) => upstream.close(resolve));
 });
 
+describe('bench upstream', () => {
+  it.each([
+    [UPSTREAM_PATHS.small, smallBody('blue').length],
+    [UPSTREAM_PATHS.huge, HUGE_BODY_BYTES],
+  ])('answers %s with Content-Length and the /chunked path in chunks', async (path, bytes) => {
+    const length = await httpRequest(`http://127.0.0.1:${upstreamPort}${path}`);
+    expect(length.headers['content-length']).toBe(String(bytes));
+    expect(length.headers['transfer-encoding']).toBeUndefined();
+    expect(length.body.length).toBe(bytes);
+    const chunked = await httpRequest(`http://127.0.0.1:${upstreamPort}${path}/chunked`);
+    expect(chunked.headers['content-length']).toBeUndefined();
+    expect(chunked.headers['transfer-encoding']).toBe('chunked');
+    expect(chunked.body).toBe(length.body);
+  });
+});
+
 const installed = checkPeers(PEERS.map((peer) => peer.name));
 
 describe.each(installed)('$peer.name', (status) => {

@@ -2,7 +2,7 @@
  * One measured load run against a target, with the CPU time the target's
  * processes (and the shared upstream) spent on it and their memory at the end.
  */
-import type { LoadGenerator } from './loaders/loader.js';
+import type { LoadFigures, LoadGenerator } from './loaders/loader.js';
 import { CpuMeter, processTree, rssBytes } from './proc.js';
 import { median } from './stats.js';
 
@@ -14,23 +14,14 @@ export interface Target {
   pids?: () => number[];
 }
 
-export interface RunFigures {
+/** A load run's figures (LoadFigures, less its length) with the system's CPU and memory. */
+export interface RunFigures extends Omit<LoadFigures, 'loader' | 'elapsedMs'> {
+  /** The load generator; '–' in a median of no rounds. */
   loader: string;
-  requestsPerSecond: number;
-  responses: number;
-  p50: number;
-  p99: number;
-  p999: number;
-  max: number;
-  /** Socket errors and timeouts. */
-  errors: number;
-  errorKinds: Record<string, number>;
-  non2xx: number;
   /** CPU seconds (user + system, from /proc) of the system's processes per 10,000 responses. */
   cpuPer10k: number;
   /** CPU seconds of the upstream per 10,000 responses. */
   upstreamCpuPer10k: number;
-  loadgenCpuPercent: number;
   /** Resident memory of the system's processes when the run ended, bytes. */
   rssBytes: number;
 }
@@ -52,20 +43,11 @@ export async function measureRun(
     seconds === undefined || result.responses === 0
       ? Number.NaN
       : (seconds / result.responses) * 10_000;
+  const { elapsedMs: _elapsed, ...load } = result;
   return {
-    loader: result.loader,
-    requestsPerSecond: result.requestsPerSecond,
-    responses: result.responses,
-    p50: result.p50,
-    p99: result.p99,
-    p999: result.p999,
-    max: result.max,
-    errors: result.errors,
-    errorKinds: result.errorKinds,
-    non2xx: result.non2xx,
+    ...load,
     cpuPer10k: per10k(systemSeconds),
     upstreamCpuPer10k: per10k(upstreamSeconds),
-    loadgenCpuPercent: result.loadgenCpuPercent,
     rssBytes: target.pids ? rssBytes(target.pids()) : Number.NaN,
   };
 }

@@ -5,9 +5,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, waitForPort } from '../ports.js';
+import { freePort } from '../ports.js';
 import { makeTempDir, startProcess } from '../processes.js';
-import { treeOf, versionOutput, type Peer } from './peer.js';
+import { singleProcessPeer, versionOutput, type Peer } from './peer.js';
 
 export interface CaddyConfigOptions {
   dir: string;
@@ -101,19 +101,6 @@ export const caddyPeer: Peer = {
         XDG_CONFIG_HOME: join(dir, 'config'),
       },
     );
-    try {
-      await waitForPort(port);
-    } catch (error) {
-      await child.stop();
-      throw new Error(`caddy did not start: ${String(error)}\n${child.output()}`);
-    }
-    return {
-      name: 'caddy',
-      port,
-      url: `http://127.0.0.1:${port}`,
-      process: child,
-      pids: treeOf(child),
-      stop: () => child.stop('SIGTERM', 5_000),
-    };
+    return singleProcessPeer('caddy', child, port);
   },
 };

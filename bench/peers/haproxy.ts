@@ -4,9 +4,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, waitForPort } from '../ports.js';
+import { freePort } from '../ports.js';
 import { makeTempDir, startProcess } from '../processes.js';
-import { treeOf, versionOutput, type Peer } from './peer.js';
+import { singleProcessPeer, versionOutput, type Peer } from './peer.js';
 
 export interface HaproxyConfigOptions {
   port: number;
@@ -74,22 +74,9 @@ export const haproxyPeer: Peer = {
         slot: config.slot ?? 'blue',
       }),
     );
-    // -db: foreground, no daemon, no master-worker: one process to measure.
+    // -db: foreground, no daemon, no master-worker: one process to measure. SIGTERM
+    // (singleProcessPeer's stop) is HAProxy's hard stop: it exits at once.
     const child = startProcess(`haproxy-${threads}t`, config.binary, ['-db', '-f', configPath], {});
-    try {
-      await waitForPort(port);
-    } catch (error) {
-      await child.stop();
-      throw new Error(`haproxy did not start: ${String(error)}\n${child.output()}`);
-    }
-    return {
-      name: 'haproxy',
-      port,
-      url: `http://127.0.0.1:${port}`,
-      process: child,
-      pids: treeOf(child),
-      // SIGTERM is HAProxy's hard stop: it exits at once.
-      stop: () => child.stop('SIGTERM', 5_000),
-    };
+    return singleProcessPeer('haproxy', child, port);
   },
 };

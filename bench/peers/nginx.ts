@@ -7,12 +7,13 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { freePort, waitForPort } from '../ports.js';
+import { freePort } from '../ports.js';
 import { processNames, processTree } from '../proc.js';
 import { makeTempDir, startProcess } from '../processes.js';
 import {
   findCommand,
   versionOutput,
+  waitUntilListening,
   type Peer,
   type PeerConfig,
   type RunningPeer,
@@ -115,12 +116,7 @@ export async function startNginx(config: PeerConfig): Promise<NginxProcess> {
   // -e stderr: nginx otherwise opens its compiled-in error log before reading the config.
   const args = ['-p', dir, '-c', configPath, '-e', 'stderr'];
   const child = startProcess(`nginx-${workers}w`, binary, args, {});
-  try {
-    await waitForPort(port);
-  } catch (error) {
-    await child.stop();
-    throw new Error(`nginx did not start: ${String(error)}\n${child.output()}`);
-  }
+  await waitUntilListening('nginx', child, port);
   return {
     name: 'nginx',
     port,

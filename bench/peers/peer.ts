@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { processTree } from '../proc.js';
+import { waitForPort } from '../ports.js';
 import type { ManagedProcess } from '../processes.js';
 
 /** The header the togather proxy adds to every response, and its peers with it. */
@@ -114,4 +115,35 @@ export function checkPeer(peer: Peer, binary?: string): PeerStatus {
 /** The pids of a peer started as one root process (a master and its workers, or one process). */
 export function treeOf(child: ManagedProcess): () => number[] {
   return () => (child.running ? processTree(child.pid) : []);
+}
+
+/** Waits until the peer listens; one that does not is stopped, and the error carries its output. */
+export async function waitUntilListening(
+  name: string,
+  child: ManagedProcess,
+  port: number,
+): Promise<void> {
+  try {
+    await waitForPort(port);
+  } catch (error) {
+    await child.stop();
+    throw new Error(`${name} did not start: ${String(error)}\n${child.output()}`);
+  }
+}
+
+/** A peer that is one process (HAProxy, Caddy), stopped with SIGTERM. */
+export async function singleProcessPeer(
+  name: string,
+  child: ManagedProcess,
+  port: number,
+): Promise<RunningPeer> {
+  await waitUntilListening(name, child, port);
+  return {
+    name,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    process: child,
+    pids: treeOf(child),
+    stop: () => child.stop('SIGTERM', 5_000),
+  };
 }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareToBaseline, comparisonTable } from '../bench/comparison.js';
 import { findWrk, parseWrkReport, wrkLoader } from '../bench/loaders/wrk.js';
 import type { RunFigures } from '../bench/measure.js';
+import { stopAll } from '../bench/processes.js';
 import { UPSTREAM_PATHS, createUpstreamServer } from '../bench/upstream.js';
 import { closedPort, freePort } from './helpers/ports.js';
 
@@ -30,6 +31,8 @@ beforeAll(async () => {
 afterAll(async () => {
   upstream.closeAllConnections();
   await new Promise((resolve) => upstream.close(resolve));
+  // The peers' and wrk's temp dirs (configs, scripts) and anything still running.
+  await stopAll();
 });
 
 describe.runIf(wrk.binary !== undefined)('wrk loader', () => {

@@ -9,6 +9,7 @@ import {
   createUpstreamServer,
   smallBody,
 } from '../bench/upstream.js';
+import { stopAll } from '../bench/processes.js';
 import { httpRequest } from './helpers/http-client.js';
 import { freePort } from './helpers/ports.js';
 
@@ -32,6 +33,8 @@ beforeAll(async () => {
 afterAll(async () => {
   upstream.closeAllConnections();
   await new Promise((resolve) => upstream.close(resolve));
+  // The peers' and wrk's temp dirs (configs, scripts) and anything still running.
+  await stopAll();
 });
 
 describe('bench upstream', () => {

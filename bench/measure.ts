@@ -1,32 +1,29 @@
 /**
  * One measured load run against a target, with the CPU time the target's
- * processes (and the shared upstream) spent on it.
+ * processes (and the shared upstream) spent on it and their memory at the end.
  */
-import { runLoad } from './load.js';
-import { CpuMeter } from './proc.js';
-import { median, summarizeLatency } from './stats.js';
+import type { LoadFigures, LoadGenerator } from './loaders/loader.js';
+import { CpuMeter, processTree, rssBytes } from './proc.js';
+import { median } from './stats.js';
 
 export interface Target {
   name: string;
   /** Base URL, without path. */
   url: string;
-  /** Root of the process tree whose CPU counts as this system's (none for direct). */
-  rootPid?: number;
+  /** The processes whose CPU and memory count as this system's (none for direct). */
+  pids?: () => number[];
 }
 
-export interface RunFigures {
-  requestsPerSecond: number;
-  responses: number;
-  p50: number;
-  p99: number;
-  p999: number;
-  errors: number;
-  non2xx: number;
-  /** CPU seconds of the system's processes per 10,000 responses. */
+/** A load run's figures (LoadFigures, less its length) with the system's CPU and memory. */
+export interface RunFigures extends Omit<LoadFigures, 'loader' | 'elapsedMs'> {
+  /** The load generator; '–' in a median of no rounds. */
+  loader: string;
+  /** CPU seconds (user + system, from /proc) of the system's processes per 10,000 responses. */
   cpuPer10k: number;
   /** CPU seconds of the upstream per 10,000 responses. */
   upstreamCpuPer10k: number;
-  loadgenCpuPercent: number;
+  /** Resident memory of the system's processes when the run ended, bytes. */
+  rssBytes: number;
 }
 
 export async function measureRun(
@@ -35,45 +32,60 @@ export async function measureRun(
   connections: number,
   durationSeconds: number,
   upstreamPid: number,
+  loader: LoadGenerator,
 ): Promise<RunFigures> {
-  const systemCpu = target.rootPid !== undefined ? new CpuMeter(target.rootPid) : undefined;
-  const upstreamCpu = new CpuMeter(upstreamPid);
-  const result = await runLoad({ url: `${target.url}${path}`, connections, durationSeconds });
-  const per10k = (seconds: number) => (seconds / Math.max(1, result.responses)) * 10_000;
-  const latency = summarizeLatency(result.log.okLatencies());
+  const systemCpu = target.pids ? new CpuMeter(target.pids) : undefined;
+  const upstreamCpu = new CpuMeter(() => processTree(upstreamPid));
+  const result = await loader.run({ url: `${target.url}${path}`, connections, durationSeconds });
+  const systemSeconds = systemCpu?.elapsedCpuSeconds();
+  const upstreamSeconds = upstreamCpu.elapsedCpuSeconds();
+  const per10k = (seconds: number | undefined) =>
+    seconds === undefined || result.responses === 0
+      ? Number.NaN
+      : (seconds / result.responses) * 10_000;
+  const { elapsedMs: _elapsed, ...load } = result;
   return {
-    requestsPerSecond: result.requestsPerSecond,
-    responses: result.responses,
-    p50: latency.p50,
-    p99: latency.p99,
-    p999: latency.p999,
-    errors: result.errors,
-    non2xx: result.non2xx,
-    cpuPer10k: systemCpu ? per10k(systemCpu.elapsedCpuSeconds()) : Number.NaN,
-    upstreamCpuPer10k: per10k(upstreamCpu.elapsedCpuSeconds()),
-    loadgenCpuPercent: result.loadgenCpuPercent,
+    ...load,
+    cpuPer10k: per10k(systemSeconds),
+    upstreamCpuPer10k: per10k(upstreamSeconds),
+    rssBytes: target.pids ? rssBytes(target.pids()) : Number.NaN,
   };
 }
 
+/** True when a run had socket errors or non-2xx answers: its figures are not comparable. */
+export function flagged(figures: Pick<RunFigures, 'errors' | 'non2xx'>): boolean {
+  return figures.errors > 0 || figures.non2xx > 0;
+}
+
+type MedianKey = Exclude<keyof RunFigures, 'loader' | 'errors' | 'errorKinds' | 'non2xx'>;
+
 /** The median of every figure over rounds (errors are summed: any error matters). */
 export function medianFigures(rounds: RunFigures[]): RunFigures {
-  const pick = (key: keyof RunFigures) => median(rounds.map((r) => r[key]));
+  const pick = (key: MedianKey) => median(rounds.map((r) => r[key]));
   const sum = (key: 'errors' | 'non2xx') => rounds.reduce((total, r) => total + r[key], 0);
+  const errorKinds: Record<string, number> = {};
+  for (const round of rounds)
+    for (const [kind, n] of Object.entries(round.errorKinds))
+      errorKinds[kind] = (errorKinds[kind] ?? 0) + n;
   return {
+    loader: rounds[0]?.loader ?? '–',
     requestsPerSecond: pick('requestsPerSecond'),
     responses: pick('responses'),
     p50: pick('p50'),
     p99: pick('p99'),
     p999: pick('p999'),
+    max: pick('max'),
     errors: sum('errors'),
+    errorKinds,
     non2xx: sum('non2xx'),
     cpuPer10k: pick('cpuPer10k'),
     upstreamCpuPer10k: pick('upstreamCpuPer10k'),
     loadgenCpuPercent: pick('loadgenCpuPercent'),
+    rssBytes: pick('rssBytes'),
   };
 }
 
-/** Warm-up length: enough for the JIT and connection pools, at most 2 s, at least 1 s (autocannon's tick). */
+/** Warm-up length: enough for the JIT and connection pools, at most 2 s, at least 1 s (autocannon's tick, wrk's unit). */
 export function warmupSeconds(durationSeconds: number): number {
   return Math.max(1, Math.min(2, Math.round(durationSeconds / 2)));
 }

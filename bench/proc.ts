@@ -95,25 +95,41 @@ export function rssBytes(pids: number[]): number {
 }
 
 /**
- * CPU time of a process tree across an interval. The tree is re-read at the end
- * too, so workers started or replaced meanwhile still count (a worker that
+ * CPU time of a set of processes across an interval. The set is re-read at the
+ * end too, so workers started or replaced meanwhile still count (a worker that
  * exited during the interval loses its share: the report says so).
  */
 export class CpuMeter {
   private readonly start = new Map<number, number>();
 
-  constructor(private readonly rootPid: number) {
-    for (const pid of processTree(rootPid)) this.start.set(pid, readStat(pid)?.cpuTicks ?? 0);
+  /** `pids` names the processes, e.g. `() => processTree(root)` or a peer's `pids`. */
+  constructor(private readonly pids: () => number[]) {
+    for (const pid of pids()) this.start.set(pid, readStat(pid)?.cpuTicks ?? 0);
   }
 
-  /** CPU seconds used by the tree since the meter was created. */
+  /** CPU seconds used by the processes since the meter was created. */
   elapsedCpuSeconds(): number {
     let ticks = 0;
-    for (const pid of processTree(this.rootPid)) {
+    for (const pid of this.pids()) {
       const now = readStat(pid)?.cpuTicks ?? 0;
       ticks += now - (this.start.get(pid) ?? 0);
     }
     return ticks / CLOCK_TICKS;
+  }
+}
+
+/**
+ * cutime + cstime of this process in seconds: the CPU of every child it has
+ * waited for. Read before a child starts and after it has been reaped, the
+ * difference is that child's CPU (wrk's, whose /proc entry is gone by then).
+ */
+export function reapedChildrenCpuSeconds(): number {
+  try {
+    const text = readFileSync('/proc/self/stat', 'utf8');
+    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[13]) + Number(rest[14])) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
   }
 }
 

@@ -10,6 +10,8 @@ const OUTPUT_LIMIT = 64 * 1024;
 export class ManagedProcess {
   private outputTail = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves once the child has exited and its output has been read to the end. */
+  readonly closed: Promise<void>;
 
   constructor(
     readonly name: string,
@@ -27,6 +29,10 @@ export class ManagedProcess {
         keep(`\n${error.message}\n`);
         resolve({ code: null, signal: null });
       });
+    });
+    this.closed = new Promise((resolve) => {
+      child.on('close', () => resolve());
+      child.on('error', () => resolve());
     });
   }
 

@@ -14,7 +14,10 @@ export interface MachineInfo {
   cpuModel: string;
   memoryGiB: number;
   node: string;
-  nginx: string | undefined;
+  /** Version of each peer asked for; undefined when it is not installed. */
+  peers: Record<string, string | undefined>;
+  /** The load generator of the steady and multi-core figures, with its version. */
+  loader: string;
   kernel: string;
   /** 1-minute load average when the run started: other work on the machine. */
   loadAverage: number;
@@ -24,7 +27,10 @@ export interface MachineInfo {
   stealCores?: number;
 }
 
-export function machineInfo(nginx: string | undefined): MachineInfo {
+export function machineInfo(
+  peers: Record<string, string | undefined>,
+  loader: string,
+): MachineInfo {
   let gitCommit = 'unknown';
   try {
     gitCommit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
@@ -39,7 +45,8 @@ export function machineInfo(nginx: string | undefined): MachineInfo {
     cpuModel: cpus()[0]?.model ?? 'unknown',
     memoryGiB: Math.round(totalmem() / 1024 ** 3),
     node: process.version,
-    nginx,
+    peers,
+    loader,
     kernel: release(),
     loadAverage: Number(loadavg()[0]!.toFixed(2)),
     gitCommit,
@@ -50,7 +57,7 @@ interface StoredResult {
   scenario: string;
   title: string;
   finishedAt: string;
-  machine: MachineInfo;
+  machine: StoredMachine;
   options: BenchOptions;
   skipped: string[];
   markdown: string;
@@ -80,8 +87,24 @@ export function writeScenarioResult(
   return path;
 }
 
-function machineLine(m: MachineInfo): string {
-  return `${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, nginx ${m.nginx ?? 'not installed'}, commit ${m.gitCommit}; other processes used ${m.otherCores?.toFixed(2) ?? '?'} cores on average during the scenario (steal ${m.stealCores?.toFixed(2) ?? '?'})`;
+/** "nginx 1.22.1, haproxy 2.6.12, caddy not installed"; older result files name nginx alone. */
+export function peerVersions(peers: Record<string, string | undefined>): string {
+  return Object.entries(peers)
+    .map(([name, version]) => `${name} ${version ?? 'not installed'}`)
+    .join(', ');
+}
+
+/** A result file's machine; files written before the peers were added name nginx alone. */
+type StoredMachine = Omit<MachineInfo, 'peers' | 'loader'> & {
+  peers?: Record<string, string | undefined>;
+  loader?: string;
+  nginx?: string;
+};
+
+function machineLine(m: StoredMachine): string {
+  const peers = m.peers ? peerVersions(m.peers) : `nginx ${m.nginx ?? 'not installed'}`;
+  const loader = m.loader ? `, steady and multicore load: ${m.loader}` : '';
+  return `${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${peers}${loader}, commit ${m.gitCommit}; other processes used ${m.otherCores?.toFixed(2) ?? '?'} cores on average during the scenario (steal ${m.stealCores?.toFixed(2) ?? '?'})`;
 }
 
 /** Rebuilds summary.md from the result files of the given scenarios, in that order. */

@@ -6,18 +6,22 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NGINX_INSTALL_HINT, nginxVersion } from './nginx.js';
+import { autocannonLoader } from './loaders/autocannon.js';
+import { LOADER_NAMES, type LoadGenerator, type LoaderName } from './loaders/loader.js';
+import { WRK_INSTALL_HINT, findWrk, wrkLoader } from './loaders/wrk.js';
+import { PEER_NAMES, checkPeers } from './peers/index.js';
 import { proxyUnavailableReason } from './proxy-process.js';
 import { MachineLoadMeter } from './proc.js';
 import { profileMarkdown, profilesIn, summarizeProfile } from './profile.js';
 import { installCleanup, stopAll } from './processes.js';
-import { machineInfo, writeScenarioResult, writeSummary } from './report.js';
+import { machineInfo, peerVersions, writeScenarioResult, writeSummary } from './report.js';
 import type { BenchOptions, Scenario, ScenarioContext } from './scenario.js';
 import { cutoverScenario } from './scenarios/cutover.js';
 import { fleetScenario } from './scenarios/fleet.js';
 import { memoryScenario } from './scenarios/memory.js';
 import { multicoreScenario } from './scenarios/multicore.js';
 import { steadyScenario } from './scenarios/steady.js';
+import { BODY_NAMES, FRAMINGS, type BodyName, type Framing } from './upstream.js';
 
 const SCENARIOS: Scenario[] = [
   steadyScenario,
@@ -46,6 +50,29 @@ function intList(text: string): number[] {
   return text.split(',').map((part) => positiveInt(part.trim()));
 }
 
+/** A comma-separated list of names out of `known`, in the order given, each once. */
+function nameList<T extends string>(what: string, known: readonly T[]) {
+  return (text: string): T[] => {
+    const names = text.split(',').map((part) => part.trim());
+    for (const name of names)
+      if (!(known as readonly string[]).includes(name))
+        throw new InvalidArgumentError(`unknown ${what} "${name}" (known: ${known.join(', ')})`);
+    return [...new Set(names)] as T[];
+  };
+}
+
+/** Repeatable `name=path`, collected into one record. */
+function peerBinary(text: string, previous: Record<string, string>): Record<string, string> {
+  const at = text.indexOf('=');
+  const name = text.slice(0, at);
+  const path = text.slice(at + 1);
+  if (at < 1 || path === '' || !PEER_NAMES.includes(name))
+    throw new InvalidArgumentError(
+      `expected <peer>=<path> with peer one of ${PEER_NAMES.join(', ')}`,
+    );
+  return { ...previous, [name]: path };
+}
+
 function scenarioList(text: string): Scenario[] {
   const names = text.split(',').map((part) => part.trim());
   return names.map((name) => {
@@ -63,6 +90,11 @@ interface Flags {
   duration: number;
   connections: number[];
   rounds: number;
+  loader: LoaderName;
+  peers: string[];
+  peerBinary: Record<string, string>;
+  bodies: BodyName[];
+  framing: Framing[];
   requests: number;
   cutoverSeconds: number;
   switchInterval: number;
@@ -73,17 +105,58 @@ interface Flags {
 
 function parseFlags(argv: string[]): Flags {
   const program = new Command('bench')
-    .description('Benchmarks of the togather proxy against nginx and a direct connection')
+    .description(
+      'Benchmarks of the togather proxy against nginx, HAProxy, Caddy and a direct connection',
+    )
     .addOption(
       new Option('--scenarios <list>', 'comma-separated scenario names')
         .argParser(scenarioList)
         .default(SCENARIOS, SCENARIOS.map((s) => s.name).join(',')),
     )
-    .option('--duration <seconds>', 'seconds per measured run', positiveNumber, 3)
+    .option(
+      '--duration <seconds>',
+      'seconds per measured run (wrk rounds up to whole seconds)',
+      positiveNumber,
+      5,
+    )
     .addOption(
       new Option('--connections <list>', 'connection counts (steady; the first for the others)')
         .argParser(intList)
-        .default([50, 256], '50,256'),
+        .default([50], '50'),
+    )
+    .addOption(
+      new Option('--loader <name>', 'load generator for the steady and multicore figures')
+        .choices(LOADER_NAMES)
+        .default('wrk'),
+    )
+    .addOption(
+      new Option(
+        '--peers <list>',
+        'peers to compare with, comma-separated (missing ones are skipped)',
+      )
+        .argParser(nameList('peer', PEER_NAMES))
+        .default(PEER_NAMES, PEER_NAMES.join(',')),
+    )
+    .addOption(
+      new Option(
+        '--peer-binary <peer=path>',
+        "a peer's executable instead of the one on PATH/sbin (repeatable)",
+      )
+        .argParser(peerBinary)
+        .default({}, 'none'),
+    )
+    .addOption(
+      new Option('--bodies <list>', 'steady: response bodies (small JSON, 64 KiB, 1 MiB streamed)')
+        .argParser(nameList('body', BODY_NAMES))
+        .default(BODY_NAMES, BODY_NAMES.join(',')),
+    )
+    .addOption(
+      new Option(
+        '--framing <list>',
+        'upstream body framing: chunked, length (Content-Length); steady runs each, multicore the first',
+      )
+        .argParser(nameList('framing', FRAMINGS))
+        .default(['chunked'], 'chunked'),
     )
     .option(
       '--rounds <n>',
@@ -138,6 +211,20 @@ function reportProfiles(dir: string, log: (message: string) => void): void {
   log(`all profiles summarized in ${join(dir, 'summary.md')}`);
 }
 
+/** wrk when asked for and installed; autocannon otherwise, saying why. */
+function chooseLoader(name: LoaderName): { loader: LoadGenerator; loaderLine: string } {
+  if (name === 'autocannon')
+    return { loader: autocannonLoader, loaderLine: 'autocannon (in the bench process)' };
+  const wrk = findWrk();
+  if (wrk.binary === undefined) {
+    console.log(
+      `wrk: not installed (${WRK_INSTALL_HINT}); autocannon measures instead (in the bench process, which flatters the slower systems)`,
+    );
+    return { loader: autocannonLoader, loaderLine: 'autocannon (wrk not installed)' };
+  }
+  return { loader: wrkLoader(wrk.binary), loaderLine: `wrk ${wrk.version ?? ''} -t1`.trim() };
+}
+
 async function main(): Promise<number> {
   let flags: Flags;
   try {
@@ -151,27 +238,32 @@ async function main(): Promise<number> {
     durationSeconds: flags.duration,
     connections: flags.connections,
     rounds: flags.rounds,
+    bodies: flags.bodies,
+    framings: flags.framing,
+    peers: flags.peers,
     requests: flags.requests,
     cutoverSeconds: flags.cutoverSeconds,
     switchIntervalMs: flags.switchInterval,
     switches: flags.switches,
     resultsDir: resolve(flags.results),
   };
-  const nginx = nginxVersion();
-  if (nginx === undefined)
-    console.log(
-      `nginx is not installed: nginx figures are skipped. Install it: ${NGINX_INSTALL_HINT}`,
-    );
+  const peers = checkPeers(flags.peers, flags.peerBinary);
+  for (const status of peers) if (!status.available) console.log(status.skip);
   const proxyMissing = proxyUnavailableReason();
   if (proxyMissing !== undefined) console.log(`proxy figures are skipped: ${proxyMissing}`);
-  const machine = machineInfo(nginx);
+  const { loader, loaderLine } = chooseLoader(flags.loader);
+  const versions = Object.fromEntries(
+    peers.map((s) => [s.peer.name, s.available ? s.version : undefined]),
+  );
+  const machine = machineInfo(versions, loaderLine);
   console.log(
-    `machine: ${machine.cpus} × ${machine.cpuModel}, Node ${machine.node}, nginx ${nginx ?? '–'}, load average ${machine.loadAverage}`,
+    `machine: ${machine.cpus} × ${machine.cpuModel}, Node ${machine.node}, ${peerVersions(versions)}, load: ${loaderLine}, load average ${machine.loadAverage}`,
   );
   mkdirSync(options.resultsDir, { recursive: true });
   const context: ScenarioContext = {
     options,
-    available: { nginx, proxyMissing },
+    available: { peers, proxyMissing },
+    loader,
     log: (message) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`),
     writeArtifact: (name, content) => {
       const path = join(options.resultsDir, name);
@@ -180,6 +272,7 @@ async function main(): Promise<number> {
     },
   };
   let failed = false;
+  const finalReports: string[] = [];
   for (const scenario of flags.scenarios) {
     context.log(`scenario ${scenario.name}: ${scenario.title}`);
     const profileDir = flags.cpuProf ? freshProfileDir(scenario.name) : undefined;
@@ -187,6 +280,8 @@ async function main(): Promise<number> {
     const machineLoad = new MachineLoadMeter();
     try {
       const outcome = await scenario.run(scenarioContext);
+      if (outcome.finalReport !== undefined) finalReports.push(outcome.finalReport);
+      for (const line of outcome.skipped) context.log(`scenario ${scenario.name}: ${line}`);
       const load = machineLoad.read();
       context.log(
         `scenario ${scenario.name}: other processes used ${load.otherCores.toFixed(2)} cores on average meanwhile (steal ${load.stealCores.toFixed(2)})`,
@@ -216,6 +311,7 @@ async function main(): Promise<number> {
     options.resultsDir,
     SCENARIOS.map((s) => s.name),
   );
+  if (finalReports.length > 0) console.log(`\n${finalReports.join('\n')}`);
   console.log(`\nsummary: ${summary}`);
   return failed ? 1 : 0;
 }

@@ -1,10 +1,18 @@
 /** What every scenario receives and returns. */
+import type { LoadGenerator } from './loaders/loader.js';
+import type { PeerStatus } from './peers/peer.js';
+import type { BodyName, Framing } from './upstream.js';
 
 export interface BenchOptions {
   /** Seconds per measured load run (steady, multi-core, cutover baseline). */
   durationSeconds: number;
   connections: number[];
   rounds: number;
+  /** Steady: response bodies and framings (each body in each framing at each connection count). */
+  bodies: BodyName[];
+  framings: Framing[];
+  /** Peers asked for (nginx, haproxy, caddy); the ones not installed are skipped. */
+  peers: string[];
   /** Memory scenario: total requests (1,000,000 by default). */
   requests: number;
   cutoverSeconds: number;
@@ -17,8 +25,8 @@ export interface BenchOptions {
 }
 
 export interface Availability {
-  /** nginx version, or undefined when nginx is not installed. */
-  nginx: string | undefined;
+  /** Each peer asked for: runnable (binary, version) or skipped (the line to print). */
+  peers: PeerStatus[];
   /** Why our proxy cannot run yet, or undefined when it can. */
   proxyMissing: string | undefined;
 }
@@ -26,6 +34,8 @@ export interface Availability {
 export interface ScenarioContext {
   options: BenchOptions;
   available: Availability;
+  /** The load generator for throughput, latency and CPU figures (steady, multi-core). */
+  loader: LoadGenerator;
   log(message: string): void;
   /** Writes a file next to the results (charts); returns its path. */
   writeArtifact(name: string, content: string): string;
@@ -36,8 +46,10 @@ export interface ScenarioOutcome {
   data: unknown;
   /** This scenario's section of summary.md. */
   markdown: string;
-  /** Systems that could not run and why (nginx or proxy missing). */
+  /** Systems that could not run and why (a peer or the proxy missing). */
   skipped: string[];
+  /** Printed once every scenario has run: the tables to read first. */
+  finalReport?: string;
 }
 
 export interface Scenario {
@@ -53,4 +65,13 @@ export function proxyUnavailable(reason: string): ScenarioOutcome {
     markdown: 'Not run: the proxy is not available.\n',
     skipped: [`proxy: ${reason}`],
   };
+}
+
+/** nginx's status among the peers: runnable with its binary, or the skip line. */
+export function nginxStatus(
+  available: Availability,
+): { binary: string; skip?: undefined } | { binary?: undefined; skip: string } {
+  const status = available.peers.find((s) => s.peer.name === 'nginx');
+  if (status === undefined) return { skip: 'nginx: not in --peers; skipped' };
+  return status.available ? { binary: status.binary } : { skip: status.skip };
 }

@@ -229,7 +229,7 @@ async function main(): Promise<number> {
   }
   installCleanup();
   const seconds = Math.round(flags.minutes * 60);
-  const machine = machineInfo(undefined);
+  const machine = machineInfo({}, 'autocannon at a fixed rate');
   log(
     `soak: ${flags.minutes} min at ${flags.rate} requests/s over ${flags.connections} connections, a switch every ${flags.switchEvery} s, ${flags.wsShort}+${flags.wsLong} WebSocket clients, Redis down for ${flags.redisOutage} s in the middle`,
   );

@@ -2,63 +2,133 @@
  * The benchmark's upstream app: a bare node:http server (no framework), so
  * that the proxies in front of it, not the app, are what the figures measure.
  * Run as its own process: `UPSTREAM_PORT=… UPSTREAM_SLOT=blue node dist/bench/upstream.js`.
+ *
+ * Every body comes in two framings: with Content-Length (`/small`, `/64k`,
+ * `/1m`) and chunked (the same path plus `/chunked`), since a proxy's cost
+ * differs between relaying a known length and re-framing chunks.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type ServerResponse, type Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 
 export const UPSTREAM_PATHS = {
   small: '/small',
   large: '/64k',
+  huge: '/1m',
   health: '/health',
+  /** The request's headers as JSON: what a proxy in front sends (for tests, not measured). */
+  headers: '/headers',
 } as const;
+
+export type Framing = 'length' | 'chunked';
+export const FRAMINGS: readonly Framing[] = ['chunked', 'length'];
+
+export const BODIES = {
+  small: { label: 'small JSON', path: UPSTREAM_PATHS.small },
+  '64k': { label: '64 KiB', path: UPSTREAM_PATHS.large },
+  '1m': { label: '1 MiB streamed', path: UPSTREAM_PATHS.huge },
+} as const;
+export type BodyName = keyof typeof BODIES;
+export const BODY_NAMES = Object.keys(BODIES) as BodyName[];
+
+/** The upstream path of a body in a framing. */
+export function bodyPath(body: BodyName, framing: Framing): string {
+  return framing === 'chunked' ? `${BODIES[body].path}/chunked` : BODIES[body].path;
+}
 
 /** The header through which the upstream says which slot really served a response. */
 export const UPSTREAM_SLOT_HEADER = 'x-upstream-slot';
 
 export const LARGE_BODY_BYTES = 64 * 1024;
+export const HUGE_BODY_BYTES = 1024 * 1024;
+/** The 1 MiB body goes out in pieces of this size, each waiting for the socket to drain. */
+const HUGE_PIECE_BYTES = 64 * 1024;
+
+/** The small JSON body a slot answers, byte for byte (tests compare against it). */
+export function smallBody(slot: string): Buffer {
+  return Buffer.from(JSON.stringify({ ok: true, slot, items: [1, 2, 3] }));
+}
+
+/** Writes `pieces` × `piece` with back-pressure, then ends the response. */
+function streamPieces(res: ServerResponse, piece: Buffer, pieces: number): void {
+  let written = 0;
+  const next = () => {
+    while (written < pieces) {
+      written++;
+      if (!res.write(piece)) {
+        res.once('drain', next);
+        return;
+      }
+    }
+    res.end();
+  };
+  next();
+}
 
 export function createUpstreamServer(slot: string): Server {
   // Bodies and header lists are built once: the upstream should cost as little per request as possible.
-  const small = Buffer.from(JSON.stringify({ ok: true, slot, items: [1, 2, 3] }));
+  const small = smallBody(slot);
   const large = Buffer.alloc(LARGE_BODY_BYTES, 'x');
+  const hugePiece = Buffer.alloc(HUGE_PIECE_BYTES, 'y');
+  const hugePieces = HUGE_BODY_BYTES / HUGE_PIECE_BYTES;
   const health = Buffer.from(JSON.stringify({ status: 'healthy', slot }));
   // Flat [name, value, name, value…] lists: writeHead takes them without copying into an object.
-  const json = (body: Buffer) => [
+  // Without content-length, a head written by writeHead makes Node frame the body in chunks.
+  const head = (type: string, length: number | undefined) => [
     'content-type',
-    'application/json',
-    'content-length',
-    String(body.length),
+    type,
+    ...(length === undefined ? [] : ['content-length', String(length)]),
     UPSTREAM_SLOT_HEADER,
     slot,
   ];
-  const smallHeaders = json(small);
-  const healthHeaders = json(health);
-  const largeHeaders = [
-    'content-type',
-    'application/octet-stream',
-    'content-length',
-    String(large.length),
-    UPSTREAM_SLOT_HEADER,
-    slot,
-  ];
+  const JSON_TYPE = 'application/json';
+  const BINARY = 'application/octet-stream';
+  const heads = {
+    small: head(JSON_TYPE, small.length),
+    smallChunked: head(JSON_TYPE, undefined),
+    large: head(BINARY, large.length),
+    largeChunked: head(BINARY, undefined),
+    huge: head(BINARY, HUGE_BODY_BYTES),
+    hugeChunked: head(BINARY, undefined),
+    health: head(JSON_TYPE, health.length),
+  };
   const notFound = Buffer.from('{"error":"not_found"}');
-  const notFoundHeaders = json(notFound);
+  const notFoundHead = head(JSON_TYPE, notFound.length);
+  const chunked = (path: string) => `${path}/chunked`;
 
   const server = createServer((req, res) => {
     // Bodies (if any) are drained so keep-alive connections stay usable.
     req.resume();
     switch (req.url) {
       case UPSTREAM_PATHS.small:
-        res.writeHead(200, smallHeaders).end(small);
+        res.writeHead(200, heads.small).end(small);
+        return;
+      case chunked(UPSTREAM_PATHS.small):
+        res.writeHead(200, heads.smallChunked).end(small);
         return;
       case UPSTREAM_PATHS.large:
-        res.writeHead(200, largeHeaders).end(large);
+        res.writeHead(200, heads.large).end(large);
+        return;
+      case chunked(UPSTREAM_PATHS.large):
+        res.writeHead(200, heads.largeChunked).end(large);
+        return;
+      case UPSTREAM_PATHS.huge:
+        res.writeHead(200, heads.huge);
+        streamPieces(res, hugePiece, hugePieces);
+        return;
+      case chunked(UPSTREAM_PATHS.huge):
+        res.writeHead(200, heads.hugeChunked);
+        streamPieces(res, hugePiece, hugePieces);
         return;
       case UPSTREAM_PATHS.health:
-        res.writeHead(200, healthHeaders).end(health);
+        res.writeHead(200, heads.health).end(health);
         return;
+      case UPSTREAM_PATHS.headers: {
+        const echo = Buffer.from(JSON.stringify(req.headers));
+        res.writeHead(200, head(JSON_TYPE, echo.length)).end(echo);
+        return;
+      }
       default:
-        res.writeHead(404, notFoundHeaders).end(notFound);
+        res.writeHead(404, notFoundHead).end(notFound);
     }
   });
   // Longer than any proxy's pooled-connection idle time, so the upstream never

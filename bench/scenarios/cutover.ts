@@ -4,16 +4,27 @@
  * old setup did (rewrite the upstream, `nginx -s reload`). Counts errors,
  * non-2xx and responses per slot, and compares p99 right after each switch
  * with the steady p99 of a run without switches.
+ *
+ * The load here stays autocannon (in-process), whatever --loader says: the
+ * scenario reads every response's X-Togather-Slot and X-Upstream-Slot and
+ * when it completed, to line latencies up with the switches; wrk gives only
+ * totals and a histogram at the end, and a Lua hook per response would change
+ * what it costs to measure.
  */
 import { performance } from 'node:perf_hooks';
 import { renderCutoverChart, type SwitchMark } from '../chart.js';
 import { runLoad, type LoadResult, type SlotName } from '../load.js';
 import { markdownTable } from '../markdown.js';
-import { NGINX_INSTALL_HINT, startNginx } from '../nginx.js';
+import { startNginx } from '../peers/nginx.js';
 import { startProxy } from '../proxy-process.js';
 import { sleep } from '../processes.js';
 import { alternate } from '../rounds.js';
-import type { Scenario, ScenarioContext, ScenarioOutcome } from '../scenario.js';
+import {
+  nginxStatus,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioOutcome,
+} from '../scenario.js';
 import { fixed, median, percentile, ratio, summarizeLatency, thousands } from '../stats.js';
 import { startUpstream } from '../upstream-process.js';
 import { UPSTREAM_PATHS } from '../upstream.js';
@@ -95,8 +106,8 @@ async function proxySwitcher(
   };
 }
 
-async function nginxSwitcher(ports: Record<Slot, number>): Promise<Switcher> {
-  const nginx = await startNginx(ports.blue, 1);
+async function nginxSwitcher(ports: Record<Slot, number>, binary: string): Promise<Switcher> {
+  const nginx = await startNginx({ upstreamPort: ports.blue, slot: 'blue', workers: 1, binary });
   let active: Slot = 'blue';
   return {
     name: 'nginx',
@@ -104,7 +115,7 @@ async function nginxSwitcher(ports: Record<Slot, number>): Promise<Switcher> {
     current: async () => active,
     async switchTo(slot) {
       try {
-        await nginx.switchUpstream(ports[slot]);
+        await nginx.switchUpstream(ports[slot], slot);
         active = slot;
         return { ok: true, status: 'reloaded' };
       } catch (error) {
@@ -263,15 +274,13 @@ function systemRow(system: string, runs: CutoverRun[]): string[] {
   const sum = (pick: (r: CutoverRun) => number) => runs.reduce((t, r) => t + pick(r), 0);
   const med = (pick: (r: CutoverRun) => number) => median(runs.map(pick));
   const first = runs[0]!;
-  // The proxy names the slot in X-Togather-Slot; nginx does not, so its upstream's header counts.
-  const perSlot = system === 'proxy' ? first.slots : first.served;
   return [
     system,
     `${sum((r) => r.switchesOk)} / ${sum((r) => r.switches.length)}`,
     errorsWithKinds(runs),
     String(sum((r) => r.non2xx)),
-    slotCounts(perSlot),
-    system === 'proxy' ? String(sum((r) => r.slotMismatches)) : '–',
+    slotCounts(first.slots),
+    String(sum((r) => r.slotMismatches)),
     fixed(med((r) => r.steadyP99)),
     fixed(med((r) => r.afterSwitchP99)),
     fixed(med((r) => ratio(r.afterSwitchP99, r.steadyP99))),
@@ -287,6 +296,7 @@ export const cutoverScenario: Scenario = {
   async run(context): Promise<ScenarioOutcome> {
     const { options, available } = context;
     const skipped: string[] = [];
+    const nginx = nginxStatus(available);
     const blue = await startUpstream('blue');
     const green = await startUpstream('green');
     const switchers: Switcher[] = [];
@@ -296,9 +306,9 @@ export const cutoverScenario: Scenario = {
       if (available.proxyMissing === undefined)
         switchers.push(await proxySwitcher(blue.url, green.url, options.cpuProfileDir));
       else skipped.push(`proxy: ${available.proxyMissing}`);
-      if (available.nginx !== undefined)
-        switchers.push(await nginxSwitcher({ blue: blue.port, green: green.port }));
-      else skipped.push(`nginx: not installed (${NGINX_INSTALL_HINT})`);
+      if (nginx.binary !== undefined)
+        switchers.push(await nginxSwitcher({ blue: blue.port, green: green.port }, nginx.binary));
+      else skipped.push(nginx.skip);
       const byName = new Map(switchers.map((s) => [s.name, s]));
       const results = await alternate(
         switchers.map((s) => s.name),
@@ -327,7 +337,7 @@ export const cutoverScenario: Scenario = {
         'switches ok',
         'errors',
         'non-2xx',
-        'responses blue / green (round 1)',
+        'X-Togather-Slot blue / green (round 1)',
         'slot header ≠ upstream',
         'steady p99 ms',
         'after-switch p99 ms',
@@ -339,7 +349,7 @@ export const cutoverScenario: Scenario = {
       [...bySystem].map(([system, list]) => systemRow(system, list)),
     );
     const connections = options.connections[0]!;
-    const markdown = `${options.rounds} round(s) per system, alternating; each round is a ${options.durationSeconds} s steady run (no switches) and a ${options.cutoverSeconds} s run with a switch every ${options.switchIntervalMs} ms, small JSON, ${connections} connections. Errors and non-2xx are summed over rounds, p99 figures are medians. "After-switch" covers responses completed from the moment a switch is requested until ${AFTER_SWITCH_MS} ms after it is acknowledged (the admin API's answer for the proxy; \`nginx -s reload\` returning for nginx).
+    const markdown = `Load: autocannon in the bench process (every response's slot headers and completion time are read). ${options.rounds} round(s) per system, alternating; each round is a ${options.durationSeconds} s steady run (no switches) and a ${options.cutoverSeconds} s run with a switch every ${options.switchIntervalMs} ms, small JSON, ${connections} connections. Errors and non-2xx are summed over rounds, p99 figures are medians. "After-switch" covers responses completed from the moment a switch is requested until ${AFTER_SWITCH_MS} ms after it is acknowledged (the admin API's answer for the proxy; \`nginx -s reload\` returning for nginx).
 
 ${table}
 

@@ -2,6 +2,10 @@
  * Scenario 4, memory: the proxy's resident set (process tree) idle, under 256
  * connections, and across a long run, with the growth from 20 % of the
  * requests (200k of 1M) to the end: a leak shows as steady growth there.
+ *
+ * The load stays autocannon whatever --loader says: the run stops after a
+ * number of requests and samples RSS against the response count as it goes;
+ * wrk only runs for a duration and reports at the end.
  */
 import { performance } from 'node:perf_hooks';
 import { runLoad, type LoadResult } from '../load.js';

@@ -11,14 +11,14 @@ import {
   type RunFigures,
   type Target,
 } from '../measure.js';
-import { NGINX_INSTALL_HINT, startNginx } from '../nginx.js';
+import { startNginx } from '../peers/nginx.js';
 import { processNames } from '../proc.js';
 import { startProxy } from '../proxy-process.js';
 import { alternate } from '../rounds.js';
-import type { Scenario, ScenarioOutcome } from '../scenario.js';
+import { nginxStatus, type Scenario, type ScenarioOutcome } from '../scenario.js';
 import { fixed, ratio, thousands } from '../stats.js';
 import { startUpstream } from '../upstream-process.js';
-import { UPSTREAM_PATHS } from '../upstream.js';
+import { bodyPath } from '../upstream.js';
 
 const WORKER_COUNTS = [1, 2] as const;
 
@@ -37,9 +37,11 @@ export const multicoreScenario: Scenario = {
   name: 'multicore',
   title: 'Multi-core',
   async run(context): Promise<ScenarioOutcome> {
-    const { options, available } = context;
+    const { options, available, loader } = context;
     const skipped: string[] = [];
     const connections = options.connections[0]!;
+    const framing = options.framings[0] ?? 'chunked';
+    const nginx = nginxStatus(available);
     const upstream = await startUpstream('blue');
     const targets: Target[] = [];
     const stops: (() => Promise<void>)[] = [];
@@ -57,7 +59,7 @@ export const multicoreScenario: Scenario = {
           });
           stops.push(proxy.stop);
           const system = `proxy ${workers}w`;
-          targets.push({ name: system, url: proxy.url, rootPid: proxy.process.pid });
+          targets.push({ name: system, url: proxy.url, pids: proxy.pids });
           const pids = proxy.pids();
           const status = await proxy.status();
           const statusWorkers = status.workers;
@@ -75,18 +77,18 @@ export const multicoreScenario: Scenario = {
           });
         }
       } else skipped.push(`proxy: ${available.proxyMissing}`);
-      if (available.nginx !== undefined) {
+      if (nginx.binary !== undefined) {
         for (const workers of WORKER_COUNTS) {
-          const nginx = await startNginx(upstream.port, workers);
-          stops.push(nginx.stop);
-          targets.push({
-            name: `nginx ${workers}w`,
-            url: `http://127.0.0.1:${nginx.port}`,
-            rootPid: nginx.process.pid,
+          const peer = await startNginx({
+            upstreamPort: upstream.port,
+            workers,
+            binary: nginx.binary,
           });
+          stops.push(peer.stop);
+          targets.push({ name: `nginx ${workers}w`, url: peer.url, pids: peer.pids });
         }
-      } else skipped.push(`nginx: not installed (${NGINX_INSTALL_HINT})`);
-      const path = UPSTREAM_PATHS.small;
+      } else skipped.push(nginx.skip);
+      const path = bodyPath('small', framing);
       const byName = new Map(targets.map((t) => [t.name, t]));
       context.log(`multicore: warm-up`);
       for (const target of targets)
@@ -96,6 +98,7 @@ export const multicoreScenario: Scenario = {
           connections,
           warmupSeconds(options.durationSeconds),
           upstream.process.pid,
+          loader,
         );
       rounds = await alternate(
         targets.map((t) => t.name),
@@ -105,8 +108,9 @@ export const multicoreScenario: Scenario = {
             byName.get(name)!,
             path,
             connections,
-            options.durationSeconds,
+            loader.effectiveSeconds(options.durationSeconds),
             upstream.process.pid,
+            loader,
           );
           context.log(
             `multicore: round ${round}, ${name}: ${thousands(figures.requestsPerSecond)} req/s`,
@@ -136,7 +140,7 @@ export const multicoreScenario: Scenario = {
       (c) =>
         `- ${c.system}: ${c.processes} process(es) (${c.processNames.join(', ')}); /admin/status \`workers\`: ${c.statusWorkers === undefined ? 'absent' : JSON.stringify(c.statusWorkers)}; ${c.verdict}.`,
     );
-    const markdown = `Small JSON, ${connections} connections, median of ${options.rounds} round(s) of ${options.durationSeconds} s, systems alternating. Everything shares the machine's cores with the load generator and the one upstream process, so 2 workers cannot double anything here.
+    const markdown = `Small JSON (${framing === 'chunked' ? 'chunked' : 'Content-Length'}), ${connections} connections, ${loader.name}, median of ${options.rounds} round(s) of ${loader.effectiveSeconds(options.durationSeconds)} s, systems alternating. Everything shares the machine's cores with the load generator and the one upstream process, so 2 workers cannot double anything here.
 
 ${markdownTable(['system', 'req/s', 'p50 ms', 'p99 ms', 'CPU s/10k req', 'errors + non-2xx', 'load-gen CPU %'], rows)}
 

@@ -1,35 +1,42 @@
 /**
- * Scenario 1, steady throughput and latency: the same upstream reached
- * directly, through our proxy and through nginx (one worker each), for a small
- * JSON and a 64 KiB response at each connection count.
+ * Scenario 1, steady throughput, latency and CPU: the same upstream reached
+ * directly, through our proxy and through each peer (nginx, HAProxy, Caddy;
+ * one worker or thread each), for each body in each framing at each
+ * connection count, systems alternating within each round.
  */
+import { compareToBaseline, comparisonTable, type ComparisonRow } from '../comparison.js';
 import { markdownTable } from '../markdown.js';
 import {
+  flagged,
   measureRun,
   medianFigures,
   warmupSeconds,
   type RunFigures,
   type Target,
 } from '../measure.js';
-import { NGINX_INSTALL_HINT, startNginx } from '../nginx.js';
 import { startProxy } from '../proxy-process.js';
 import { alternate } from '../rounds.js';
 import type { Scenario, ScenarioContext, ScenarioOutcome } from '../scenario.js';
-import { fixed, ratio, thousands } from '../stats.js';
+import { fixed, megabytes, thousands } from '../stats.js';
 import { startUpstream, type UpstreamProcess } from '../upstream-process.js';
-import { UPSTREAM_PATHS } from '../upstream.js';
+import { BODIES, bodyPath, type BodyName, type Framing } from '../upstream.js';
 
-const SIZES = [
-  { name: 'small JSON', path: UPSTREAM_PATHS.small },
-  { name: '64 KiB', path: UPSTREAM_PATHS.large },
-] as const;
+/** The system every other is compared with. */
+const BASELINE = 'nginx';
 
 interface CaseResult {
-  size: string;
+  body: BodyName;
+  framing: Framing;
   connections: number;
+  label: string;
   rounds: Record<string, RunFigures[]>;
   medians: Record<string, RunFigures>;
-  ratios: { proxyOverNginx: number; proxyOverDirect: number; p99ProxyOverNginx: number };
+  comparison: ComparisonRow[];
+}
+
+export function caseLabel(body: BodyName, framing: Framing, connections: number): string {
+  const frame = framing === 'chunked' ? 'chunked' : 'Content-Length';
+  return `${BODIES[body].label}, ${frame}, ${connections} connections`;
 }
 
 async function startTargets(
@@ -39,128 +46,171 @@ async function startTargets(
 ): Promise<{ targets: Target[]; stop: () => Promise<void> }> {
   const targets: Target[] = [{ name: 'direct', url: upstream.url }];
   const stops: (() => Promise<void>)[] = [];
-  if (context.available.proxyMissing === undefined) {
-    const proxy = await startProxy({
-      name: 'steady',
-      blueUrl: upstream.url,
-      greenUrl: upstream.url,
-      cpuProfileDir: context.options.cpuProfileDir,
-    });
-    targets.push({ name: 'proxy', url: proxy.url, rootPid: proxy.process.pid });
-    stops.push(proxy.stop);
-  } else skipped.push(`proxy: ${context.available.proxyMissing}`);
-  if (context.available.nginx !== undefined) {
-    const nginx = await startNginx(upstream.port, 1);
-    targets.push({
-      name: 'nginx',
-      url: `http://127.0.0.1:${nginx.port}`,
-      rootPid: nginx.process.pid,
-    });
-    stops.push(nginx.stop);
-  } else skipped.push(`nginx: not installed (${NGINX_INSTALL_HINT})`);
-  return { targets, stop: async () => void (await Promise.all(stops.map((stop) => stop()))) };
+  const stop = async () => void (await Promise.all(stops.map((s) => s())));
+  try {
+    if (context.available.proxyMissing === undefined) {
+      const proxy = await startProxy({
+        name: 'steady',
+        blueUrl: upstream.url,
+        greenUrl: upstream.url,
+        cpuProfileDir: context.options.cpuProfileDir,
+      });
+      targets.push({ name: 'proxy', url: proxy.url, pids: proxy.pids });
+      stops.push(proxy.stop);
+    } else skipped.push(`proxy: ${context.available.proxyMissing}`);
+    for (const status of context.available.peers) {
+      if (!status.available) {
+        skipped.push(status.skip);
+        continue;
+      }
+      try {
+        const peer = await status.peer.start({
+          upstreamPort: upstream.port,
+          workers: 1,
+          binary: status.binary,
+        });
+        targets.push({ name: status.peer.name, url: peer.url, pids: peer.pids });
+        stops.push(peer.stop);
+      } catch (error) {
+        // A peer that is installed but will not start is skipped like a missing one.
+        const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+        skipped.push(`${status.peer.name}: did not start (${reason}); skipped`);
+        context.log(`steady: ${status.peer.name} did not start: ${String(error)}`);
+      }
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { targets, stop };
 }
 
-function caseMarkdown(result: CaseResult): string {
+function errorsText(m: RunFigures): string {
+  if (!flagged(m)) return '0';
+  const kinds = Object.entries(m.errorKinds).map(([kind, n]) => `${kind} ${n}`);
+  return `${m.errors} ⚠ ${kinds.join(', ')}`.trim();
+}
+
+function detailTable(result: CaseResult): string {
   const rows = Object.entries(result.medians).map(([system, m]) => [
     system,
     thousands(m.requestsPerSecond),
     fixed(m.p50),
     fixed(m.p99),
     fixed(m.p999),
+    fixed(m.max),
     fixed(m.cpuPer10k),
     fixed(m.upstreamCpuPer10k),
-    String(m.errors),
+    megabytes(m.rssBytes),
+    errorsText(m),
     String(m.non2xx),
     fixed(m.loadgenCpuPercent, 0),
   ]);
-  const table = markdownTable(
+  return markdownTable(
     [
       'system',
       'req/s',
       'p50 ms',
       'p99 ms',
       'p99.9 ms',
+      'max ms',
       'CPU s/10k req',
       'upstream CPU s/10k',
-      'errors',
+      'RSS at end',
+      'socket errors',
       'non-2xx',
       'load-gen CPU %',
     ],
     rows,
   );
-  const r = result.ratios;
-  return `#### ${result.size}, ${result.connections} connections
+}
 
-${table}
+function caseMarkdown(result: CaseResult): string {
+  return `#### ${result.label}
 
-Ratios (medians): throughput proxy/nginx **${fixed(r.proxyOverNginx)}**, proxy/direct **${fixed(r.proxyOverDirect)}**; p99 proxy/nginx **${fixed(r.p99ProxyOverNginx)}**.
+${comparisonTable(result.comparison, BASELINE)}
+
+Medians of every figure:
+
+${detailTable(result)}
 `;
 }
 
 export const steadyScenario: Scenario = {
   name: 'steady',
-  title: 'Steady throughput and latency',
+  title: 'Steady throughput, latency and CPU against nginx, HAProxy and Caddy',
   async run(context): Promise<ScenarioOutcome> {
-    const { options } = context;
+    const { options, loader } = context;
+    const seconds = loader.effectiveSeconds(options.durationSeconds);
     const skipped: string[] = [];
     const upstream = await startUpstream('blue');
-    const { targets, stop } = await startTargets(context, upstream, skipped);
     const cases: CaseResult[] = [];
+    let targets: Target[] = [];
+    let stop = async () => {};
     try {
-      for (const size of SIZES) {
-        for (const connections of options.connections) {
-          context.log(`steady: ${size.name}, ${connections} connections: warm-up`);
-          const warmup = warmupSeconds(options.durationSeconds);
-          for (const target of targets)
-            await measureRun(target, size.path, connections, warmup, upstream.process.pid);
-          const byTarget = new Map(targets.map((t) => [t.name, t]));
-          const rounds = await alternate(
-            targets.map((t) => t.name),
-            options.rounds,
-            async (name, round) => {
-              const figures = await measureRun(
-                byTarget.get(name)!,
-                size.path,
-                connections,
-                options.durationSeconds,
-                upstream.process.pid,
-              );
-              context.log(
-                `steady: ${size.name}, ${connections} conns, round ${round}, ${name}: ${thousands(figures.requestsPerSecond)} req/s, p99 ${fixed(figures.p99)} ms`,
-              );
-              return figures;
-            },
-          );
-          const medians = Object.fromEntries(
-            [...rounds].map(([name, list]) => [name, medianFigures(list)]),
-          );
-          cases.push({
-            size: size.name,
-            connections,
-            rounds: Object.fromEntries(rounds),
-            medians,
-            ratios: {
-              proxyOverNginx: ratio(
-                medians.proxy?.requestsPerSecond,
-                medians.nginx?.requestsPerSecond,
+      ({ targets, stop } = await startTargets(context, upstream, skipped));
+      for (const line of skipped) context.log(line);
+      for (const body of options.bodies) {
+        for (const framing of options.framings) {
+          for (const connections of options.connections) {
+            const label = caseLabel(body, framing, connections);
+            const path = bodyPath(body, framing);
+            context.log(`steady: ${label}: warm-up`);
+            const warmup = warmupSeconds(options.durationSeconds);
+            for (const target of targets)
+              await measureRun(target, path, connections, warmup, upstream.process.pid, loader);
+            const byTarget = new Map(targets.map((t) => [t.name, t]));
+            const rounds = await alternate(
+              targets.map((t) => t.name),
+              options.rounds,
+              async (name, round) => {
+                const figures = await measureRun(
+                  byTarget.get(name)!,
+                  path,
+                  connections,
+                  seconds,
+                  upstream.process.pid,
+                  loader,
+                );
+                const errors = flagged(figures)
+                  ? ` ⚠ ${figures.errors} socket errors ${JSON.stringify(figures.errorKinds)}, ${figures.non2xx} non-2xx`
+                  : '';
+                context.log(
+                  `steady: ${label}, round ${round}, ${name}: ${thousands(figures.requestsPerSecond)} req/s, p99 ${fixed(figures.p99)} ms, CPU ${fixed(figures.cpuPer10k)} s/10k${errors}`,
+                );
+                return figures;
+              },
+            );
+            cases.push({
+              body,
+              framing,
+              connections,
+              label,
+              rounds: Object.fromEntries(rounds),
+              medians: Object.fromEntries(
+                [...rounds].map(([name, list]) => [name, medianFigures(list)]),
               ),
-              proxyOverDirect: ratio(
-                medians.proxy?.requestsPerSecond,
-                medians.direct?.requestsPerSecond,
-              ),
-              p99ProxyOverNginx: ratio(medians.proxy?.p99, medians.nginx?.p99),
-            },
-          });
+              comparison: compareToBaseline(rounds, BASELINE),
+            });
+          }
         }
       }
     } finally {
       await stop();
       await upstream.process.stop();
     }
-    const markdown = `Each row is the median of ${options.rounds} round(s) of ${options.durationSeconds} s per system, systems alternating within each round. CPU columns are user+system seconds from /proc per 10,000 responses (nginx: master + workers). Load-gen CPU near 100 % means autocannon, not the system, was the limit.
+    const intro = `Load generator: ${loader.name}${loader.name === 'wrk' ? ' (-t1, its own process)' : ' (in the bench process)'}. Each figure is the median of ${options.rounds} round(s) of ${seconds} s per system, systems alternating within each round (direct, proxy, then the peers), the range over rounds in parentheses; "× ${BASELINE}" is taken round by round against the ${BASELINE} run of the same round. CPU is user + system seconds from /proc of the system's own processes (nginx: master + workers) per 10,000 responses over the measured run; RSS is theirs at the end of the run. A ⚠ marks a system with socket errors or non-2xx answers${loader.name === 'wrk' ? ' (wrk counts status ≥ 400)' : ''}: its figures are not comparable. Load-gen CPU near 100 % means the load generator, not the system, was the limit.`;
+    const markdown = `${intro}
 
 ${cases.map(caseMarkdown).join('\n')}`;
-    return { data: { cases }, markdown, skipped };
+    const finalReport = cases
+      .map((c) => `${c.label}\n\n${comparisonTable(c.comparison, BASELINE)}\n`)
+      .join('\n');
+    return {
+      data: { loader: loader.name, cases },
+      markdown,
+      skipped,
+      finalReport: cases.length > 0 ? `Steady (${loader.name}):\n\n${finalReport}` : undefined,
+    };
   },
 };

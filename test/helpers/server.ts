@@ -26,6 +26,7 @@ export const TEST_SETTINGS: AppSettings = {
   trustProxy: false,
   publicUrl: undefined,
   keepAliveTimeoutMs: 75_000,
+  cors: { anyOrigin: true, origins: [] },
 };
 
 export const ADMIN = { authorization: `Bearer ${TEST_AUTH.adminApiKey}` };

@@ -263,23 +263,27 @@ export interface HealthRoutesDeps {
  * While draining nothing is checked: the answer must come at once, and the
  * listener is about to close, which http_endpoint says.
  */
-function drainingChecks(lifecycle: Lifecycle): Record<string, CheckResult> {
-  const notChecked = result({ status: 'warn', message: 'not checked: shutting down' }, 0);
-  return {
-    database: notChecked,
-    migrations: {
-      ...notChecked,
-      details: { version: null, dirty: null },
-    },
-    http_endpoint: result(
-      {
-        status: 'fail',
-        // This request is in flight too.
-        message: `shutting down: the listener closes once requests in flight finish (${Math.max(0, lifecycle.inflight - 1)} besides this one)`,
-      },
+function drainingChecks(
+  checks: Record<string, HealthCheck>,
+  lifecycle: Lifecycle,
+): Record<string, CheckResult> {
+  const results: Record<string, CheckResult> = {};
+  for (const [name, check] of Object.entries(checks)) {
+    const details = check.detailsWhenFailed?.();
+    results[name] = result(
+      { status: 'warn', message: 'not checked: shutting down', ...(details ? { details } : {}) },
       0,
-    ),
-  };
+    );
+  }
+  results.http_endpoint = result(
+    {
+      status: 'fail',
+      // This request is in flight too.
+      message: `shutting down: the listener closes once requests in flight finish (${Math.max(0, lifecycle.inflight - 1)} besides this one)`,
+    },
+    0,
+  );
+  return results;
 }
 
 /** /health (full report), /healthz (liveness), /readyz (ready for traffic). */
@@ -320,7 +324,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthRoutesDep
           status: 'unhealthy',
           ...identity,
           shutting_down: true,
-          checks: drainingChecks(deps.lifecycle),
+          checks: drainingChecks(deps.checks, deps.lifecycle),
           timestamp: new Date(deps.now()).toISOString(),
         };
         return reply.code(503).send(report);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildInfo } from '../common/build-info.js';
 import { createLogger } from '../common/logger.js';
 import { openPostgres } from '../server/database.js';
 import { slotHealthUrl } from '../server/healthcheck.js';
@@ -59,7 +60,8 @@ describe('togather healthcheck', () => {
   it('exits 0 on a healthy app', async () => {
     const result = await runCli(['healthcheck', '--url', `${healthy.url}/health`]);
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/^healthy: slot blue, version \S+\n$/);
+    // The package version (app_version), not the commit the contract calls version.
+    expect(result.stdout).toBe(`healthy: slot blue, version ${buildInfo().version}\n`);
   });
 
   it('exits 0 on a degraded app', async () => {

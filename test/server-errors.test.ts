@@ -5,6 +5,7 @@ import {
   ADMIN,
   TEST_AUTH,
   call,
+  problem,
   postgresBackend,
   startTestApp,
   type TestApp,
@@ -12,18 +13,6 @@ import {
 } from './helpers/server.js';
 
 const PROBLEM = 'application/problem+json; charset=utf-8';
-
-/** The exact RFC 9457 body the app answers with. */
-function problem(
-  status: number,
-  title: string,
-  detail: string,
-  instance: string,
-  requestId: string | null,
-  extra: Record<string, unknown> = {},
-) {
-  return { type: 'about:blank', title, status, detail, instance, request_id: requestId, ...extra };
-}
 
 let backend: TestBackend;
 let server: TestApp;

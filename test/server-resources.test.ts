@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ADMIN,
   call,
+  problem,
   pgliteBackend,
   postgresBackend,
   startTestApp,
@@ -19,18 +20,6 @@ interface ListBody {
   items?: Body[];
   next_cursor: string | null;
   limit: number;
-}
-
-/** The exact RFC 9457 body the app answers with. */
-function problem(
-  status: number,
-  title: string,
-  detail: string,
-  instance: string,
-  requestId: string | null,
-  extra: Record<string, unknown> = {},
-) {
-  return { type: 'about:blank', title, status, detail, instance, request_id: requestId, ...extra };
 }
 
 /** What differs between the two new collections in these tests. */

@@ -9,6 +9,7 @@ import {
   ADMIN,
   TEST_AUTH,
   call,
+  problem,
   postgresBackend,
   startTestApp,
   type TestApp,
@@ -94,14 +95,15 @@ describe('GET /admin/login', () => {
     const post = await call(`${server.url}/admin/login`, form({ username: 'a', password: 'b' }));
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
-    expect(post.body).toEqual({
-      type: 'about:blank',
-      title: 'Method Not Allowed',
-      status: 405,
-      detail: 'POST is not allowed here; allowed: GET, HEAD, OPTIONS',
-      instance: '/admin/login',
-      request_id: post.headers.get('x-request-id'),
-    });
+    expect(post.body).toEqual(
+      problem(
+        405,
+        'Method Not Allowed',
+        'POST is not allowed here; allowed: GET, HEAD, OPTIONS',
+        '/admin/login',
+        post.headers.get('x-request-id'),
+      ),
+    );
   });
 });
 
@@ -235,14 +237,15 @@ describe('CORS', () => {
     expect(preflight.status).toBe(403);
     expect(preflight.headers.get('content-type')).toBe(PROBLEM);
     expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
-    expect(preflight.body).toEqual({
-      type: 'about:blank',
-      title: 'Forbidden',
-      status: 403,
-      detail: `origin ${origin} may not POST here: CORS_ORIGINS allows it only GET and HEAD`,
-      instance: '/api/v1/places',
-      request_id: preflight.headers.get('x-request-id'),
-    });
+    expect(preflight.body).toEqual(
+      problem(
+        403,
+        'Forbidden',
+        `origin ${origin} may not POST here: CORS_ORIGINS allows it only GET and HEAD`,
+        '/api/v1/places',
+        preflight.headers.get('x-request-id'),
+      ),
+    );
     const write = await call(`${server.url}/api/v1/places`, {
       method: 'POST',
       headers: { ...ADMIN, origin },

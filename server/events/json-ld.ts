@@ -3,8 +3,8 @@ import {
   itemDates,
   itemDatesShape,
   itemIri,
-  jsonLdItemShape,
-  SCHEMA_ORG,
+  thingJsonLdShape,
+  thingJsonLd,
   tombstoneSchema,
 } from '../resources/json-ld.js';
 import { ORGANIZATIONS_PATH } from '../organizations/organization.js';
@@ -13,12 +13,9 @@ import type { EventRecord } from './repository.js';
 
 /** An event as answered (the OpenAPI document's schema and the type of eventToJsonLd). */
 export const eventJsonLdSchema = z.object({
-  ...jsonLdItemShape('Event'),
-  name: z.string(),
+  ...thingJsonLdShape('Event'),
   startDate: z.string().meta({ format: 'date-time' }),
   endDate: z.string().meta({ format: 'date-time' }).optional(),
-  description: z.string().optional(),
-  url: z.string().meta({ format: 'uri' }).optional(),
   location: z
     .object({
       '@type': z.literal('Place'),
@@ -50,15 +47,16 @@ export const eventTombstoneSchema = tombstoneSchema('Event', {
   eventStatus: z.literal(EVENT_TOMBSTONE_EXTRA.eventStatus),
 });
 
+/** A stored place or organization an event refers to. */
+function storedReference<T extends string>(type: T, iri: string, id: string, name: string | null) {
+  // The name is left out once the item is deleted: its @id answers the tombstone.
+  return { '@type': type, '@id': iri, identifier: id, ...(name !== null ? { name } : {}) };
+}
+
 function location(event: EventRecord, baseUrl: string): EventJsonLd['location'] {
   if (event.place_id !== null) {
-    return {
-      '@type': 'Place',
-      '@id': itemIri(baseUrl, PLACES_PATH, event.place_id),
-      identifier: event.place_id,
-      // Left out once the place is deleted: its @id answers the tombstone.
-      ...(event.place_name !== null ? { name: event.place_name } : {}),
-    };
+    const iri = itemIri(baseUrl, PLACES_PATH, event.place_id);
+    return storedReference('Place', iri, event.place_id, event.place_name);
   }
   if (event.location_name === null) return undefined;
   return {
@@ -70,12 +68,8 @@ function location(event: EventRecord, baseUrl: string): EventJsonLd['location'] 
 
 function organizer(event: EventRecord, baseUrl: string): EventJsonLd['organizer'] {
   if (event.organizer_id !== null) {
-    return {
-      '@type': 'Organization',
-      '@id': itemIri(baseUrl, ORGANIZATIONS_PATH, event.organizer_id),
-      identifier: event.organizer_id,
-      ...(event.organization_name !== null ? { name: event.organization_name } : {}),
-    };
+    const iri = itemIri(baseUrl, ORGANIZATIONS_PATH, event.organizer_id);
+    return storedReference('Organization', iri, event.organizer_id, event.organization_name);
   }
   if (event.organizer_name === null) return undefined;
   return {
@@ -90,15 +84,9 @@ export function eventToJsonLd(event: EventRecord, iri: string, baseUrl: string):
   const place = location(event, baseUrl);
   const organization = organizer(event, baseUrl);
   return {
-    '@context': SCHEMA_ORG,
-    '@type': 'Event',
-    '@id': iri,
-    identifier: event.id,
-    name: event.name,
+    ...thingJsonLd('Event', iri, event),
     startDate: event.start_date.toISOString(),
     ...(event.end_date ? { endDate: event.end_date.toISOString() } : {}),
-    ...(event.description !== null ? { description: event.description } : {}),
-    ...(event.url !== null ? { url: event.url } : {}),
     ...(place ? { location: place } : {}),
     ...(organization ? { organizer: organization } : {}),
     ...itemDates(event),

@@ -5,16 +5,14 @@ import {
   textFilter,
   type ResourceRepository,
 } from '../resources/repository.js';
-import { SoftDeleteTable, type ColumnValues, type StoredRow } from '../resources/table.js';
+import type { ThingRow } from '../resources/json-ld.js';
+import { SoftDeleteTable, type ColumnValues } from '../resources/table.js';
 import type { EventInput, EventListQuery } from './schemas.js';
 
 /** A row of `events` with what it refers to, deleted ones included (deleted_at set). */
-export interface EventRecord extends StoredRow {
-  name: string;
-  description: string | null;
+export interface EventRecord extends ThingRow {
   start_date: Date;
   end_date: Date | null;
-  url: string | null;
   location_name: string | null;
   location_address: string | null;
   organizer_name: string | null;

@@ -1,55 +1,43 @@
 import { z } from 'zod';
 import type { Queryable } from '../database.js';
-import { email, httpUrl, jsonLdFraming, longText, telephone, text } from '../resources/fields.js';
+import { email, jsonObject, telephone, thingFields } from '../resources/fields.js';
 import {
   itemDates,
   itemDatesShape,
-  jsonLdItemShape,
-  SCHEMA_ORG,
+  thingJsonLd,
+  thingJsonLdShape,
   tombstoneSchema,
+  type ThingRow,
 } from '../resources/json-ld.js';
-import { pagingQuery, textQuery } from '../resources/pagination.js';
+import { byNameListQuery } from '../resources/pagination.js';
 import { tableRepository, textFilter, type ResourceRepository } from '../resources/repository.js';
 import type { ResourceDefinition } from '../resources/routes.js';
-import { SoftDeleteTable, type StoredRow } from '../resources/table.js';
+import { byName, SoftDeleteTable } from '../resources/table.js';
 
 export const ORGANIZATIONS_PATH = '/api/v1/organizations';
 
 /** The body of POST and PUT /api/v1/organizations: a schema.org Organization. */
-export const organizationInputSchema = z.strictObject(
-  {
-    ...jsonLdFraming('Organization'),
-    name: text(500),
-    description: longText(10_000).optional(),
-    url: httpUrl.optional(),
-    email: email.optional(),
-    telephone: telephone.optional(),
-  },
-  { error: 'must be a JSON object' },
-);
+export const organizationInputSchema = jsonObject({
+  ...thingFields('Organization'),
+  email: email.optional(),
+  telephone: telephone.optional(),
+});
 
 export type OrganizationInput = z.output<typeof organizationInputSchema>;
 
-export const organizationListQuerySchema = z.object({
-  q: textQuery.meta({ description: 'Text in the name or description, case-insensitive' }),
-  ...pagingQuery((key) => key.length > 0 && key.length <= 500, 4096),
-});
+export const organizationListQuerySchema = byNameListQuery(
+  'Text in the name or description, case-insensitive',
+);
 
 export type OrganizationListQuery = z.output<typeof organizationListQuerySchema>;
 
-export interface OrganizationRecord extends StoredRow {
-  name: string;
-  description: string | null;
-  url: string | null;
+export interface OrganizationRecord extends ThingRow {
   email: string | null;
   telephone: string | null;
 }
 
 export const organizationJsonLdSchema = z.object({
-  ...jsonLdItemShape('Organization'),
-  name: z.string(),
-  description: z.string().optional(),
-  url: z.string().meta({ format: 'uri' }).optional(),
+  ...thingJsonLdShape('Organization'),
   email: z.string().optional(),
   telephone: z.string().optional(),
   ...itemDatesShape,
@@ -59,13 +47,7 @@ export type OrganizationJsonLd = z.output<typeof organizationJsonLdSchema>;
 
 export function organizationToJsonLd(row: OrganizationRecord, iri: string): OrganizationJsonLd {
   return {
-    '@context': SCHEMA_ORG,
-    '@type': 'Organization',
-    '@id': iri,
-    identifier: row.id,
-    name: row.name,
-    ...(row.description !== null ? { description: row.description } : {}),
-    ...(row.url !== null ? { url: row.url } : {}),
+    ...thingJsonLd('Organization', iri, row),
     ...(row.email !== null ? { email: row.email } : {}),
     ...(row.telephone !== null ? { telephone: row.telephone } : {}),
     ...itemDates(row),
@@ -76,7 +58,7 @@ const TABLE = {
   table: 'organizations',
   columns: `t.id::text AS id, t.name, t.description, t.url, t.email, t.telephone,
     t.created_at, t.updated_at, t.deleted_at`,
-  order: { column: 't.name', cast: 'text', key: (row: OrganizationRecord) => row.name },
+  order: byName<OrganizationRecord>(),
 };
 
 function organizationColumns(input: OrganizationInput) {

@@ -1,17 +1,18 @@
 import { z } from 'zod';
 import type { Queryable } from '../database.js';
-import { httpUrl, jsonLdFraming, longText, says, telephone, text } from '../resources/fields.js';
+import { jsonObject, says, telephone, text, thingFields } from '../resources/fields.js';
 import {
   itemDates,
   itemDatesShape,
-  jsonLdItemShape,
-  SCHEMA_ORG,
+  thingJsonLd,
+  thingJsonLdShape,
   tombstoneSchema,
+  type ThingRow,
 } from '../resources/json-ld.js';
-import { pagingQuery, textQuery } from '../resources/pagination.js';
+import { byNameListQuery } from '../resources/pagination.js';
 import { tableRepository, textFilter, type ResourceRepository } from '../resources/repository.js';
 import type { ResourceDefinition } from '../resources/routes.js';
-import { SoftDeleteTable, type StoredRow } from '../resources/table.js';
+import { byName, SoftDeleteTable } from '../resources/table.js';
 
 export const PLACES_PATH = '/api/v1/places';
 
@@ -53,32 +54,22 @@ const geoCoordinates = z.strictObject(
 );
 
 /** The body of POST and PUT /api/v1/places: a schema.org Place. */
-export const placeInputSchema = z.strictObject(
-  {
-    ...jsonLdFraming('Place'),
-    name: text(500),
-    description: longText(10_000).optional(),
-    url: httpUrl.optional(),
-    telephone: telephone.optional(),
-    address: postalAddress.optional(),
-    geo: geoCoordinates.optional(),
-  },
-  { error: 'must be a JSON object' },
-);
+export const placeInputSchema = jsonObject({
+  ...thingFields('Place'),
+  telephone: telephone.optional(),
+  address: postalAddress.optional(),
+  geo: geoCoordinates.optional(),
+});
 
 export type PlaceInput = z.output<typeof placeInputSchema>;
 
-export const placeListQuerySchema = z.object({
-  q: textQuery.meta({ description: 'Text in the name, description or locality, case-insensitive' }),
-  ...pagingQuery((key) => key.length > 0 && key.length <= 500, 4096),
-});
+export const placeListQuerySchema = byNameListQuery(
+  'Text in the name, description or locality, case-insensitive',
+);
 
 export type PlaceListQuery = z.output<typeof placeListQuerySchema>;
 
-export interface PlaceRecord extends StoredRow {
-  name: string;
-  description: string | null;
-  url: string | null;
+export interface PlaceRecord extends ThingRow {
   telephone: string | null;
   street_address: string | null;
   address_locality: string | null;
@@ -90,10 +81,7 @@ export interface PlaceRecord extends StoredRow {
 }
 
 export const placeJsonLdSchema = z.object({
-  ...jsonLdItemShape('Place'),
-  name: z.string(),
-  description: z.string().optional(),
-  url: z.string().meta({ format: 'uri' }).optional(),
+  ...thingJsonLdShape('Place'),
   telephone: z.string().optional(),
   address: z
     .object({
@@ -125,13 +113,7 @@ export function placeToJsonLd(place: PlaceRecord, iri: string): PlaceJsonLd {
     }).filter((entry): entry is [string, string] => entry[1] !== null),
   );
   return {
-    '@context': SCHEMA_ORG,
-    '@type': 'Place',
-    '@id': iri,
-    identifier: place.id,
-    name: place.name,
-    ...(place.description !== null ? { description: place.description } : {}),
-    ...(place.url !== null ? { url: place.url } : {}),
+    ...thingJsonLd('Place', iri, place),
     ...(place.telephone !== null ? { telephone: place.telephone } : {}),
     ...(Object.keys(address).length > 0
       ? { address: { '@type': 'PostalAddress' as const, ...address } }
@@ -154,7 +136,7 @@ const TABLE = {
   columns: `t.id::text AS id, t.name, t.description, t.url, t.telephone, t.street_address,
     t.address_locality, t.address_region, t.postal_code, t.address_country, t.latitude,
     t.longitude, t.created_at, t.updated_at, t.deleted_at`,
-  order: { column: 't.name', cast: 'text', key: (row: PlaceRecord) => row.name },
+  order: byName<PlaceRecord>(),
 };
 
 function placeColumns(input: PlaceInput) {

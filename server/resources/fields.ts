@@ -56,3 +56,18 @@ export function isResourceId(value: string): boolean {
 export const idParams = z.object({
   id: z.string().meta({ description: 'The identifier (a UUID) the server gave the item' }),
 });
+
+/** A JSON object with exactly these fields (unknown ones are named as errors). */
+export function jsonObject<S extends z.ZodRawShape>(shape: S) {
+  return z.strictObject(shape, { error: 'must be a JSON object' });
+}
+
+/** What every schema.org Thing of a body has: the framing, a name, a description and a URL. */
+export function thingFields<T extends string>(type: T) {
+  return {
+    ...jsonLdFraming(type),
+    name: text(500),
+    description: longText(10_000).optional(),
+    url: httpUrl.optional(),
+  };
+}

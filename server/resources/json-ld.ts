@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { StoredRow } from './table.js';
 
-export const SCHEMA_ORG = 'https://schema.org';
+export const SCHEMA_ORG = 'https://schema.org' as const;
 
 export const JSON_LD_CONTENT_TYPE = 'application/ld+json; charset=utf-8';
 
@@ -60,4 +60,34 @@ export function tombstoneSchema<T extends string>(type: T, extra: z.ZodRawShape 
       'sel:deletedAt': z.string().meta({ format: 'date-time' }),
     })
     .meta({ description: `A deleted ${type}: its IRI answers 410 with this tombstone` });
+}
+
+/** Documentation schemas of the Thing properties every item answers. */
+export function thingJsonLdShape<T extends string>(type: T) {
+  return {
+    ...jsonLdItemShape(type),
+    name: z.string(),
+    description: z.string().optional(),
+    url: z.string().meta({ format: 'uri' }).optional(),
+  };
+}
+
+/** The stored columns every item has beyond StoredRow. */
+export interface ThingRow extends StoredRow {
+  name: string;
+  description: string | null;
+  url: string | null;
+}
+
+/** The framing and Thing properties of an item as JSON-LD; absent values are left out, never null. */
+export function thingJsonLd<T extends string>(type: T, iri: string, row: ThingRow) {
+  return {
+    '@context': SCHEMA_ORG,
+    '@type': type,
+    '@id': iri,
+    identifier: row.id,
+    name: row.name,
+    ...(row.description !== null ? { description: row.description } : {}),
+    ...(row.url !== null ? { url: row.url } : {}),
+  };
 }

@@ -87,3 +87,12 @@ export const textQuery = z
   .min(1, 'must not be empty')
   .max(200, 'must be at most 200 characters')
   .optional();
+
+/** The query of a list ordered by name: `q` and the paging, the cursor keyed by a name. */
+export function byNameListQuery(qDescription: string) {
+  return z.object({
+    q: textQuery.meta({ description: qDescription }),
+    // A name is up to 500 characters, so its cursor is longer than a date's.
+    ...pagingQuery((key) => key.length > 0 && key.length <= 500, 4096),
+  });
+}

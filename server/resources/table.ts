@@ -131,3 +131,8 @@ export class SoftDeleteTable<R extends StoredRow> {
     return { items, next };
   }
 }
+
+/** The list order of places and organizations: by name, then id. */
+export function byName<R extends { name: string }>(): TableSpec<R>['order'] {
+  return { column: 't.name', cast: 'text', key: (row) => row.name };
+}

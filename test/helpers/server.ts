@@ -150,3 +150,15 @@ export async function call(
   }
   return { status: response.status, headers: response.headers, body, text };
 }
+
+/** The exact RFC 9457 body the app answers with. */
+export function problem(
+  status: number,
+  title: string,
+  detail: string,
+  instance: string,
+  requestId: string | null,
+  extra: Record<string, unknown> = {},
+) {
+  return { type: 'about:blank', title, status, detail, instance, request_id: requestId, ...extra };
+}

@@ -315,7 +315,7 @@ describe('togather serve', () => {
         migrations: {
           status: 'fail',
           message:
-            'schema is behind this build: 1 pending (0001_create_events); run togather migrate up',
+            'schema is behind this build: 2 pending (0001_create_events, 0002_create_places_and_organizations); run togather migrate up',
         },
       },
     });

@@ -10,7 +10,7 @@ export interface HealthProbe {
   status_code?: number;
   /** `status` of a JSON health body (healthy, degraded, unhealthy, shutting_down). */
   status?: string;
-  /** `version` of a JSON health body. */
+  /** The package version of a JSON health body (`app_version`, else `version`). */
   version?: string;
   /** Why no answer came: timeout, refused, reset... */
   error?: string;
@@ -114,7 +114,7 @@ export function probeHealth(
   });
 }
 
-/** The `status` and `version` of a JSON health body, when there are any. */
+/** The `status` and package version of a JSON health body, when there are any. */
 function readBody(res: IncomingMessage): Promise<{ status?: string; version?: string }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -132,7 +132,11 @@ function readBody(res: IncomingMessage): Promise<{ status?: string; version?: st
         if (typeof parsed === 'object' && parsed !== null) {
           const fields = parsed as Record<string, unknown>;
           if (typeof fields.status === 'string') out.status = fields.status.slice(0, 64);
-          if (typeof fields.version === 'string') out.version = fields.version.slice(0, 128);
+          // The app's package version: `app_version` in the Togather health
+          // contract (where `version` is the commit), `version` in older builds.
+          const version =
+            typeof fields.app_version === 'string' ? fields.app_version : fields.version;
+          if (typeof version === 'string') out.version = version.slice(0, 128);
         }
       } catch {
         // not JSON: the status code alone decides

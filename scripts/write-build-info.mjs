@@ -18,9 +18,17 @@ function gitCommit() {
   }
 }
 
+const commit = process.env.GIT_COMMIT || gitCommit() || 'unknown';
+if (!/^[0-9a-fA-F]{7,40}$/.test(commit)) {
+  // /health's `version` must be a commit SHA: it reports git's null id instead.
+  process.stderr.write(
+    `write-build-info: no git commit known (GIT_COMMIT="${commit}"); /health will report version ${'0'.repeat(40)}\n`,
+  );
+}
+
 const info = {
   version: process.env.VERSION || pkg.version || 'dev',
-  git_commit: process.env.GIT_COMMIT || gitCommit() || 'unknown',
+  git_commit: commit,
   build_date: process.env.BUILD_DATE || new Date().toISOString(),
 };
 mkdirSync(new URL('../dist/', import.meta.url), { recursive: true });

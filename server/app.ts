@@ -12,20 +12,34 @@ import { registerAdminLogin } from './admin-login.js';
 import { createAdminAuth, requireAdmin } from './auth.js';
 import type { ServerConfig } from './config.js';
 import type { Database } from './database.js';
+import { registerCors } from './cors.js';
 import { createEventRepository } from './events/repository.js';
-import { registerEventRoutes } from './events/routes.js';
+import { eventResource } from './events/resource.js';
 import { databaseCheck, migrationsCheck, registerHealthRoutes } from './health.js';
+import { httpEndpointCheck, SELF_CHECK_USER_AGENT } from './http-endpoint-check.js';
 import { Lifecycle } from './lifecycle.js';
 import { LoginLimiter } from './login-limiter.js';
 import { registerMetrics } from './metrics.js';
 import type { Migration } from './migrate.js';
+import {
+  registerOpenApiGenerator,
+  registerOpenApiRoutes,
+  registerSchemaCompilers,
+} from './openapi.js';
+import {
+  createOrganizationRepository,
+  organizationResource,
+} from './organizations/organization.js';
+import { createPlaceRepository, placeResource } from './places/place.js';
 import { BODY_LIMIT_BYTES, registerProblemHandlers } from './problem.js';
+import { registerResourceRoutes } from './resources/routes.js';
+import { registerSecurityHeaders } from './security-headers.js';
 import { registerVersionRoute } from './version-route.js';
 
 /** The parts of the configuration the HTTP app reads. */
 export type AppSettings = Pick<
   ServerConfig,
-  'slot' | 'auth' | 'trustProxy' | 'publicUrl' | 'keepAliveTimeoutMs'
+  'slot' | 'auth' | 'trustProxy' | 'publicUrl' | 'keepAliveTimeoutMs' | 'cors'
 >;
 
 export interface AppDeps {
@@ -88,7 +102,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (lifecycle.draining) reply.header('connection', 'close');
   });
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
+    // The health check's request to the app itself would double the lines of every probe.
+    const level = request.headers['user-agent'] === SELF_CHECK_USER_AGENT ? 'debug' : 'info';
+    request.log[level](
       {
         method: request.method,
         // Without the query string: clients put keys and tokens there too.
@@ -103,6 +119,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   registerProblemHandlers(app);
+  registerSecurityHeaders(app);
+  registerSchemaCompilers(app);
+  registerOpenApiGenerator(app, build);
+  registerCors(app, settings.cors);
   registerMetrics(app, {
     registry: deps.registry,
     build,
@@ -110,28 +130,43 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     database,
     lifecycle,
   });
-  registerHealthRoutes(app, {
-    checks: {
-      database: databaseCheck(database),
-      migrations: migrationsCheck(database, deps.migrations),
-    },
-    lifecycle,
-    build,
-    slot: settings.slot,
-    checkTimeoutMs: deps.healthCheckTimeoutMs ?? 2000,
-    now,
-  });
-  registerVersionRoute(app, build);
-
   const auth = createAdminAuth(settings.auth, now);
-  registerAdminLogin(app, { auth, limiter: deps.limiter ?? new LoginLimiter({ now }) });
-  registerEventRoutes(app, {
-    events: createEventRepository(database),
+  const writeDeps = {
     requireAdmin: requireAdmin(auth),
-    baseUrl: (request) => settings.publicUrl ?? requestBaseUrl(request),
+    baseUrl: (request: FastifyRequest) => settings.publicUrl ?? requestBaseUrl(request),
+  };
+  // In a plugin, so that they load after @fastify/swagger, which documents
+  // the routes registered after it.
+  void app.register(async (routes) => {
+    registerHealthRoutes(routes, {
+      checks: {
+        database: databaseCheck(database),
+        migrations: migrationsCheck(database, deps.migrations),
+        http_endpoint: httpEndpointCheck({ address: () => app.server.address() }),
+      },
+      lifecycle,
+      build,
+      slot: settings.slot,
+      checkTimeoutMs: deps.healthCheckTimeoutMs ?? 2000,
+      now,
+    });
+    registerVersionRoute(routes, build);
+    registerOpenApiRoutes(routes);
+    registerAdminLogin(routes, { auth, limiter: deps.limiter ?? new LoginLimiter({ now }) });
+    registerResourceRoutes(routes, eventResource, {
+      repository: createEventRepository(database),
+      ...writeDeps,
+    });
+    registerResourceRoutes(routes, placeResource, {
+      repository: createPlaceRepository(database),
+      ...writeDeps,
+    });
+    registerResourceRoutes(routes, organizationResource, {
+      repository: createOrganizationRepository(database),
+      ...writeDeps,
+    });
+    deps.extraRoutes?.(routes);
   });
-
-  deps.extraRoutes?.(app);
   return app;
 }
 

@@ -4,6 +4,7 @@ import { durationSchema } from '../common/duration.js';
 import { LOG_LEVELS, type LogFormat } from '../common/logger.js';
 import { generateSecret } from '../common/secrets.js';
 import { SLOTS, type Slot } from '../proxy/slot-state.js';
+import { parseCorsOrigins, type CorsSettings } from './cors.js';
 
 export const ENVIRONMENTS = ['development', 'test', 'staging', 'production'] as const;
 export type Environment = (typeof ENVIRONMENTS)[number];
@@ -52,6 +53,19 @@ const trustProxy = z
       .filter((s) => s.length > 0);
   });
 
+/** CORS_ORIGINS: exact origins and/or `*` (any origin, public reads only). */
+const corsOrigins = z
+  .string()
+  .default('*')
+  .transform((value, ctx): CorsSettings => {
+    const parsed = parseCorsOrigins(value);
+    if ('problems' in parsed) {
+      for (const message of parsed.problems) ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
 const serverEnvSchema = z
   .object({
     ...databaseEnvShape,
@@ -84,6 +98,7 @@ const serverEnvSchema = z
       .refine((v) => /^https?:\/\/[^/]+/.test(v) && URL.canParse(v), 'must be an http(s) URL')
       .transform((v) => v.replace(/\/+$/, ''))
       .optional(),
+    CORS_ORIGINS: corsOrigins,
   })
   .superRefine((env, ctx) => {
     if (env.METRICS_PORT !== 0 && env.METRICS_PORT === env.SERVER_PORT) {
@@ -167,6 +182,7 @@ export interface ServerConfig extends DatabaseCommandConfig {
   keepAliveTimeoutMs: number;
   trustProxy: boolean | string[];
   publicUrl: string | undefined;
+  cors: CorsSettings;
   /** Secrets generated for this run because the environment allows it. */
   generatedSecrets: Array<'JWT_SECRET' | 'ADMIN_API_KEY' | 'ADMIN_PASSWORD'>;
 }
@@ -205,6 +221,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     keepAliveTimeoutMs: raw.KEEP_ALIVE_TIMEOUT,
     trustProxy: raw.TRUST_PROXY,
     publicUrl: raw.PUBLIC_URL,
+    cors: raw.CORS_ORIGINS,
     generatedSecrets: generated,
   };
 }

@@ -123,7 +123,9 @@ export async function checkOnce(url: string, timeoutMs: number): Promise<Healthc
 function describe(body: Record<string, unknown>): string {
   const who: string[] = [];
   if (typeof body.slot === 'string') who.push(`slot ${body.slot}`);
-  if (typeof body.version === 'string') who.push(`version ${body.version}`);
+  // The package version: app_version in the health contract (whose version is the commit).
+  const version = typeof body.app_version === 'string' ? body.app_version : body.version;
+  if (typeof version === 'string') who.push(`version ${version}`);
   const parts = who.length > 0 ? [who.join(', ')] : [];
   const checks = body.checks;
   if (checks && typeof checks === 'object') {

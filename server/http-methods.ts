@@ -22,7 +22,10 @@ export function allowOnly(app: FastifyInstance, url: string, routed: readonly HT
   allowed.add('OPTIONS');
   const allow = STANDARD_METHODS.filter((m) => allowed.has(m)).join(', ');
   if (!routed.includes('OPTIONS')) {
-    app.options(url, (_request, reply) => reply.code(204).header('allow', allow).send());
+    // Hidden from the OpenAPI document: they complete the routes it lists.
+    app.options(url, { schema: { hide: true } }, (_request, reply) =>
+      reply.code(204).header('allow', allow).send(),
+    );
   }
   const rest = STANDARD_METHODS.filter((m) => !allowed.has(m));
   if (rest.length === 0) return;
@@ -36,5 +39,5 @@ export function allowOnly(app: FastifyInstance, url: string, routed: readonly HT
     );
   // Answered in onRequest, before any body is read: a wrong method is 405
   // whatever its body (no 413 or 415 first).
-  app.route({ method: rest, url, onRequest: reject, handler: reject });
+  app.route({ method: rest, url, schema: { hide: true }, onRequest: reject, handler: reject });
 }

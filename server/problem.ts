@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { isConnectionError } from './database.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
@@ -27,6 +27,27 @@ export interface ProblemBody {
   instance: string;
   request_id: string;
   errors?: FieldError[];
+}
+
+/** ProblemBody as a schema, for the OpenAPI document. */
+export const problemSchema = z
+  .object({
+    type: z.literal('about:blank'),
+    title: z.string().meta({ description: 'The HTTP status phrase' }),
+    status: z.number().int(),
+    detail: z.string().meta({ description: 'What went wrong in this occurrence' }),
+    instance: z.string().meta({ description: 'The request path' }),
+    request_id: z.string(),
+    errors: z
+      .array(z.object({ field: z.string(), message: z.string() }))
+      .optional()
+      .meta({ description: '400 only: every bad field or query parameter' }),
+  })
+  .meta({ description: 'RFC 9457 problem details' });
+
+/** A response of the OpenAPI document: `description` with a problem+json body. */
+export function problemResponse(description: string) {
+  return { description, content: { 'application/problem+json': { schema: problemSchema } } };
 }
 
 /** Thrown by handlers and hooks; the error handler turns it into a problem response. */
@@ -129,17 +150,38 @@ export function unsupportedMediaType(request: FastifyRequest): HttpProblem {
   return new HttpProblem(415, `Content-Type ${type} is not supported; send application/json`);
 }
 
+/** The problem an error thrown by a handler, a hook or a route's schema stands for. */
+export function problemFor(error: FastifyError, request: FastifyRequest): HttpProblem {
+  if (error instanceof HttpProblem) return error;
+  // A route schema (zod, through the app's validator compiler) refused the request.
+  if (error instanceof z.ZodError) {
+    const context = (error as { validationContext?: string }).validationContext;
+    return validationProblem(error, context === 'body' ? 'body' : 'query');
+  }
+  return problemFromFastifyError(error, request);
+}
+
+/** The problem an error stands for, logged: 5xx as errors, Fastify's own 4xx at info. */
+export function loggedProblem(error: FastifyError, request: FastifyRequest): HttpProblem {
+  const problem = problemFor(error, request);
+  if (problem.status >= 500) {
+    request.log.error({ err: error }, 'request failed');
+  } else if (!(error instanceof HttpProblem)) {
+    request.log.info({ code: error.code, status: problem.status }, problem.detail);
+  }
+  return problem;
+}
+
+/** A preValidation hook: no body and no Content-Type is a 415, not a validation error. */
+export async function requireBody(request: FastifyRequest): Promise<void> {
+  if (request.body === undefined) throw unsupportedMediaType(request);
+}
+
 /** Every error and unknown route answers application/problem+json, never a stack trace. */
 export function registerProblemHandlers(app: FastifyInstance): void {
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    const problem = error instanceof HttpProblem ? error : problemFromFastifyError(error, request);
-    if (problem.status >= 500) {
-      request.log.error({ err: error }, 'request failed');
-    } else if (!(error instanceof HttpProblem)) {
-      request.log.info({ code: error.code, status: problem.status }, problem.detail);
-    }
-    return sendProblem(request, reply, problem);
-  });
+  app.setErrorHandler((error: FastifyError, request, reply) =>
+    sendProblem(request, reply, loggedProblem(error, request)),
+  );
   app.setNotFoundHandler((request, reply) =>
     sendProblem(
       request,

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { BuildInfo } from '../common/build-info.js';
+import { z } from 'zod';
 import { allowOnly } from './http-methods.js';
 
 export interface VersionBody {
@@ -17,6 +18,23 @@ export function registerVersionRoute(app: FastifyInstance, build: BuildInfo): vo
     build_date: build.build_date,
     node_version: process.version,
   };
-  app.get('/version', async (_request, reply) => reply.send(body));
+  app.get(
+    '/version',
+    {
+      schema: {
+        tags: ['Operations'],
+        summary: 'The build: package version, git commit, build date, Node.js version',
+        response: {
+          200: z.object({
+            version: z.string(),
+            git_commit: z.string(),
+            build_date: z.string(),
+            node_version: z.string(),
+          }),
+        },
+      },
+    },
+    async (_request, reply) => reply.send(body),
+  );
   allowOnly(app, '/version', ['GET']);
 }

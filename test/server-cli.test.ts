@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildInfo } from '../common/build-info.js';
 import { createLogger } from '../common/logger.js';
 import { openPostgres } from '../server/database.js';
 import { slotHealthUrl } from '../server/healthcheck.js';
@@ -73,7 +74,8 @@ describe('togather healthcheck', () => {
   it('exits 0 on a healthy app', async () => {
     const result = await runCli(['healthcheck', '--url', `${healthy.url}/health`]);
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/^healthy: slot blue, version \S+\n$/);
+    // The package version (app_version), not the commit the contract calls version.
+    expect(result.stdout).toBe(`healthy: slot blue, version ${buildInfo().version}\n`);
   });
 
   it('without --url checks the app at SERVER_HOST:SERVER_PORT, wildcard hosts on loopback', async () => {
@@ -364,7 +366,7 @@ describe('togather serve', () => {
         migrations: {
           status: 'fail',
           message:
-            'schema is behind this build: 1 pending (0001_create_events); run togather migrate up',
+            'schema is behind this build: 2 pending (0001_create_events, 0002_create_places_and_organizations); run togather migrate up',
         },
       },
     });

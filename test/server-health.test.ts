@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildInfo } from '../common/build-info.js';
 import { createLogger } from '../common/logger.js';
 import { openPostgres } from '../server/database.js';
-import { checksumOf, loadMigrations, type Migration } from '../server/migrate.js';
+import { commitVersion } from '../server/health.js';
+import { checksumOf, loadMigrations, migrationLabel, type Migration } from '../server/migrate.js';
 import { closedPort } from './helpers/ports.js';
 import {
   call,
@@ -15,19 +16,31 @@ import {
 interface Check {
   status: string;
   message: string;
+  latency: string;
   latency_ms: number;
+  details?: Record<string, unknown>;
 }
 interface Report {
   status: string;
-  slot: string | null;
   version: string;
+  app_version: string;
   git_commit: string;
+  slot: string | null;
   checks: Record<string, Check>;
   timestamp: string;
 }
 
+/** The figures a check measured, as it reported them. */
+const timing = (check: Check | undefined) => ({
+  latency: check!.latency,
+  latency_ms: check!.latency_ms,
+});
+
 let backend: TestBackend;
 let server: TestApp;
+const migrations = await loadMigrations();
+const LATEST_VERSION = migrations[migrations.length - 1]!.version;
+const LATEST = migrationLabel(migrations[migrations.length - 1]!);
 
 beforeAll(async () => {
   backend = await postgresBackend();
@@ -40,31 +53,54 @@ afterAll(async () => {
 });
 
 describe('/health', () => {
-  it('is 200 healthy with the database and migrations checks passing', async () => {
+  it('is 200 healthy with the database, migrations and http_endpoint checks passing', async () => {
     const result = await call(`${server.url}/health`);
     expect(result.status).toBe(200);
     expect(result.headers.get('cache-control')).toBe('no-store');
     const report = result.body as Report;
+    const { checks } = report;
     expect(report).toEqual({
       status: 'healthy',
-      slot: 'blue',
-      version: buildInfo().version,
+      version: commitVersion(buildInfo().git_commit),
+      app_version: buildInfo().version,
       git_commit: buildInfo().git_commit,
+      slot: 'blue',
       checks: {
         database: {
           status: 'pass',
           message: 'postgres reachable',
-          latency_ms: report.checks.database!.latency_ms,
+          ...timing(checks.database),
+          details: {
+            kind: 'postgres',
+            pool_size: 5,
+            open: checks.database!.details!.open,
+            active: checks.database!.details!.active,
+            idle: checks.database!.details!.idle,
+            waiting: 0,
+          },
         },
         migrations: {
           status: 'pass',
-          message: 'schema up to date at 0001_create_events',
-          latency_ms: report.checks.migrations!.latency_ms,
+          message: `schema up to date at ${LATEST}`,
+          ...timing(checks.migrations),
+          details: {
+            version: LATEST_VERSION,
+            dirty: false,
+            expected_version: LATEST_VERSION,
+            pending: [],
+          },
+        },
+        http_endpoint: {
+          status: 'pass',
+          message: 'GET /healthz answered 200',
+          ...timing(checks.http_endpoint),
+          details: { url: `${server.url}/healthz` },
         },
       },
       timestamp: report.timestamp,
     });
-    expect(report.checks.database!.latency_ms).toBeGreaterThanOrEqual(0);
+    expect(checks.database!.latency_ms).toBeGreaterThanOrEqual(0);
+    expect(checks.database!.latency).toMatch(/^\d+ms$/);
     expect(Math.abs(Date.parse(report.timestamp) - Date.now())).toBeLessThan(60_000);
   });
 
@@ -145,7 +181,13 @@ describe('/health', () => {
       expect(result.status).toBe(200);
       expect((result.body as Report).checks.migrations).toMatchObject({
         status: 'pass',
-        message: 'schema at 0001_create_events, 1 ahead of this build (additive, compatible)',
+        message: `schema at ${LATEST}, ${migrations.length} ahead of this build (additive, compatible)`,
+        details: {
+          version: LATEST_VERSION,
+          dirty: false,
+          expected_version: 0,
+          pending: [],
+        },
       });
     } finally {
       await older.close();
@@ -181,6 +223,7 @@ describe('/health', () => {
           migrations: {
             status: 'warn',
             message: 'applied migration files changed since: 0001_create_events',
+            details: { version: LATEST_VERSION, dirty: false },
           },
         },
       });

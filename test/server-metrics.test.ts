@@ -105,6 +105,7 @@ describe('the metrics listener', () => {
     expect(post.body).toEqual(
       problem(
         405,
+        'Method Not Allowed',
         'POST is not allowed here; allowed: GET, HEAD, OPTIONS',
         '/metrics',
         expect.any(String),
@@ -114,7 +115,7 @@ describe('the metrics listener', () => {
     expect(other.status).toBe(404);
     expect(other.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
     expect(other.body).toEqual(
-      problem(404, 'no route for GET /health', '/health', expect.any(String)),
+      problem(404, 'Not Found', 'no route for GET /health', '/health', expect.any(String)),
     );
   });
 });
@@ -124,7 +125,9 @@ describe('the app port', () => {
     const result = await call(`${server.url}/metrics`, { headers: { 'x-request-id': 'm-404' } });
     expect(result.status).toBe(404);
     expect(result.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
-    expect(result.body).toEqual(problem(404, 'no route for GET /metrics', '/metrics', 'm-404'));
+    expect(result.body).toEqual(
+      problem(404, 'Not Found', 'no route for GET /metrics', '/metrics', 'm-404'),
+    );
     expect(result.text).not.toContain('togather_app_info');
   });
 
@@ -132,7 +135,9 @@ describe('the app port', () => {
     const result = await call(`${edge.url}/metrics`, { headers: { 'x-request-id': 'm-edge' } });
     expect(result.status).toBe(404);
     expect(result.headers.get('x-togather-slot')).toBe('blue');
-    expect(result.body).toEqual(problem(404, 'no route for GET /metrics', '/metrics', 'm-edge'));
+    expect(result.body).toEqual(
+      problem(404, 'Not Found', 'no route for GET /metrics', '/metrics', 'm-edge'),
+    );
   });
 });
 

@@ -63,8 +63,12 @@ async function tableExists(db: Database, name: string): Promise<boolean> {
 describe('loadMigrations', () => {
   it('reads the shipped files in version order', async () => {
     const migrations = await loadMigrations();
-    expect(migrations.map((m) => `${m.version}:${m.name}`)).toEqual(['1:create_events']);
+    expect(migrations.map((m) => `${m.version}:${m.name}`)).toEqual([
+      '1:create_events',
+      '2:create_places_and_organizations',
+    ]);
     expect(migrations[0]!.sql).toContain('CREATE TABLE events');
+    expect(migrations[1]!.sql).toContain('CREATE TABLE places');
     expect(migrations[0]!.checksum).toMatch(/^[0-9a-f]{64}$/);
   });
 
@@ -89,11 +93,13 @@ describe('migrateUp', () => {
     const migrations = await loadMigrations();
     const before = await migrationStatus(db, migrations);
     expect(before.applied).toEqual([]);
-    expect(before.pending.map((m) => m.version)).toEqual([1]);
+    expect(before.pending.map((m) => m.version)).toEqual([1, 2]);
 
     const applied = await migrateUp(db, migrations, { logger });
-    expect(applied.map((m) => m.version)).toEqual([1]);
+    expect(applied.map((m) => m.version)).toEqual([1, 2]);
     expect(await tableExists(db, 'events')).toBe(true);
+    expect(await tableExists(db, 'places')).toBe(true);
+    expect(await tableExists(db, 'organizations')).toBe(true);
     const after = await migrationStatus(db, migrations);
     expect(after.pending).toEqual([]);
     expect(after.dirty).toEqual([]);
@@ -102,6 +108,13 @@ describe('migrateUp', () => {
         version: 1,
         name: 'create_events',
         checksum: migrations[0]!.checksum,
+        dirty: false,
+        applied_at: expect.any(Date),
+      },
+      {
+        version: 2,
+        name: 'create_places_and_organizations',
+        checksum: migrations[1]!.checksum,
         dirty: false,
         applied_at: expect.any(Date),
       },
@@ -199,9 +212,18 @@ describe('togather migrate', () => {
     ]);
     expect([a.code, b.code]).toEqual([0, 0]);
     const outputs = [a.stdout, b.stdout];
-    expect(outputs.filter((o) => o === 'applied 0001_create_events\n')).toHaveLength(1);
-    expect(outputs.filter((o) => o === 'schema up to date (0001_create_events)\n')).toHaveLength(1);
-    expect(await versions(open())).toEqual([{ version: 1, dirty: false }]);
+    expect(
+      outputs.filter(
+        (o) => o === 'applied 0001_create_events\napplied 0002_create_places_and_organizations\n',
+      ),
+    ).toHaveLength(1);
+    expect(
+      outputs.filter((o) => o === 'schema up to date (0002_create_places_and_organizations)\n'),
+    ).toHaveLength(1);
+    expect(await versions(open())).toEqual([
+      { version: 1, dirty: false },
+      { version: 2, dirty: false },
+    ]);
 
     const status = await runCli(['migrate', 'status'], env);
     expect(status.code).toBe(0);
@@ -211,6 +233,11 @@ describe('togather migrate', () => {
       up_to_date: true,
       migrations: [
         { migration: '0001_create_events', state: 'applied', applied_at: expect.any(String) },
+        {
+          migration: '0002_create_places_and_organizations',
+          state: 'applied',
+          applied_at: expect.any(String),
+        },
       ],
     });
   });
@@ -222,7 +249,9 @@ describe('togather migrate', () => {
       LOG_FORMAT: 'pretty',
     });
     expect(result.code).toBe(0);
-    expect(result.stdout).toBe('applied 0001_create_events\n');
+    expect(result.stdout).toBe(
+      'applied 0001_create_events\napplied 0002_create_places_and_organizations\n',
+    );
     expect(result.stderr).toMatch(
       /^\[[\d:.]+\] INFO \(togather-migrate\/\d+\): migration applied\n/,
     );
@@ -235,7 +264,10 @@ describe('togather migrate', () => {
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({
       up_to_date: false,
-      migrations: [{ migration: '0001_create_events', state: 'pending', applied_at: null }],
+      migrations: [
+        { migration: '0001_create_events', state: 'pending', applied_at: null },
+        { migration: '0002_create_places_and_organizations', state: 'pending', applied_at: null },
+      ],
     });
   });
 
@@ -264,7 +296,9 @@ describe('togather migrate', () => {
     const dataDir = join(dir, 'data');
     const first = await runCli(['migrate', 'up'], { DATA_DIR: dataDir });
     expect(first.stderr).toContain('using embedded PGlite');
-    expect(first.stdout).toBe('applied 0001_create_events\n');
+    expect(first.stdout).toBe(
+      'applied 0001_create_events\napplied 0002_create_places_and_organizations\n',
+    );
     expect(first.code).toBe(0);
 
     // This test process plays the other holder: its pid is alive.

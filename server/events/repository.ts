@@ -1,130 +1,135 @@
 import type { Queryable } from '../database.js';
-import type { Cursor, EventInput } from './schemas.js';
+import {
+  InvalidReference,
+  tableRepository,
+  textFilter,
+  type ResourceRepository,
+} from '../resources/repository.js';
+import type { ThingRow } from '../resources/json-ld.js';
+import { SoftDeleteTable, type ColumnValues } from '../resources/table.js';
+import type { EventInput, EventListQuery } from './schemas.js';
 
-/** A row of `events`, deleted ones included (deleted_at set). */
-export interface EventRecord {
-  id: string;
-  name: string;
-  description: string | null;
+/** A row of `events` with what it refers to, deleted ones included (deleted_at set). */
+export interface EventRecord extends ThingRow {
   start_date: Date;
   end_date: Date | null;
-  url: string | null;
   location_name: string | null;
   location_address: string | null;
   organizer_name: string | null;
   organizer_url: string | null;
-  created_at: Date;
-  updated_at: Date;
+  /** A stored place the event refers to, and its name while that place is not deleted. */
+  place_id: string | null;
+  place_name: string | null;
+  organizer_id: string | null;
+  organization_name: string | null;
+}
+
+export type EventRepository = ResourceRepository<EventRecord, EventInput, EventListQuery>;
+
+const TABLE = {
+  table: 'events',
+  columns: `t.id::text AS id, t.name, t.description, t.start_date, t.end_date, t.url,
+    t.location_name, t.location_address, t.organizer_name, t.organizer_url,
+    t.place_id::text AS place_id, CASE WHEN p.deleted_at IS NULL THEN p.name END AS place_name,
+    t.organizer_id::text AS organizer_id,
+    CASE WHEN o.deleted_at IS NULL THEN o.name END AS organization_name,
+    t.created_at, t.updated_at, t.deleted_at`,
+  joins: `LEFT JOIN places p ON p.id = t.place_id
+    LEFT JOIN organizations o ON o.id = t.organizer_id`,
+  order: {
+    column: 't.start_date',
+    cast: 'timestamptz',
+    key: (row: EventRecord) => row.start_date.toISOString(),
+  },
+};
+
+interface PlaceRow {
+  name: string;
+  address: string | null;
   deleted_at: Date | null;
 }
 
-export interface EventFilter {
-  /** Events still going on or after this instant (their end, or start when they have none). */
-  from?: Date;
-  /** Events starting on or before this instant. */
-  to?: Date;
-  /** Text contained in the name or description, case-insensitive. */
-  text?: string;
+interface OrganizationRow {
+  name: string;
+  url: string | null;
+  deleted_at: Date | null;
 }
 
-export interface EventPage {
-  items: EventRecord[];
-  /** Where the next page starts; undefined on the last page. */
-  next: Cursor | undefined;
+/** A live row of `table` by id; InvalidReference when there is none. */
+async function referenced<R extends { deleted_at: Date | null }>(
+  db: Queryable,
+  sql: string,
+  id: string,
+  field: string,
+  noun: string,
+): Promise<R> {
+  const row = (await db.query<R>(sql, [id])).rows[0];
+  if (!row) throw new InvalidReference(field, `no ${noun} with identifier ${id}`);
+  if (row.deleted_at) throw new InvalidReference(field, `${noun} ${id} was deleted`);
+  return row;
 }
 
-export type RemoveResult = 'deleted' | 'already_deleted' | 'missing';
-
-export interface EventRepository {
-  create(input: EventInput): Promise<EventRecord>;
-  list(filter: EventFilter, limit: number, after?: Cursor): Promise<EventPage>;
-  /** The event, deleted or not; undefined when it never existed. */
-  find(id: string): Promise<EventRecord | undefined>;
-  remove(id: string): Promise<RemoveResult>;
-}
-
-const COLUMNS = `id::text AS id, name, description, start_date, end_date, url,
-  location_name, location_address, organizer_name, organizer_url,
-  created_at, updated_at, deleted_at`;
-
-/** ILIKE pattern for "contains": the user's % and _ are literal. */
-function containsPattern(text: string): string {
-  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+/**
+ * The columns of an event. A referenced place or organizer is also copied
+ * into the inline columns: the previous release, which shares the database
+ * during a cutover, reads only those.
+ */
+async function eventColumns(db: Queryable, input: EventInput): Promise<ColumnValues> {
+  let location = { name: input.location?.name ?? null, address: input.location?.address ?? null };
+  let placeId: string | null = null;
+  if (input.location?.identifier) {
+    placeId = input.location.identifier;
+    const place = await referenced<PlaceRow>(
+      db,
+      `SELECT name, concat_ws(', ', street_address, address_locality,
+         NULLIF(concat_ws(' ', address_region, postal_code), ''), address_country) AS address, deleted_at
+       FROM places WHERE id = $1`,
+      placeId,
+      'location.identifier',
+      'place',
+    );
+    location = { name: place.name, address: place.address || null };
+  }
+  let organizer = { name: input.organizer?.name ?? null, url: input.organizer?.url ?? null };
+  let organizerId: string | null = null;
+  if (input.organizer?.identifier) {
+    organizerId = input.organizer.identifier;
+    const organization = await referenced<OrganizationRow>(
+      db,
+      'SELECT name, url, deleted_at FROM organizations WHERE id = $1',
+      organizerId,
+      'organizer.identifier',
+      'organization',
+    );
+    organizer = { name: organization.name, url: organization.url };
+  }
+  return {
+    name: input.name,
+    description: input.description ?? null,
+    start_date: input.startDate.toISOString(),
+    end_date: input.endDate?.toISOString() ?? null,
+    url: input.url ?? null,
+    location_name: location.name,
+    location_address: location.address,
+    organizer_name: organizer.name,
+    organizer_url: organizer.url,
+    place_id: placeId,
+    organizer_id: organizerId,
+  };
 }
 
 export function createEventRepository(db: Queryable): EventRepository {
-  return {
-    async create(input) {
-      const result = await db.query<EventRecord>(
-        `INSERT INTO events (name, description, start_date, end_date, url,
-           location_name, location_address, organizer_name, organizer_url)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         RETURNING ${COLUMNS}`,
-        [
-          input.name,
-          input.description ?? null,
-          input.startDate.toISOString(),
-          input.endDate?.toISOString() ?? null,
-          input.url ?? null,
-          input.location?.name ?? null,
-          input.location?.address ?? null,
-          input.organizer?.name ?? null,
-          input.organizer?.url ?? null,
-        ],
-      );
-      return result.rows[0]!;
-    },
-
-    async list(filter, limit, after) {
-      const where = ['deleted_at IS NULL'];
-      const params: unknown[] = [];
-      const param = (value: unknown) => {
-        params.push(value);
-        return `$${params.length}`;
-      };
-      if (filter.from) {
-        where.push(`COALESCE(end_date, start_date) >= ${param(filter.from.toISOString())}`);
-      }
-      if (filter.to) where.push(`start_date <= ${param(filter.to.toISOString())}`);
-      if (filter.text) {
-        const pattern = param(containsPattern(filter.text));
-        where.push(`(name ILIKE ${pattern} OR description ILIKE ${pattern})`);
-      }
-      if (after) {
-        where.push(
-          `(start_date, id) > (${param(after.startDate.toISOString())}::timestamptz, ${param(after.id)}::uuid)`,
+  const text = textFilter(['t.name', 't.description']);
+  return tableRepository(new SoftDeleteTable<EventRecord>(db, TABLE), {
+    columns: (input) => eventColumns(db, input),
+    filter(query, where) {
+      if (query.start_date) {
+        where.add(
+          `COALESCE(t.end_date, t.start_date) >= ${where.param(query.start_date.toISOString())}`,
         );
       }
-      // One row more than asked tells whether another page follows.
-      const result = await db.query<EventRecord>(
-        `SELECT ${COLUMNS} FROM events WHERE ${where.join(' AND ')}
-         ORDER BY start_date, id LIMIT ${param(limit + 1)}`,
-        params,
-      );
-      const items = result.rows.slice(0, limit);
-      const last = items[items.length - 1];
-      const next =
-        result.rows.length > limit && last
-          ? { startDate: last.start_date, id: last.id }
-          : undefined;
-      return { items, next };
+      if (query.end_date) where.add(`t.start_date <= ${where.param(query.end_date.toISOString())}`);
+      text(query, where);
     },
-
-    async find(id) {
-      const result = await db.query<EventRecord>(`SELECT ${COLUMNS} FROM events WHERE id = $1`, [
-        id,
-      ]);
-      return result.rows[0];
-    },
-
-    async remove(id) {
-      const result = await db.query(
-        `UPDATE events SET deleted_at = now(), updated_at = now()
-         WHERE id = $1 AND deleted_at IS NULL RETURNING id`,
-        [id],
-      );
-      if (result.rowCount > 0) return 'deleted';
-      return (await this.find(id)) ? 'already_deleted' : 'missing';
-    },
-  };
+  });
 }

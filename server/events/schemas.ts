@@ -1,21 +1,6 @@
 import { z } from 'zod';
-
-/** "is required" when absent, else the hint (zod's own text names types, not rules). */
-const says = (hint: string) => ({
-  error: (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : hint),
-});
-
-const text = (max: number) =>
-  z
-    .string(says('must be a string'))
-    .trim()
-    .min(1, 'must not be empty')
-    .max(max, `must be at most ${max} characters`);
-
-const httpUrl = z
-  .string(says('must be an http(s) URL'))
-  .max(2048, 'must be at most 2048 characters')
-  .refine((v) => /^https?:\/\/[^/\s]+/i.test(v) && URL.canParse(v), 'must be an http(s) URL');
+import { httpUrl, isResourceId, jsonLdFraming, longText, says, text } from '../resources/fields.js';
+import { pagingQuery, textQuery } from '../resources/pagination.js';
 
 const DATE_TIME_HINT = 'must be an ISO 8601 date-time with a time zone, e.g. 2026-05-01T19:00:00Z';
 
@@ -24,34 +9,74 @@ const dateTime = z.iso
   .datetime({ offset: true, ...says(DATE_TIME_HINT) })
   .transform((v) => new Date(v));
 
-/** The body of POST /api/v1/events: a schema.org Event in its simple JSON-LD form. */
+/**
+ * A place or an organizer: given inline (`name` and more), or by the
+ * `identifier` of one stored in /api/v1/places or /api/v1/organizations.
+ * One object with a rule rather than a union, so that each bad field is
+ * named (a union could only say that no form fits).
+ */
+function placeOrReference<T extends string, S extends z.ZodRawShape>(
+  type: T,
+  collection: string,
+  inline: S,
+  shape: string,
+) {
+  return z
+    .strictObject(
+      {
+        '@type': z.literal(type, { error: `must be "${type}"` }).optional(),
+        identifier: z
+          .string(says(`must be the identifier of a ${type} of ${collection}`))
+          .refine(isResourceId, `must be the identifier of a ${type} of ${collection}`)
+          .optional()
+          .meta({
+            format: 'uuid',
+            description: `Refers to a stored ${type} (GET ${collection}); then nothing else but @type`,
+          }),
+        ...inline,
+      },
+      { error: `must be an object with ${shape}, or with identifier` },
+    )
+    .superRefine((value, ctx) => {
+      const given = value as Record<string, unknown>;
+      if (given.identifier !== undefined) {
+        for (const key of Object.keys(inline)) {
+          if (given[key] !== undefined) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [key],
+              message: 'must not be given with identifier',
+            });
+          }
+        }
+      } else if (given.name === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['name'], message: 'is required' });
+      }
+    });
+}
+
+/** The body of POST and PUT /api/v1/events: a schema.org Event in its simple JSON-LD form. */
 export const eventInputSchema = z
   .strictObject(
     {
-      '@context': z
-        .enum(['https://schema.org', 'http://schema.org', 'https://schema.org/'])
-        .optional(),
-      '@type': z.literal('Event', { error: 'must be "Event"' }).optional(),
+      ...jsonLdFraming('Event'),
       name: text(500),
       startDate: dateTime,
       endDate: dateTime.optional(),
-      description: z
-        .string(says('must be a string'))
-        .max(10_000, 'must be at most 10000 characters')
-        .optional(),
+      description: longText(10_000).optional(),
       url: httpUrl.optional(),
-      location: z
-        .strictObject(
-          { name: text(500), address: text(1000).optional() },
-          { error: 'must be an object with name and optional address' },
-        )
-        .optional(),
-      organizer: z
-        .strictObject(
-          { name: text(500), url: httpUrl.optional() },
-          { error: 'must be an object with name and optional url' },
-        )
-        .optional(),
+      location: placeOrReference(
+        'Place',
+        '/api/v1/places',
+        { name: text(500).optional(), address: text(1000).optional() },
+        'name and optional address',
+      ).optional(),
+      organizer: placeOrReference(
+        'Organization',
+        '/api/v1/organizations',
+        { name: text(500).optional(), url: httpUrl.optional() },
+        'name and optional url',
+      ).optional(),
     },
     { error: 'must be a JSON object' },
   )
@@ -62,38 +87,6 @@ export const eventInputSchema = z
   });
 
 export type EventInput = z.output<typeof eventInputSchema>;
-
-/** Position after the last item of a page: the list is ordered by (start_date, id). */
-export interface Cursor {
-  startDate: Date;
-  id: string;
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isEventId(value: string): boolean {
-  return UUID.test(value);
-}
-
-export function encodeCursor(cursor: Cursor): string {
-  return Buffer.from(JSON.stringify([cursor.startDate.toISOString(), cursor.id])).toString(
-    'base64url',
-  );
-}
-
-export function decodeCursor(text: string): Cursor | undefined {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-    if (!Array.isArray(value) || value.length !== 2) return undefined;
-    const [start, id] = value as unknown[];
-    if (typeof start !== 'string' || typeof id !== 'string' || !isEventId(id)) return undefined;
-    const startDate = new Date(start);
-    if (Number.isNaN(startDate.getTime()) || startDate.toISOString() !== start) return undefined;
-    return { startDate, id };
-  } catch {
-    return undefined;
-  }
-}
 
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 const DAY_MS = 86_400_000;
@@ -119,35 +112,23 @@ function dateBound(edge: 'start' | 'end') {
     });
 }
 
+/** A cursor's key: the ISO instant of the last event's start. */
+function isInstant(key: string): boolean {
+  const date = new Date(key);
+  return !Number.isNaN(date.getTime()) && date.toISOString() === key;
+}
+
 /** Query of GET /api/v1/events. */
-export const listQuerySchema = z
+export const eventListQuerySchema = z
   .object({
-    start_date: dateBound('start').optional(),
-    end_date: dateBound('end').optional(),
-    q: z
-      .string()
-      .trim()
-      .min(1, 'must not be empty')
-      .max(200, 'must be at most 200 characters')
-      .optional(),
-    limit: z
-      .string()
-      .regex(/^\d+$/, 'must be a whole number from 1 to 100')
-      .transform(Number)
-      .pipe(z.number().int().min(1, 'must be at least 1').max(100, 'must be at most 100'))
-      .optional(),
-    cursor: z
-      .string()
-      .max(512, 'is not a cursor returned as next_cursor')
-      .transform((v, ctx) => {
-        const cursor = decodeCursor(v);
-        if (!cursor) {
-          ctx.addIssue({ code: 'custom', message: 'is not a cursor returned as next_cursor' });
-          return z.NEVER;
-        }
-        return cursor;
-      })
-      .optional(),
+    start_date: dateBound('start')
+      .optional()
+      .meta({ description: 'Events still going on at or after this instant (or date)' }),
+    end_date: dateBound('end')
+      .optional()
+      .meta({ description: 'Events starting on or before this instant (a date: through its end)' }),
+    q: textQuery.meta({ description: 'Text in the name or description, case-insensitive' }),
+    ...pagingQuery(isInstant),
   })
   .superRefine((query, ctx) => {
     if (query.start_date && query.end_date && query.end_date < query.start_date) {
@@ -159,6 +140,4 @@ export const listQuerySchema = z
     }
   });
 
-export type ListQuery = z.output<typeof listQuerySchema>;
-
-export const DEFAULT_PAGE_SIZE = 20;
+export type EventListQuery = z.output<typeof eventListQuerySchema>;

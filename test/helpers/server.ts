@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { STATUS_CODES } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -27,6 +26,7 @@ export const TEST_SETTINGS: AppSettings = {
   trustProxy: false,
   publicUrl: undefined,
   keepAliveTimeoutMs: 75_000,
+  cors: { anyOrigin: true, origins: [] },
 };
 
 export const ADMIN = { authorization: `Bearer ${TEST_AUTH.adminApiKey}` };
@@ -151,14 +151,14 @@ export async function call(
   return { status: response.status, headers: response.headers, body, text };
 }
 
-/** The app's RFC 9457 problem body, as a test expects it whole. */
-export function problem(status: number, detail: string, instance: string, requestId: unknown) {
-  return {
-    type: 'about:blank',
-    title: STATUS_CODES[status],
-    status,
-    detail,
-    instance,
-    request_id: requestId,
-  };
+/** The exact RFC 9457 body the app answers with. */
+export function problem(
+  status: number,
+  title: string,
+  detail: string,
+  instance: string,
+  requestId: string | null,
+  extra: Record<string, unknown> = {},
+) {
+  return { type: 'about:blank', title, status, detail, instance, request_id: requestId, ...extra };
 }

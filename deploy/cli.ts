@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
-import { deployCommand, readCommand, type DeployFlags } from './deploy-command.js';
-import type { DevFlags } from './dev.js';
-import { DEFAULT_ENV_FILE } from './deploy-settings.js';
+import { deployCommand, readCommand, type DeployFlags } from './rollout/deploy-command.js';
+import type { DevFlags } from './dev/dev.js';
+import { DEFAULT_ENV_FILE } from './rollout/deploy-settings.js';
 
 /** Registers the deploy part's commands on the togather CLI: deploy (status, history) and dev. */
 export function registerDeployCommands(program: Command): void {
@@ -95,7 +95,7 @@ export function registerDeployCommands(program: Command): void {
     )
     .option('--state-dir <dir>', 'where the dev stack keeps its data, state and logs', '.togather')
     .action(async (flags: DevFlags) => {
-      const { devCommand } = await import('./dev.js');
+      const { devCommand } = await import('./dev/dev.js');
       await devCommand(flags);
     });
 }

@@ -1,13 +1,13 @@
 import { Argument, type Command } from 'commander';
 import { loadProxyConfig } from './config.js';
-import { SLOTS, type Slot } from './slot-state.js';
+import { SLOTS, type Slot } from './state/slot-state.js';
 import {
   adminClientFrom,
   loadAdminClientConfig,
   runRollback,
   runStatus,
   runSwitch,
-} from './admin-commands.js';
+} from './admin/commands.js';
 
 /** Registers the proxy part's commands on the togather CLI. */
 export function registerProxyCommands(program: Command): void {

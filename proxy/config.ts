@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { parseConfig, withoutEmpty } from '../common/config.js';
 import { durationSchema } from '../common/duration.js';
 import { LOG_LEVELS } from '../common/logger.js';
-import { SLOTS } from './slot-state.js';
-import { readUpstreamCa, type UpstreamCa } from './upstream-trust.js';
+import { SLOTS } from './state/slot-state.js';
+import { readUpstreamCa, type UpstreamCa } from './edge/upstream-trust.js';
 
 const port = (fallback: number) =>
   z.coerce

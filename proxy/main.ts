@@ -5,15 +5,15 @@ import { Registry } from 'prom-client';
 import { CommandFailed } from '../cli/errors.js';
 import { exitOnFatalErrors } from '../common/fatal-errors.js';
 import { createLogger } from '../common/logger.js';
-import { startClusterProxy } from './cluster-primary.js';
+import { startClusterProxy } from './cluster/primary.js';
 import type { ProxyConfig } from './config.js';
-import { createControlPlane, urlOf, type ControlPlane } from './control-plane.js';
-import { FileSlotStore } from './file-store.js';
+import { createControlPlane, urlOf, type ControlPlane } from './admin/control-plane.js';
+import { FileSlotStore } from './state/file-store.js';
 import { ProxyMetrics } from './metrics.js';
 import { tuneHeapForProxying } from './heap-tuning.js';
-import { createEdgeProxy, type EdgeProxy } from './proxy.js';
-import { RedisStore } from './redis-store.js';
-import { StoreCorruptError, StoreUnavailableError, type SlotStore } from './store.js';
+import { createEdgeProxy, type EdgeProxy } from './edge/edge-proxy.js';
+import { RedisStore } from './state/redis-store.js';
+import { StoreCorruptError, StoreUnavailableError, type SlotStore } from './state/store.js';
 
 export interface RunningProxy {
   /** The public listener, e.g. http://127.0.0.1:8080 */
@@ -40,7 +40,7 @@ export interface StartProxyOptions {
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 /** What a cluster worker runs (built next to this file). */
-const WORKER_SCRIPT = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+const WORKER_SCRIPT = fileURLToPath(new URL('./cluster/worker-main.js', import.meta.url));
 
 /** The store DESIGN.md names: Redis for a fleet (REDIS_URL), else the state file. */
 export function storeFor(config: ProxyConfig, logger: Logger): SlotStore {

@@ -1,10 +1,10 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { collectProcessMetrics } from '../common/process-metrics.js';
-import type { SlotRegistry } from './slot-registry.js';
-import { SLOTS, type Slot } from './slot-state.js';
-import type { SwitchRecord } from './store.js';
-import { UPSTREAM_ERROR_REASONS, type UpstreamErrorReason } from './upstream-errors.js';
-import type { Upstream } from './upstream.js';
+import type { SlotRegistry } from './state/slot-registry.js';
+import { SLOTS, type Slot } from './state/slot-state.js';
+import type { SwitchRecord } from './state/store.js';
+import { UPSTREAM_ERROR_REASONS, type UpstreamErrorReason } from './edge/upstream-errors.js';
+import type { Upstream } from './edge/upstream.js';
 
 /** Label values of `method`: the standard methods, everything else is OTHER. */
 export const METRIC_METHODS = [

@@ -2,7 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { parseDuration } from '../common/duration.js';
 import { createLogger } from '../common/logger.js';
 import { CommandFailed, UsageError } from '../cli/errors.js';
-import { isSlot } from '../proxy/slot-state.js';
+import { isSlot } from '../proxy/state/slot-state.js';
 import { loadDatabaseCommandConfig, type DatabaseCommandConfig } from './config.js';
 import { openDatabase, type Database } from './database.js';
 import { DataDirBusyError } from './data-dir-lock.js';

@@ -1,0 +1,85 @@
+import type { SlotStateSource } from '../edge/edge-proxy.js';
+import type { Slot, SlotState } from '../state/slot-state.js';
+import { StoreUnavailableError } from '../state/store.js';
+
+/**
+ * A worker's slot state source: the primary owns the store and relays its
+ * state and availability over IPC; this hands them to the worker's data
+ * plane as a store would. States that arrive before the data plane exists
+ * are kept (the newest wins), so none is lost while the worker starts.
+ */
+export class RelayedSlotState implements SlotStateSource {
+  private latest: SlotState | null = null;
+  private up = false;
+  private storeKind: 'redis' | 'file' = 'file';
+  private readonly stateListeners: Array<(state: SlotState) => void> = [];
+  private readonly availabilityListeners: Array<(up: boolean) => void> = [];
+  private readonly initialised: Promise<SlotState>;
+  private markInitialised!: (state: SlotState) => void;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly initTimeoutMs = 10_000) {
+    this.initialised = new Promise<SlotState>((resolve, reject) => {
+      this.markInitialised = resolve;
+      this.timer = setTimeout(
+        () =>
+          reject(
+            new StoreUnavailableError(`no slot state from the primary within ${initTimeoutMs} ms`),
+          ),
+        initTimeoutMs,
+      );
+    });
+    // Nobody may be waiting yet; the rejection is seen by init().
+    this.initialised.catch(() => undefined);
+  }
+
+  get kind(): 'redis' | 'file' {
+    return this.storeKind;
+  }
+
+  /** The newest epoch relayed so far (-1 before the first state). */
+  get epoch(): number {
+    return this.latest?.epoch ?? -1;
+  }
+
+  /** The primary's `init`: the state this worker starts from. */
+  start(state: SlotState, storeUp: boolean, storeKind: 'redis' | 'file'): void {
+    this.storeKind = storeKind;
+    this.up = storeUp;
+    this.relay(state);
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.markInitialised(this.latest ?? state);
+  }
+
+  /** A state relayed by the primary; older ones are ignored here and by the registry. */
+  relay(state: SlotState): void {
+    if (this.latest !== null && state.epoch <= this.latest.epoch) return;
+    this.latest = state;
+    for (const listener of this.stateListeners) listener(state);
+  }
+
+  setUp(up: boolean): void {
+    if (up === this.up) return;
+    this.up = up;
+    for (const listener of this.availabilityListeners) listener(up);
+  }
+
+  /** Resolves with the newest state once the primary has sent its `init`. */
+  async init(_defaultSlot: Slot): Promise<SlotState> {
+    const first = await this.initialised;
+    return this.latest ?? first;
+  }
+
+  onState(listener: (state: SlotState) => void): void {
+    this.stateListeners.push(listener);
+  }
+
+  isUp(): boolean {
+    return this.up;
+  }
+
+  onAvailability(listener: (up: boolean) => void): void {
+    this.availabilityListeners.push(listener);
+  }
+}

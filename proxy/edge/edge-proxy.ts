@@ -1,0 +1,270 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { redactUrl } from '../../common/logger.js';
+import { AccessLog } from './access-log.js';
+import type { ProxyConfig } from '../config.js';
+import { SlotDrainer } from './drain.js';
+import { EdgeRequest, EdgeResponse } from './exchange.js';
+import { Forwarder, type Lifecycle } from './forward.js';
+import type { ProxyMetrics } from '../metrics.js';
+import { SlotRegistry } from '../state/slot-registry.js';
+import type { Slot, SlotState } from '../state/slot-state.js';
+import type { SlotStore } from '../state/store.js';
+import { Upstream } from './upstream.js';
+import { WebSocketProxy, WS_CLOSE_GOING_AWAY } from './websocket.js';
+
+/** The configuration the data plane reads. */
+export type EdgeProxyConfig = Pick<
+  ProxyConfig,
+  | 'PROXY_HOST'
+  | 'PROXY_PORT'
+  | 'BLUE_URL'
+  | 'GREEN_URL'
+  | 'DEFAULT_SLOT'
+  | 'DRAIN_TIMEOUT'
+  | 'UPSTREAM_TIMEOUT'
+  | 'UPSTREAM_CA_FILE'
+  | 'HEADERS_TIMEOUT'
+  | 'REQUEST_TIMEOUT'
+  | 'KEEP_ALIVE_TIMEOUT'
+  | 'MAX_HEADER_SIZE'
+  | 'MAX_CONNECTIONS'
+  | 'SHUTDOWN_TIMEOUT'
+  | 'TRUST_PROXY'
+  | 'ACCESS_LOG'
+>;
+
+/**
+ * What the data plane needs of a store: the state to start from and its
+ * changes (a SlotStore, or a cluster worker's relay of the primary's store).
+ */
+export type SlotStateSource = Pick<
+  SlotStore,
+  'kind' | 'init' | 'onState' | 'isUp' | 'onAvailability'
+>;
+
+export interface EdgeProxyOptions {
+  config: EdgeProxyConfig;
+  /** Initialised here; owned (and closed) by the caller. */
+  store: SlotStateSource;
+  logger: Logger;
+  metrics: ProxyMetrics;
+}
+
+/** One slot's traffic as /admin/status shows it. */
+export interface SlotTrafficView {
+  url: string;
+  inflight: number;
+  websockets: number;
+  draining: boolean;
+}
+
+export interface EdgeProxy {
+  /** The in-memory slot state the hot path reads; apply store states to it. */
+  readonly registry: SlotRegistry;
+  readonly upstreams: Readonly<Record<Slot, Upstream>>;
+  /** The public listener (not listening until listen()). */
+  readonly server: Server<typeof EdgeRequest, typeof EdgeResponse>;
+  /** What runs on a slot now (URL without password). */
+  traffic(slot: Slot): SlotTrafficView;
+  /** Starts the public listener on PROXY_HOST:PROXY_PORT (port 0: any free port). */
+  listen(): Promise<AddressInfo>;
+  /**
+   * Stops accepting connections, lets requests in flight finish (their
+   * answers carry Connection: close), closes WebSockets with 1001, and cuts
+   * what is still open after `timeoutMs` (default SHUTDOWN_TIMEOUT). Does not
+   * close the store.
+   */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+/** How often idle keep-alive connections are closed while shutting down. */
+const SHUTDOWN_POLL_MS = 50;
+
+/**
+ * The data plane: loads the slot state from the store, keeps it in memory
+ * (store notifications → registry), forwards the public listener's requests
+ * and WebSockets to the active slot and drains the old slot on every switch.
+ */
+export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgeProxy> {
+  const { config, store, logger, metrics } = options;
+  const state = await store.init(config.DEFAULT_SLOT);
+  const registry = new SlotRegistry(state);
+  const upstreams: Readonly<Record<Slot, Upstream>> = {
+    blue: new Upstream({
+      slot: 'blue',
+      url: config.BLUE_URL,
+      timeoutMs: config.UPSTREAM_TIMEOUT,
+      ca: config.UPSTREAM_CA_FILE?.pem,
+      logger,
+    }),
+    green: new Upstream({
+      slot: 'green',
+      url: config.GREEN_URL,
+      timeoutMs: config.UPSTREAM_TIMEOUT,
+      ca: config.UPSTREAM_CA_FILE?.pem,
+      logger,
+    }),
+  };
+
+  metrics.attach({ registry, upstreams });
+  metrics.setStoreUp(store.isUp());
+  store.onState((next) => registry.apply(next));
+  store.onAvailability((up) => metrics.setStoreUp(up));
+
+  const drainer = new SlotDrainer({ upstreams, drainTimeoutMs: config.DRAIN_TIMEOUT });
+  registry.onChange((next, previous) => onSwitch(next, previous));
+
+  function onSwitch(next: SlotState, previous: SlotState): void {
+    const fields = {
+      actor: next.actor,
+      from: previous.active,
+      to: next.active,
+      epoch: next.epoch,
+    };
+    const drain = drainer.onChange(next, previous);
+    if (drain === null) {
+      logger.info({ ...fields, drain: null }, 'slot state applied (active slot unchanged)');
+      return;
+    }
+    logger.debug(fields, 'slot switched; draining the old slot');
+    void drain.then((result) => logger.info({ ...fields, drain: result }, 'slot switched'));
+  }
+
+  const lifecycle: Lifecycle = { closing: false };
+  const accessLog = config.ACCESS_LOG ? new AccessLog(logger) : null;
+  const forwarder = new Forwarder({
+    registry,
+    upstreams,
+    metrics,
+    accessLog,
+    logger,
+    trustProxy: config.TRUST_PROXY,
+    lifecycle,
+  });
+  const websockets = new WebSocketProxy({
+    forwarder,
+    registry,
+    upstreams,
+    metrics,
+    accessLog,
+    logger,
+    trustProxy: config.TRUST_PROXY,
+    lifecycle,
+  });
+
+  const server = createServer<typeof EdgeRequest, typeof EdgeResponse>(
+    {
+      IncomingMessage: EdgeRequest,
+      ServerResponse: EdgeResponse,
+      maxHeaderSize: config.MAX_HEADER_SIZE,
+      headersTimeout: config.HEADERS_TIMEOUT,
+      requestTimeout: config.REQUEST_TIMEOUT,
+      keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT,
+      // Node's default (30 s) would let the header and request timeouts overshoot by as much.
+      connectionsCheckingInterval: checkingInterval(config),
+      // Checked by the forwarder, whose answer carries X-Togather-Slot.
+      requireHostHeader: false,
+      noDelay: true,
+    },
+    forwarder.handle,
+  );
+  server.keepAliveTimeout = config.KEEP_ALIVE_TIMEOUT;
+  // Node drops header lines beyond maxHeadersCount (2000) from req.headers while
+  // its parser still frames the body by them: a Content-Length past the 2000th
+  // line would not be forwarded and the body would reach the slot unframed, as
+  // requests of its own. MAX_HEADER_SIZE bounds the header block instead.
+  server.maxHeadersCount = 0;
+  if (config.MAX_CONNECTIONS > 0) server.maxConnections = config.MAX_CONNECTIONS;
+  server.on('upgrade', websockets.handleUpgrade);
+  server.on('clientError', forwarder.onClientError);
+  server.on('checkExpectation', forwarder.onCheckExpectation);
+  server.on('connect', forwarder.onConnect);
+  server.on('drop', () => metrics.countDroppedConnection());
+
+  // Every client connection, upgraded ones included, so shutdown can end them all.
+  const connections = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+
+  let closing: Promise<void> | null = null;
+
+  async function shutDown(timeoutMs: number): Promise<void> {
+    lifecycle.closing = true;
+    for (const upstream of Object.values(upstreams)) upstream.endConnectionsAfterAnswers();
+    const closedWebSockets = websockets.closeAll(WS_CLOSE_GOING_AWAY, 'proxy shutting down');
+    const wasListening = server.listening;
+    const closed = new Promise<void>((resolve) => {
+      if (!wasListening) resolve();
+      else server.close(() => resolve());
+    });
+    const poll = setInterval(() => server.closeIdleConnections(), SHUTDOWN_POLL_MS);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), timeoutMs);
+    });
+    const cut = await Promise.race([closed.then(() => false), timedOut]);
+    clearTimeout(timer);
+    let cutConnections = 0;
+    if (cut) {
+      cutConnections = connections.size;
+      server.closeAllConnections();
+      for (const socket of connections) socket.destroy();
+      await closed;
+    }
+    clearInterval(poll);
+    for (const upstream of Object.values(upstreams)) upstream.destroy();
+    logger.info(
+      { closed_websockets: closedWebSockets, cut_connections: cutConnections },
+      'edge proxy closed',
+    );
+  }
+
+  return {
+    registry,
+    upstreams,
+    server,
+    traffic(slot) {
+      const upstream = upstreams[slot];
+      return {
+        url: upstream.target.password ? redactUrl(upstream.url) : upstream.url,
+        inflight: upstream.inflight,
+        websockets: upstream.openWebSockets,
+        draining: upstream.draining,
+      };
+    },
+    listen() {
+      return new Promise<AddressInfo>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.PROXY_PORT, config.PROXY_HOST, () => {
+          server.off('error', reject);
+          const address = server.address() as AddressInfo;
+          logger.info(
+            {
+              address: address.address,
+              port: address.port,
+              active: registry.current.active,
+              epoch: registry.current.epoch,
+              store: store.kind,
+            },
+            'edge proxy listening',
+          );
+          resolve(address);
+        });
+      });
+    },
+    close(timeoutMs = config.SHUTDOWN_TIMEOUT) {
+      closing ??= shutDown(timeoutMs);
+      return closing;
+    },
+  };
+}
+
+function checkingInterval(config: EdgeProxyConfig): number {
+  const limits = [config.HEADERS_TIMEOUT, config.REQUEST_TIMEOUT].filter((ms) => ms > 0);
+  const shortest = limits.length > 0 ? Math.min(...limits) : 30_000;
+  return Math.min(1000, Math.max(50, Math.floor(shortest / 4)));
+}

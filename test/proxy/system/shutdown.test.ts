@@ -1,0 +1,78 @@
+import { Agent } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestEdge } from '../../support/edge.js';
+import { httpRequest } from '../../support/http-client.js';
+import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('edge proxy shutdown', () => {
+  let blue: TestUpstream;
+  let green: TestUpstream;
+
+  beforeAll(async () => {
+    ({ blue, green } = await startUpstreams());
+  });
+
+  afterAll(async () => {
+    await Promise.all([blue?.close(), green?.close()]);
+  });
+
+  it('stops accepting, lets a request in flight finish with Connection: close, then resolves', async () => {
+    const t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
+    const idle = new Agent({ keepAlive: true });
+    try {
+      // An idle keep-alive connection must not hold the shutdown.
+      await httpRequest(`${t.url}/echo/warm`, { agent: idle });
+      const inFlight = httpRequest(`${t.url}/slow?ms=2000`, {
+        headers: { 'x-request-id': 'last-1' },
+        agent: new Agent({ keepAlive: true }),
+      });
+      await eventually(() => blue.requests.some((r) => r.headers['x-request-id'] === 'last-1'));
+
+      let closed = false;
+      const closing = t.edge.close(10_000).then(() => (closed = true));
+      await eventually(() => !t.edge.server.listening);
+      await expect(httpRequest(`${t.url}/echo/too-late`)).rejects.toThrow(/ECONNREFUSED/);
+      // The slot answers only after 2 s: the shutdown is still waiting for it.
+      expect(closed).toBe(false);
+      expect(t.edge.upstreams.blue.inflight).toBe(1);
+
+      const answer = await inFlight;
+      expect(answer.status).toBe(200);
+      expect(answer.headers['x-togather-slot']).toBe('blue');
+      expect(answer.headers.connection).toBe('close');
+      await closing;
+      expect(await t.logs.waitFor((l) => l.msg === 'edge proxy closed')).toMatchObject({
+        cut_connections: 0,
+      });
+    } finally {
+      idle.destroy();
+      await t.stop();
+    }
+  });
+
+  it('cuts what is still running when the shutdown timeout passes', async () => {
+    const t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
+    try {
+      const inFlight = httpRequest(`${t.url}/slow?ms=60000`, {
+        headers: { 'x-request-id': 'stuck-1' },
+      });
+      await eventually(() => blue.requests.some((r) => r.headers['x-request-id'] === 'stuck-1'));
+      await t.edge.close(300);
+      await expect(inFlight).rejects.toThrow(/socket hang up|ECONNRESET/);
+      expect(await t.logs.waitFor((l) => l.msg === 'edge proxy closed')).toMatchObject({
+        cut_connections: 1,
+      });
+      await eventually(() => t.edge.upstreams.blue.inflight === 0);
+    } finally {
+      await t.stop();
+    }
+  });
+});

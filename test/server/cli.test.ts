@@ -385,7 +385,11 @@ describe('togather serve', () => {
       .filter((line) => line.includes('"msg":"migrations up to date"'))
       .map((line) => JSON.parse(line) as { applied: string[]; reason: string });
     expect(migrated).toEqual([
-      { ...migrated[0], applied: ['0001_create_events'], reason: 'pglite' },
+      {
+        ...migrated[0],
+        applied: ['0001_create_events', '0002_create_places_and_organizations'],
+        reason: 'pglite',
+      },
     ]);
     const health = await call(`http://127.0.0.1:${port}/health`);
     expect(health.status).toBe(200);

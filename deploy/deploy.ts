@@ -43,6 +43,9 @@ export interface DeployDeps {
   signal: AbortSignal;
 }
 
+/** The least time a restored previous version gets to be healthy again. */
+const RESTORE_WAIT_MS = 60_000;
+
 /** A step failed: the deploy stops (and rolls back if traffic had moved). */
 class StepFailed extends Error {
   override name = 'StepFailed';
@@ -386,9 +389,12 @@ export async function runDeploy(
       if (confirmed !== serving) {
         throw new Error(`the proxy reports ${String(confirmed)} active: ${idle} is left as it is`);
       }
+      // The previous version has started before: it gets at least a minute
+      // (a deploy's own health window may be short to fail a new build fast).
+      const intervalMs = Math.max(options.healthIntervalMs, 100);
       detail = await runner.restore(idle, {
-        retries: options.healthRetries,
-        intervalMs: options.healthIntervalMs,
+        retries: Math.max(options.healthRetries, Math.ceil(RESTORE_WAIT_MS / intervalMs)),
+        intervalMs,
       });
     } catch (error) {
       status = 'failed';

@@ -211,8 +211,9 @@ describe('togather dev', () => {
       early = startDev(ports, startupState, { DATABASE_URL: db.url });
       const deadline = Date.now() + 30_000;
       for (;;) {
+        // This database only: another test's migrate may be waiting elsewhere in the cluster.
         const waiting = await holder.query(
-          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'togather-migrate'",
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'togather-migrate' AND datname = current_database()",
         );
         if (waiting.rowCount) break;
         const exited = early.child.exitCode !== null || early.child.signalCode !== null;

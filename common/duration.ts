@@ -3,12 +3,49 @@ import { z } from 'zod';
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** Parses `500ms`, `30s`, `2m`, `1h` or plain milliseconds; undefined when unreadable. */
-export function parseDuration(text: string): number | undefined {
+/**
+ * The longest duration accepted: what setTimeout can wait (2^31-1 ms, about
+ * 24.8 days). Longer values would reach Node as "delay out of range" errors,
+ * or be cut to 1 ms, wherever they end up as a timer.
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** How a duration is written, for error messages. */
+export const DURATION_HINT = 'use 500ms, 30s, 2m or plain milliseconds';
+
+/** The bound, for error messages. */
+export const DURATION_LIMIT = `at most ${MAX_DURATION_MS} ms, about 24.8 days`;
+
+export type DurationReading =
+  { ok: true; ms: number } | { ok: false; reason: 'unreadable' | 'too_long' };
+
+/** Reads `500ms`, `30s`, `2m`, `1h` or plain milliseconds, up to MAX_DURATION_MS. */
+export function readDuration(text: string): DurationReading {
   const match = DURATION.exec(text.trim());
-  if (!match) return undefined;
+  if (!match) return { ok: false, reason: 'unreadable' };
   const value = Number(match[1]) * UNIT_MS[match[2] ?? 'ms']!;
-  return Number.isFinite(value) ? Math.round(value) : undefined;
+  if (!Number.isFinite(value)) return { ok: false, reason: 'too_long' };
+  const ms = Math.round(value);
+  if (ms > MAX_DURATION_MS) return { ok: false, reason: 'too_long' };
+  return { ok: true, ms };
+}
+
+/** Milliseconds, or undefined when unreadable or longer than MAX_DURATION_MS. */
+export function parseDuration(text: string): number | undefined {
+  const reading = readDuration(text);
+  return reading.ok ? reading.ms : undefined;
+}
+
+/**
+ * What is wrong with a duration, as the rest of a sentence that starts with
+ * the setting's name: `DRAIN_TIMEOUT: "soon" is not a duration (...)`.
+ */
+export function durationProblem(text: string): string | undefined {
+  const reading = readDuration(text);
+  if (reading.ok) return undefined;
+  return reading.reason === 'unreadable'
+    ? `"${text}" is not a duration (${DURATION_HINT})`
+    : `"${text}" is too long a duration (${DURATION_LIMIT})`;
 }
 
 /** A zod field that accepts a duration string and yields milliseconds. */
@@ -17,14 +54,11 @@ export function durationSchema(defaultValue: string) {
     .string()
     .default(defaultValue)
     .transform((text, ctx) => {
-      const ms = parseDuration(text);
-      if (ms === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `"${text}" is not a duration (use 500ms, 30s, 2m or plain milliseconds)`,
-        });
+      const reading = readDuration(text);
+      if (!reading.ok) {
+        ctx.addIssue({ code: 'custom', message: durationProblem(text)! });
         return z.NEVER;
       }
-      return ms;
+      return reading.ms;
     });
 }

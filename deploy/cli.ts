@@ -1,5 +1,10 @@
 import { Option, type Command } from 'commander';
-import { deployCommand, readCommand, type DeployFlags } from './rollout/deploy-command.js';
+import {
+  DEFAULT_SWITCH_RETRY_TIME,
+  deployCommand,
+  readCommand,
+  type DeployFlags,
+} from './rollout/deploy-command.js';
 import type { DevFlags } from './dev/dev.js';
 import { DEFAULT_ENV_FILE } from './rollout/deploy-settings.js';
 
@@ -48,6 +53,11 @@ export function registerDeployCommands(program: Command): void {
       '--lock-ttl <duration>',
       'time to live of the deploy lock (renewed while the deploy runs)',
       '30s',
+    )
+    .option(
+      '--switch-retry-time <duration>',
+      'how long the switch and the rollback are retried while the proxy answers 429 or 503',
+      DEFAULT_SWITCH_RETRY_TIME,
     )
     .option('--json', 'print the deployment record as one JSON object')
     .option('--dry-run', 'check the settings and print the plan; change nothing')

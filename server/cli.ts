@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { parseDuration } from '../common/duration.js';
 import { createLogger } from '../common/logger.js';
+import { durationArgument } from '../cli/duration-argument.js';
 import { CommandFailed, UsageError } from '../cli/errors.js';
 import { isSlot } from '../proxy/state/slot-state.js';
 import { loadDatabaseCommandConfig, type DatabaseCommandConfig } from './config.js';
@@ -24,11 +24,7 @@ import {
   type SnapshotMeta,
 } from './snapshot.js';
 
-const duration = (text: string): number => {
-  const ms = parseDuration(text);
-  if (ms === undefined) throw new InvalidArgumentError('use 500ms, 5s, 2m or plain milliseconds');
-  return ms;
-};
+const duration = durationArgument;
 
 const wholeNumber = (text: string): number => {
   if (!/^\d+$/.test(text)) throw new InvalidArgumentError('must be a whole number');

@@ -30,7 +30,9 @@ export interface DevFlags {
 
 /** This very CLI, to start `serve`, `proxy` and `migrate` as child processes. */
 const CLI = fileURLToPath(new URL('../../cli/togather.js', import.meta.url));
-const BUILD_DIR = fileURLToPath(new URL('../..', import.meta.url));
+const BUILD_DIR = fileURLToPath(new URL('..', import.meta.url));
+/** The checkout (or package) this CLI was built in: where `npx togather` runs it. */
+const PACKAGE_DIR = fileURLToPath(new URL('../..', import.meta.url));
 
 interface Child {
   name: string;
@@ -306,7 +308,15 @@ export async function devCommand(flags: DevFlags): Promise<void> {
         `  curl -s ${base.proxy}/api/v1/events`,
         `  curl -s ${base.admin}/admin/status -H "Authorization: Bearer ${proxyKey}"`,
         `  curl -s -X POST "${base.admin}/admin/switch?slot=green" -H "Authorization: Bearer ${proxyKey}"`,
-        `  togather deploy --runner local --build dist --env ${deployEnv}`,
+        '',
+        'the togather CLI, from another shell (npx runs the one of this checkout):',
+        `  cd ${shellQuote(PACKAGE_DIR.replace(/\/$/, ''))}`,
+        givenProxyKey
+          ? `  export ADMIN_URL=${base.admin}   # and ADMIN_API_KEY, the key given to togather dev`
+          : `  export ADMIN_URL=${base.admin} ADMIN_API_KEY=${proxyKey}`,
+        '  npx togather status',
+        '  npx togather switch green',
+        `  npx togather deploy --runner local --build dist --env ${shellQuote(deployEnv)}`,
         '',
       ].join('\n'),
     );
@@ -327,6 +337,11 @@ export async function devCommand(flags: DevFlags): Promise<void> {
 /** Start-up noticed a stop request: everything started so far is stopped, nothing more starts. */
 class StopRequested extends Error {
   override name = 'StopRequested';
+}
+
+/** A path as one shell word. */
+function shellQuote(value: string): string {
+  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 function quoteEnv(value: string): string {

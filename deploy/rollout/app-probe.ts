@@ -76,6 +76,29 @@ export async function waitHealthy(
   return { healthy: false, attempts: options.retries, last: last! };
 }
 
+/**
+ * waitHealthy for a process this deploy started: a process that died is
+ * reported at once (`exited` tells why) rather than after every retry.
+ */
+export async function waitHealthyWhileRunning(
+  baseUrl: string,
+  options: WaitOptions & { exited: () => string | undefined },
+): Promise<{ healthy: boolean; attempts: number; last: Probe; exited: string | undefined }> {
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const watch = setInterval(() => {
+    if (options.exited()) stop.abort();
+  }, 100);
+  try {
+    const waited = await waitHealthy(baseUrl, { ...options, signal: stop.signal });
+    return { ...waited, exited: options.exited() };
+  } finally {
+    clearInterval(watch);
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();

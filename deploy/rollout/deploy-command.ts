@@ -3,16 +3,16 @@ import { dirname, join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { Redis } from 'ioredis';
 import { CommandFailed, UsageError } from '../../cli/errors.js';
-import { createAdminClient } from '../../proxy/admin/client.js';
+import { createAdminClient, type AdminClient } from '../../proxy/admin/client.js';
+import { isSlot, otherSlot, type Slot } from '../../proxy/state/slot-state.js';
+import { DEFAULT_RETRY_POLICY } from './admin-retry.js';
 import { runDeploy } from './deploy.js';
 import {
   DEFAULT_ENV_FILE,
   DEPLOY_ONLY_VARIABLES,
-  durationOption,
-  integerOption,
+  FlagReader,
   locations,
   lookup,
-  ratioOption,
   readEnvValuesIfPresent,
   statePaths,
   type Locations,
@@ -61,6 +61,7 @@ export interface DeployFlags {
   verifySeconds: string;
   maxErrorRatio: string;
   lockTtl: string;
+  switchRetryTime: string;
   json?: boolean;
   dryRun?: boolean;
 }
@@ -142,45 +143,88 @@ async function backends(where: Locations, lockTtlMs: number): Promise<Backends> 
   };
 }
 
+/** How long switch and rollback calls are retried while the proxy answers 429 or 503. */
+export const DEFAULT_SWITCH_RETRY_TIME = '30s';
+
+/** What the flags say, once every one of them is known good. */
+interface ReadFlags {
+  healthRetries: number;
+  healthIntervalMs: number;
+  verifySeconds: number;
+  maxErrorRatio: number;
+  lockTtlMs: number;
+  switchRetryMs: number;
+  version: string;
+  versionSource: string;
+  gitCommit: string | undefined;
+}
+
+/** Reads every flag, reporting all the bad ones at once (exit 2). */
+function readFlags(flags: DeployFlags): ReadFlags {
+  const reader = new FlagReader();
+  const read = {
+    healthRetries: reader.integer('--health-retries', flags.healthRetries, 1, 10_000),
+    healthIntervalMs: reader.duration('--health-interval', flags.healthInterval),
+    verifySeconds: reader.seconds('--verify-seconds', flags.verifySeconds),
+    maxErrorRatio: reader.ratio('--max-error-ratio', flags.maxErrorRatio),
+    lockTtlMs: reader.duration('--lock-ttl', flags.lockTtl, 1_000),
+    switchRetryMs: reader.duration('--switch-retry-time', flags.switchRetryTime),
+  };
+
+  let version = flags.version;
+  let versionSource = '--version';
+  let gitCommit = flags.gitCommit;
+  if (flags.runner === 'local') {
+    if (flags.image)
+      reader.problem('--image is for --runner compose; the local runner takes --build DIR');
+    const build = resolve(flags.build ?? 'dist');
+    if (!existsSync(cliOf(build))) {
+      reader.problem(
+        `--build ${flags.build ?? 'dist'}: ${cliOf(build)} not found (give a built dist/ tree)`,
+      );
+    } else {
+      const info = buildInfoOf(build);
+      if (version === undefined && info.version) {
+        version = info.version;
+        versionSource = join(build, 'build-info.json');
+      }
+      gitCommit ??= info.git_commit;
+      if (!version)
+        reader.problem(`--version is required: ${build}/build-info.json has no version`);
+    }
+  } else {
+    if (flags.build)
+      reader.problem('--build is for --runner local; the compose runner takes --image');
+    if (!flags.image) {
+      reader.problem('--image is required with --runner compose (e.g. togather:1.4.0)');
+    } else {
+      const tag = /:([^/:@]+)$/.exec(flags.image)?.[1];
+      if (version === undefined && tag && tag !== 'latest') {
+        version = tag;
+        versionSource = `the image tag of ${flags.image}`;
+      }
+      if (!version)
+        reader.problem(`--version is required: the tag of ${flags.image} does not name one`);
+    }
+  }
+  reader.check();
+  return { ...read, version: version!, versionSource, gitCommit };
+}
+
 /** `togather deploy`: checks everything it can before touching anything, then runs the rollout. */
 export async function deployCommand(flags: DeployFlags): Promise<void> {
   const runnerKind = flags.runner;
-  const healthRetries = integerOption('--health-retries', flags.healthRetries, 1, 10_000);
-  const healthIntervalMs = durationOption('--health-interval', flags.healthInterval);
-  const verifySeconds = Number(flags.verifySeconds);
-  if (!Number.isFinite(verifySeconds) || verifySeconds < 0 || flags.verifySeconds.trim() === '') {
-    throw new UsageError(`--verify-seconds: "${flags.verifySeconds}" is not a number of seconds`);
-  }
-  const maxErrorRatio = ratioOption('--max-error-ratio', flags.maxErrorRatio);
-  const lockTtlMs = durationOption('--lock-ttl', flags.lockTtl);
-  if (lockTtlMs < 1_000) throw new UsageError('--lock-ttl: at least 1s');
-
-  let version = flags.version;
-  let gitCommit = flags.gitCommit;
-  if (runnerKind === 'local') {
-    if (flags.image)
-      throw new UsageError('--image is for --runner compose; the local runner takes --build DIR');
-    const build = resolve(flags.build ?? 'dist');
-    if (!existsSync(cliOf(build))) {
-      throw new UsageError(
-        `--build ${flags.build ?? 'dist'}: ${cliOf(build)} not found (give a built dist/ tree)`,
-      );
-    }
-    const info = buildInfoOf(build);
-    version ??= info.version;
-    gitCommit ??= info.git_commit;
-    if (!version)
-      throw new UsageError(`--version is required: ${build}/build-info.json has no version`);
-  } else {
-    if (flags.build)
-      throw new UsageError('--build is for --runner local; the compose runner takes --image');
-    if (!flags.image)
-      throw new UsageError('--image is required with --runner compose (e.g. togather:1.4.0)');
-    const tag = /:([^/:@]+)$/.exec(flags.image)?.[1];
-    version ??= tag && tag !== 'latest' ? tag : undefined;
-    if (!version)
-      throw new UsageError(`--version is required: the tag of ${flags.image} does not name one`);
-  }
+  const {
+    healthRetries,
+    healthIntervalMs,
+    verifySeconds,
+    maxErrorRatio,
+    lockTtlMs,
+    switchRetryMs,
+    version,
+    versionSource,
+    gitCommit,
+  } = readFlags(flags);
 
   // 1. Validate the environment file (exit 2 on any problem).
   const validateStart = Date.now();
@@ -207,13 +251,15 @@ export async function deployCommand(flags: DeployFlags): Promise<void> {
   };
 
   const paths = statePaths(where.stateDir);
-  const runner = makeRunner(runnerKind, flags, envFile, where, version, paths);
+  const runner = makeRunner(runnerKind, flags, envFile, where, paths);
+  const admin = createAdminClient({ url: where.adminUrl, apiKey: adminKey, actor: deployActor() });
 
   const out = (text: string) => process.stdout.write(text);
   const err = (text: string) => process.stderr.write(text);
   if (flags.dryRun) {
-    printPlan({
+    await printPlan({
       flags,
+      admin,
       runner,
       where,
       version,
@@ -246,6 +292,7 @@ export async function deployCommand(flags: DeployFlags): Promise<void> {
     record = await runDeploy(
       {
         version,
+        versionSource,
         gitCommit: gitCommit ?? 'unknown',
         actor: deployActor(),
         skipSnapshot,
@@ -257,10 +304,11 @@ export async function deployCommand(flags: DeployFlags): Promise<void> {
         verifyIntervalMs: 500,
         maxErrorRatio,
         proxyUrl: where.proxyUrl,
+        adminRetry: { ...DEFAULT_RETRY_POLICY, totalMs: switchRetryMs },
         validation,
       },
       {
-        admin: createAdminClient({ url: where.adminUrl, apiKey: adminKey, actor: deployActor() }),
+        admin,
         lock,
         store,
         runner,
@@ -288,7 +336,6 @@ function makeRunner(
   flags: DeployFlags,
   envFile: { path: string; values: Record<string, string> },
   where: Locations,
-  version: string,
   paths: ReturnType<typeof statePaths>,
 ): SlotRunner {
   if (kind === 'compose') {
@@ -309,7 +356,6 @@ function makeRunner(
   const grace = Number(envFile.values.GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS ?? '30');
   return createLocalRunner({
     build: flags.build ?? 'dist',
-    version,
     env: appEnv,
     ports: where.ports,
     metricsPorts: where.metricsPorts,
@@ -319,8 +365,25 @@ function makeRunner(
   });
 }
 
-function printPlan(input: {
+/** The active slot as the proxy tells it, for the plan; a reason when it cannot. */
+async function readActive(
+  admin: AdminClient,
+): Promise<{ active: Slot; epoch: number | undefined } | { problem: string }> {
+  try {
+    const status = await admin.status();
+    if (!isSlot(status.active)) return { problem: 'its status names no active slot' };
+    return {
+      active: status.active,
+      epoch: typeof status.epoch === 'number' ? status.epoch : undefined,
+    };
+  } catch (error) {
+    return { problem: (error as Error).message };
+  }
+}
+
+async function printPlan(input: {
   flags: DeployFlags;
+  admin: AdminClient;
   runner: SlotRunner;
   where: Locations;
   version: string;
@@ -328,25 +391,43 @@ function printPlan(input: {
   skipSnapshot: string | undefined;
   warnings: string[];
   out: (text: string) => void;
-}): void {
+}): Promise<void> {
   const { flags, runner, where } = input;
+  // Read-only: the plan names the slot the deploy would really start.
+  const now = await readActive(input.admin);
+  const warnings = [...input.warnings];
+  let active: string;
+  let start: string;
+  let target: Slot | null = null;
+  if ('active' in now) {
+    target = otherSlot(now.active);
+    const epoch = now.epoch !== undefined ? ` (epoch ${now.epoch})` : '';
+    active = `GET ${where.adminUrl}/admin/status: ${now.active} is active${epoch}; the target is ${target}`;
+    start = runner.describeStart(target);
+  } else {
+    warnings.push(
+      `the proxy's admin API at ${where.adminUrl} did not tell the active slot (${now.problem}): the deploy would stop at the active step`,
+    );
+    active = `GET ${where.adminUrl}/admin/status: unknown now; the idle slot is the target`;
+    start = `on the idle slot: blue: ${runner.describeStart('blue')}; green: ${runner.describeStart('green')}`;
+  }
   const details: Partial<Record<StepName, string>> = {
     validate: `${input.envFilePath}: ok`,
     lock: where.redisUrl
       ? `redis ${where.redisKeyPrefix}deploy:lock`
       : statePaths(where.stateDir).lock,
-    active: `GET ${where.adminUrl}/admin/status; the idle slot is the target`,
+    active,
     snapshot: input.skipSnapshot
       ? `skipped (${input.skipSnapshot})`
       : 'togather snapshot create --reason pre-deploy',
     migrate: flags.skipMigrations ? 'skipped' : 'togather migrate up',
-    start: `${runner.describeStart('blue')}  (or green, whichever is idle)`,
+    start,
     health: `GET /health up to ${flags.healthRetries} times every ${flags.healthInterval}; /version must be ${input.version}`,
-    switch: `POST ${where.adminUrl}/admin/switch (health-gated, expect_epoch)`,
+    switch: `POST ${where.adminUrl}/admin/switch${target ? `?slot=${target}` : ''} (health-gated, expect_epoch; 429 and 503 retried for ${flags.switchRetryTime})`,
     verify: `${flags.verifySeconds} s through ${where.proxyUrl}: slot header, /health, /version, 5xx ratio <= ${flags.maxErrorRatio}; roll back on failure`,
     'stop-old': flags.stopOld ? 'stop the old slot' : 'keep the old slot for rollback',
   };
-  const plan = STEPS.filter((s) => s.name !== 'rollback').map((s) => ({
+  const plan = STEPS.filter((s) => s.name !== 'rollback' && s.name !== 'restore').map((s) => ({
     step: s.name,
     detail: details[s.name] ?? s.label,
   }));
@@ -357,8 +438,10 @@ function printPlan(input: {
         version: input.version,
         runner: runner.kind,
         artifact: runner.artifact,
+        active: 'active' in now ? now.active : null,
+        target,
         plan,
-        warnings: input.warnings,
+        warnings,
       }) + '\n',
     );
     return;
@@ -366,7 +449,7 @@ function printPlan(input: {
   input.out(
     `dry run: deploy ${input.version} (${runner.artifact}) with the ${runner.kind} runner\n`,
   );
-  for (const warning of input.warnings) input.out(`warning: ${warning}\n`);
+  for (const warning of warnings) input.out(`warning: ${warning}\n`);
   plan.forEach((p, i) =>
     input.out(`${String(i + 1).padStart(2)}. ${p.step.padEnd(9)} ${p.detail}\n`),
   );
@@ -383,7 +466,9 @@ export async function readCommand(
   }
   const get = lookup(envFilePath ? readEnvValuesIfPresent(envFilePath) : {});
   const where = locations('compose', get);
-  const limit = which === 'history' ? integerOption('--limit', flags.limit ?? '20', 1, 200) : 1;
+  const reader = new FlagReader();
+  const limit = which === 'history' ? reader.integer('--limit', flags.limit ?? '20', 1, 200) : 1;
+  reader.check();
   const { lock, store, close } = await backends(where, 30_000);
   try {
     const records = await store.list(limit);

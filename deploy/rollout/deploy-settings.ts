@@ -1,8 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseEnv } from 'node:util';
-import { UsageError } from '../../cli/errors.js';
-import { parseDuration } from '../../common/duration.js';
+import { UsageError, usageErrorOf } from '../../cli/errors.js';
+import {
+  DURATION_LIMIT,
+  durationProblem,
+  MAX_DURATION_MS,
+  parseDuration,
+} from '../../common/duration.js';
 import type { Slot } from '../../proxy/state/slot-state.js';
 
 export type RunnerKind = 'compose' | 'local';
@@ -115,30 +120,62 @@ export function statePaths(stateDir: string) {
   };
 }
 
-export function durationOption(flag: string, text: string): number {
-  const ms = parseDuration(text);
-  if (ms === undefined)
-    throw new UsageError(`${flag}: "${text}" is not a duration (500ms, 2s, 1m)`);
-  return ms;
-}
+/**
+ * Reads the values of flags, collecting every problem so that a command
+ * reports all its bad flags at once (exit 2) instead of the first one.
+ * A bad value reads as NaN: `check()` throws before it can be used.
+ */
+export class FlagReader {
+  private readonly problems: string[] = [];
 
-export function integerOption(
-  flag: string,
-  text: string,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
-    throw new UsageError(`${flag}: "${text}" is not a whole number from ${min} to ${max}`);
+  problem(text: string): void {
+    this.problems.push(text);
   }
-  return value;
-}
 
-export function ratioOption(flag: string, text: string): number {
-  const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value < 0 || value > 1) {
-    throw new UsageError(`${flag}: "${text}" is not a ratio from 0 to 1`);
+  /** Milliseconds, worded like every other duration: see common/duration. */
+  duration(flag: string, text: string, minMs = 0): number {
+    const problem = durationProblem(text);
+    if (problem) return this.bad(`${flag}: ${problem}`);
+    const ms = parseDuration(text)!;
+    if (ms < minMs) return this.bad(`${flag}: "${text}" is too short (at least ${minMs} ms)`);
+    return ms;
   }
-  return value;
+
+  integer(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+    const value = Number(text);
+    if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
+      return this.bad(`${flag}: "${text}" is not a whole number from ${min} to ${max}`);
+    }
+    return value;
+  }
+
+  ratio(flag: string, text: string): number {
+    const value = Number(text);
+    if (text.trim() === '' || !Number.isFinite(value) || value < 0 || value > 1) {
+      return this.bad(`${flag}: "${text}" is not a ratio from 0 to 1`);
+    }
+    return value;
+  }
+
+  /** A number of seconds, as long as a duration may be (it ends up as one). */
+  seconds(flag: string, text: string): number {
+    const value = Number(text);
+    if (text.trim() === '' || !Number.isFinite(value) || value < 0) {
+      return this.bad(`${flag}: "${text}" is not a number of seconds`);
+    }
+    if (value * 1000 > MAX_DURATION_MS) {
+      return this.bad(`${flag}: "${text}" is too long (${DURATION_LIMIT})`);
+    }
+    return value;
+  }
+
+  /** Throws the usage error naming every problem found, if any. */
+  check(): void {
+    if (this.problems.length > 0) throw usageErrorOf(this.problems);
+  }
+
+  private bad(problem: string): number {
+    this.problems.push(problem);
+    return Number.NaN;
+  }
 }

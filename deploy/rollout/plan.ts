@@ -11,6 +11,7 @@ export const STEPS = [
   { name: 'verify', label: 'watch the new slot through the proxy' },
   { name: 'stop-old', label: 'stop the old slot' },
   { name: 'rollback', label: 'roll back to the old slot' },
+  { name: 'restore', label: 'put back what served on the idle slot before' },
 ] as const;
 
 export type StepName = (typeof STEPS)[number]['name'];

@@ -40,6 +40,9 @@ export function createComposeRunner(options: ComposeRunnerOptions): SlotRunner {
     return `${imageVariable(slot)}=${options.image} ${options.docker} ${[...base, ...args].join(' ')}`;
   }
 
+  /** Slots whose service this runner recreated with the new image. */
+  const started = new Set<Slot>();
+
   const startArgs = (slot: Slot) => [
     'up',
     '-d',
@@ -62,9 +65,26 @@ export function createComposeRunner(options: ComposeRunnerOptions): SlotRunner {
           `docker compose up of ${slotService(slot)} failed (exit ${result.code}): ${tail(result.output)}`,
         );
       }
+      started.add(slot);
       return `${slotService(slot)} running ${options.image}`;
     },
     exited: () => undefined,
+    // Compose keeps no slot record of its own: nothing to correct.
+    noteVersion: async () => {},
+    async restore(slot) {
+      const service = slotService(slot);
+      // A failed `up` may have left the previous container running: not ours to stop.
+      if (!started.has(slot)) return `${service} left as docker compose up left it`;
+      const result = await compose(slot, ['stop', service]);
+      if (result.code !== 0) {
+        throw new Error(
+          `${service} still runs the failed ${options.image}: docker compose stop failed (exit ${result.code}): ${tail(result.output)}`,
+        );
+      }
+      started.delete(slot);
+      // --force-recreate replaced the slot's previous container: it cannot be resumed.
+      return `${service} stopped, so the failed ${options.image} serves nothing (its previous container was replaced)`;
+    },
     async stop(slot) {
       const result = await compose(slot, ['stop', slotService(slot)]);
       if (result.code !== 0) {

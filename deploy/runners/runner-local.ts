@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Slot } from '../../proxy/state/slot-state.js';
+import { isHealthy, probe, waitHealthyWhileRunning } from '../rollout/app-probe.js';
 import { runToEnd, tail, type SlotRunner } from './runner.js';
 import {
   isTogatherProcess,
@@ -14,8 +15,7 @@ import {
 export interface LocalRunnerOptions {
   /** A built dist/ tree: `<build>/cli/togather.js` is the CLI to run. */
   build: string;
-  version: string;
-  /** The app's environment (from the env file), without the slot-specific variables. */
+  /** The env file's app settings, without the slot-specific variables. */
   env: Record<string, string>;
   ports: Record<Slot, number>;
   /** Each slot's METRICS_PORT: both slots run on this machine (0: any free port). */
@@ -32,14 +32,22 @@ export function cliOf(build: string): string {
   return join(resolve(build), 'cli', 'togather.js');
 }
 
+/** A process this runner started on a slot, and why it ended if it did. */
+interface Launched {
+  pid: number;
+  exit: string | undefined;
+}
+
 /**
  * Runs the new version as a detached `togather serve` process on the slot's
  * port (127.0.0.1), outliving the deploy command, with its pid in the slot
- * process file; the previous process of that slot is stopped first.
+ * process file; the previous process of that slot is stopped first, and
+ * started again by `restore` when the deploy fails.
  */
 export function createLocalRunner(options: LocalRunnerOptions): SlotRunner {
-  const cli = cliOf(options.build);
-  const exits = new Map<Slot, string>();
+  const launched = new Map<Slot, Launched>();
+  /** What served on a slot before `start` replaced it (undefined: nothing healthy did). */
+  const replaced = new Map<Slot, SlotProcess | undefined>();
 
   function slotEnv(slot: Slot): NodeJS.ProcessEnv {
     return {
@@ -53,67 +61,140 @@ export function createLocalRunner(options: LocalRunnerOptions): SlotRunner {
     };
   }
 
+  const slotUrl = (slot: Slot) => `http://127.0.0.1:${options.ports[slot]}`;
+
   async function stopKnown(slot: Slot): Promise<string> {
     const known = options.slotProcesses.read()[slot];
     if (!known) return `nothing known on ${slot}`;
     await options.slotProcesses.set(slot, undefined);
     if (!isTogatherProcess(known.pid)) return `${slot} pid ${known.pid} already gone`;
     const how = await stopProcess(known.pid, options.stopGraceMs);
-    return `${slot} pid ${known.pid} (${known.version}) ${how}`;
+    return `${slot} pid ${known.pid} (${versionText(known)}) ${how}`;
+  }
+
+  /** Starts `serve` of a build on the slot; its version is unknown until it reports one. */
+  async function launch(slot: Slot, build: string): Promise<SlotProcess> {
+    const port = options.ports[slot];
+    if (await portInUse(port)) {
+      throw new Error(
+        `port ${port} of ${slot} is in use by a process this deploy does not know; stop it first`,
+      );
+    }
+    mkdirSync(options.logDir, { recursive: true });
+    const log = join(options.logDir, `${slot}.log`);
+    const fd = openSync(log, 'a', 0o600);
+    const child = spawn(process.execPath, [cliOf(build), 'serve'], {
+      env: slotEnv(slot),
+      detached: true,
+      stdio: ['ignore', fd, fd],
+    });
+    closeSync(fd);
+    const pid = await new Promise<number>((ok, fail) => {
+      child.once('spawn', () => ok(child.pid!));
+      child.once('error', fail);
+    });
+    const entry: Launched = { pid, exit: undefined };
+    launched.set(slot, entry);
+    child.once('exit', (code, signal) => {
+      entry.exit = `exited with ${signal ?? `code ${code}`}: ${tail(readTail(log), 3)}`;
+    });
+    child.unref();
+    const record: SlotProcess = {
+      pid,
+      port,
+      build: resolve(build),
+      version: null,
+      started_at: new Date().toISOString(),
+      log,
+      started_by: 'deploy',
+    };
+    await options.slotProcesses.set(slot, record);
+    return record;
+  }
+
+  /** The slot's record, if it is still the process this runner started last. */
+  function ownRecord(slot: Slot): SlotProcess | undefined {
+    const known = options.slotProcesses.read()[slot];
+    return known && known.pid === launched.get(slot)?.pid ? known : undefined;
   }
 
   return {
     kind: 'local',
     artifact: resolve(options.build),
-    slotUrl: (slot) => `http://127.0.0.1:${options.ports[slot]}`,
-    describeStart: (slot) =>
-      `stop the process known on ${slot}, then SLOT=${slot} SERVER_PORT=${options.ports[slot]} node ${cli} serve`,
-
-    runCommand: (slot, args) => runToEnd(process.execPath, [cli, ...args], { env: slotEnv(slot) }),
-
-    async start(slot) {
-      const stopped = await stopKnown(slot);
-      const port = options.ports[slot];
-      if (await portInUse(port)) {
-        throw new Error(
-          `port ${port} of ${slot} is in use by a process this deploy does not know; stop it first`,
-        );
-      }
-      mkdirSync(options.logDir, { recursive: true });
-      const log = join(options.logDir, `${slot}.log`);
-      const fd = openSync(log, 'a', 0o600);
-      exits.delete(slot);
-      const child = spawn(process.execPath, [cli, 'serve'], {
-        env: slotEnv(slot),
-        detached: true,
-        stdio: ['ignore', fd, fd],
-      });
-      closeSync(fd);
-      const pid = await new Promise<number>((ok, fail) => {
-        child.once('spawn', () => ok(child.pid!));
-        child.once('error', fail);
-      });
-      child.once('exit', (code, signal) => {
-        exits.set(slot, `exited with ${signal ?? `code ${code}`}: ${tail(readTail(log), 3)}`);
-      });
-      child.unref();
-      const entry: SlotProcess = {
-        pid,
-        port,
-        build: resolve(options.build),
-        version: options.version,
-        started_at: new Date().toISOString(),
-        log,
-        started_by: 'deploy',
-      };
-      await options.slotProcesses.set(slot, entry);
-      return `pid ${pid} on 127.0.0.1:${port} (${stopped}); log ${log}`;
+    slotUrl,
+    describeStart: (slot) => {
+      const known = options.slotProcesses.read()[slot];
+      const first = known
+        ? `stop ${slot} pid ${known.pid} (${versionText(known)})`
+        : `nothing known on ${slot}`;
+      return `${first}, then SLOT=${slot} SERVER_PORT=${options.ports[slot]} node ${cliOf(options.build)} serve`;
     },
 
-    exited: (slot) => exits.get(slot),
+    runCommand: (slot, args) =>
+      runToEnd(process.execPath, [cliOf(options.build), ...args], { env: slotEnv(slot) }),
+
+    async start(slot) {
+      const known = options.slotProcesses.read()[slot];
+      const serving =
+        known !== undefined &&
+        isTogatherProcess(known.pid) &&
+        isHealthy(await probe(`${slotUrl(slot)}/health`, 2_000));
+      replaced.set(slot, serving ? known : undefined);
+      const stopped = await stopKnown(slot);
+      const entry = await launch(slot, options.build);
+      return `pid ${entry.pid} on 127.0.0.1:${entry.port} (${stopped}); log ${entry.log}`;
+    },
+
+    exited: (slot) => launched.get(slot)?.exit,
+
+    async noteVersion(slot, version) {
+      const own = ownRecord(slot);
+      if (own) await options.slotProcesses.set(slot, { ...own, version });
+    },
+
+    async restore(slot, health) {
+      const failed = ownRecord(slot);
+      let undone = `nothing of this deploy runs on ${slot}`;
+      if (failed) {
+        await options.slotProcesses.set(slot, undefined);
+        const how = isTogatherProcess(failed.pid)
+          ? await stopProcess(failed.pid, options.stopGraceMs)
+          : 'gone';
+        undone = `the new pid ${failed.pid} ${how}`;
+      }
+      const before = replaced.get(slot);
+      if (!before) return `${slot} is stopped: ${undone}; nothing served there before`;
+      const again = `${before.version ?? 'the previous version'} from ${before.build}`;
+      if (!existsSync(cliOf(before.build))) {
+        return `${slot} is stopped: ${undone}; cannot start ${again} again: ${cliOf(before.build)} is gone`;
+      }
+      let entry: SlotProcess;
+      try {
+        entry = await launch(slot, before.build);
+      } catch (error) {
+        return `${slot} is stopped: ${undone}; cannot start ${again} again: ${(error as Error).message}`;
+      }
+      const waited = await waitHealthyWhileRunning(slotUrl(slot), {
+        ...health,
+        exited: () => launched.get(slot)?.exit,
+      });
+      const reported = waited.healthy ? (await probe(`${slotUrl(slot)}/version`)).body : null;
+      if (!waited.healthy || typeof reported?.version !== 'string') {
+        await options.slotProcesses.set(slot, undefined);
+        await stopProcess(entry.pid, options.stopGraceMs);
+        const why = waited.exited ?? `/health ${waited.last.summary}`;
+        return `${slot} is stopped: ${undone}; ${again} did not come back healthy (${why})`;
+      }
+      await options.slotProcesses.set(slot, { ...entry, version: reported.version });
+      return `${slot} serves ${reported.version} again (pid ${entry.pid}, ${before.build}): ${undone}`;
+    },
 
     stop: stopKnown,
   };
+}
+
+function versionText(known: SlotProcess): string {
+  return known.version ?? 'version not reported';
 }
 
 function readTail(path: string): string {

@@ -1,6 +1,12 @@
 import { spawn } from 'node:child_process';
 import type { Slot } from '../../proxy/state/slot-state.js';
 
+/** How long a restored process may take to be healthy again. */
+export interface HealthWait {
+  retries: number;
+  intervalMs: number;
+}
+
 export interface CommandResult {
   code: number;
   /** stdout and stderr, interleaved, for failure messages. */
@@ -24,6 +30,14 @@ export interface SlotRunner {
   start(slot: Slot): Promise<string>;
   /** Why the slot's new process is already gone, if it is (fail fast instead of waiting). */
   exited(slot: Slot): string | undefined;
+  /** Records the version the slot's new process reported on /version (never the one asked for). */
+  noteVersion(slot: Slot, version: string): Promise<void>;
+  /**
+   * After a failed deploy: undoes `start(slot)`, putting back what served on
+   * the slot before, or stopping what the deploy started there; returns a
+   * one-line detail that says which.
+   */
+  restore(slot: Slot, health: HealthWait): Promise<string>;
   /** Stops what runs on the slot; returns a one-line detail. */
   stop(slot: Slot): Promise<string>;
   /** The commands `--dry-run` prints for starting the slot. */

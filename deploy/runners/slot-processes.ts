@@ -11,7 +11,8 @@ export interface SlotProcess {
   port: number;
   /** The build directory (dist tree) it runs. */
   build: string;
-  version: string;
+  /** What its /version reported; null until it has (never the version a deploy asked for). */
+  version: string | null;
   started_at: string;
   log: string | null;
   /** Who started it: `dev` (a child of togather dev) or `deploy` (detached). */

@@ -9,6 +9,8 @@ export class AdminApiError extends Error {
     readonly code: string,
     message: string,
     readonly body: Record<string, unknown>,
+    /** The answer's Retry-After, when it gave one (429, 503). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -84,7 +86,8 @@ export function createAdminClient(options: AdminClientOptions): AdminClient {
       >;
       const code = typeof fields.error === 'string' ? fields.error : `http_${response.status}`;
       const message = typeof fields.message === 'string' ? fields.message : text.slice(0, 200);
-      throw new AdminApiError(response.status, code, message, fields);
+      const retryAfterMs = retryAfter(response.headers.get('retry-after'));
+      throw new AdminApiError(response.status, code, message, fields, retryAfterMs);
     }
     return parsed;
   }
@@ -113,6 +116,14 @@ export function createAdminClient(options: AdminClientOptions): AdminClient {
       return answer.history;
     },
   };
+}
+
+/** Retry-After in seconds or as an HTTP date, in milliseconds from now. */
+function retryAfter(header: string | null): number | undefined {
+  if (header === null) return undefined;
+  if (/^\d+$/.test(header.trim())) return Number(header) * 1000;
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
 function reason(error: unknown): string {

@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, freePorts } from '../support/ports.js';
+import { processAlive } from '../../common/process-alive.js';
+import { closedPort, freePort, freePorts } from '../support/ports.js';
 import { runCli, startCli } from '../support/processes.js';
 import { TestRedis } from '../support/redis.js';
 import {
@@ -208,6 +209,107 @@ describe('togather deploy: bad input', () => {
     expect(plan.plan).toHaveLength(10);
   });
 
+  it('--dry-run names the slot the deploy would start: the idle one the proxy reports, with what runs there', async () => {
+    const stateDir = join(dir.path, 'state-plan');
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    mkdirSync(stateDir, { recursive: true });
+    const known = (pid: number, version: string, port: number) => ({
+      pid,
+      port,
+      build: '/old',
+      version,
+      started_at: '2030-01-01T00:00:00.000Z',
+      log: null,
+      started_by: 'deploy',
+    });
+    writeFileSync(
+      join(stateDir, 'slots.json'),
+      JSON.stringify({ blue: known(111111, '1.1.0', 8081), green: known(222222, '1.0.0', 8082) }),
+    );
+    const path = writeEnvFile(join(dir.path, 'plan.env'), goodEnv({ DEPLOY_STATE_DIR: stateDir }));
+    const build = makeFakeBuild(dir.path, '3.1.0', 'healthy');
+    const flags = ['deploy', '--runner', 'local', '--env', path, '--build', build, '--dry-run'];
+    const r = await runCli(flags);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // The stand-in proxy says blue is active: the target is green.
+    expect(r.stdout).toContain(
+      ` 3. active    GET ${adminUrl}/admin/status: blue is active (epoch 0); the target is green\n`,
+    );
+    expect(r.stdout).toContain(
+      ` 6. start     stop green pid 222222 (1.0.0), then SLOT=green SERVER_PORT=8082 node ${build}/cli/togather.js serve\n`,
+    );
+    expect(r.stdout).toContain(
+      ` 8. switch    POST ${adminUrl}/admin/switch?slot=green (health-gated, expect_epoch; 429 and 503 retried for 30s)\n`,
+    );
+    expect(r.stdout).not.toContain('blue pid');
+    const json = JSON.parse((await runCli([...flags, '--json'])).stdout) as Record<string, unknown>;
+    expect(json).toMatchObject({ active: 'blue', target: 'green', warnings: [] });
+
+    // The proxy unreachable: the plan says the target is unknown, and why.
+    const unreachable = writeEnvFile(
+      join(dir.path, 'plan-unreachable.env'),
+      goodEnv({ DEPLOY_STATE_DIR: stateDir, ADMIN_URL: `http://127.0.0.1:${await closedPort()}` }),
+    );
+    const blind = await runCli([...flags.slice(0, 4), unreachable, ...flags.slice(5)]);
+    expect(blind.code).toBe(0);
+    expect(blind.stdout).toMatch(
+      /^warning: the proxy's admin API at http:\/\/127\.0\.0\.1:\d+ did not tell the active slot \(cannot reach the admin API at .*ECONNREFUSED.*\): the deploy would stop at the active step$/m,
+    );
+    expect(blind.stdout).toMatch(
+      /^ 3\. active {4}GET .*: unknown now; the idle slot is the target$/m,
+    );
+    expect(blind.stdout).toContain(
+      ' 6. start     on the idle slot: blue: stop blue pid 111111 (1.1.0), then SLOT=blue SERVER_PORT=8081',
+    );
+    expect(blind.stdout).toContain('; green: stop green pid 222222 (1.0.0), then SLOT=green');
+  });
+
+  it('every bad flag is reported at once, durations worded as everywhere else, exit 2', async () => {
+    const r = await runCli([
+      'deploy',
+      '--runner',
+      'local',
+      '--build',
+      join(dir.path, 'no-build'),
+      '--image',
+      'togather:1.0.0',
+      '--health-retries',
+      '0',
+      '--health-interval',
+      'soon',
+      '--verify-seconds',
+      'ten',
+      '--max-error-ratio',
+      '-1',
+      '--lock-ttl',
+      '100ms',
+      '--switch-retry-time',
+      '99999999999999999999',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      'togather: 8 bad flags:\n' +
+        '  - --health-retries: "0" is not a whole number from 1 to 10000\n' +
+        '  - --health-interval: "soon" is not a duration (use 500ms, 30s, 2m or plain milliseconds)\n' +
+        '  - --verify-seconds: "ten" is not a number of seconds\n' +
+        '  - --max-error-ratio: "-1" is not a ratio from 0 to 1\n' +
+        '  - --lock-ttl: "100ms" is too short (at least 1000 ms)\n' +
+        '  - --switch-retry-time: "99999999999999999999" is too long a duration (at most 2147483647 ms, about 24.8 days)\n' +
+        '  - --image is for --runner compose; the local runner takes --build DIR\n' +
+        `  - --build ${join(dir.path, 'no-build')}: ${join(dir.path, 'no-build', 'cli', 'togather.js')} not found (give a built dist/ tree)\n`,
+    );
+    const compose = await runCli(['deploy', '--build', 'dist', '--verify-seconds', '1e10']);
+    expect(compose.code).toBe(2);
+    expect(compose.stderr).toBe(
+      'togather: 3 bad flags:\n' +
+        '  - --verify-seconds: "1e10" is too long (at most 2147483647 ms, about 24.8 days)\n' +
+        '  - --build is for --runner local; the compose runner takes --image\n' +
+        '  - --image is required with --runner compose (e.g. togather:1.4.0)\n',
+    );
+  });
+
   it('the compose runner plans the docker compose call for the idle slot only', async () => {
     const composeDir = join(dir.path, 'compose');
     const { mkdirSync } = await import('node:fs');
@@ -221,7 +323,7 @@ describe('togather deploy: bad input', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('dry run: deploy 1.4.0 (togather:1.4.0) with the compose runner');
     expect(r.stdout).toContain(
-      `TOGATHER_BLUE_IMAGE=togather:1.4.0 docker compose -f ${composeDir}/docker-compose.yml -f ${composeDir}/docker-compose.blue-green.yml --env-file ${path} up -d --no-deps --force-recreate togather-blue`,
+      `TOGATHER_GREEN_IMAGE=togather:1.4.0 docker compose -f ${composeDir}/docker-compose.yml -f ${composeDir}/docker-compose.blue-green.yml --env-file ${path} up -d --no-deps --force-recreate togather-green`,
     );
     const latest = await runCli(['deploy', '--env', path, '--image', 'togather:latest']);
     expect(latest.code).toBe(2);
@@ -284,6 +386,15 @@ describe('togather deploy: interrupted', () => {
       expect(deploy.stderr).toMatch(
         /togather: deploy of 6\.0\.0 failed: health: interrupted by a signal\n$/,
       );
+      // The failed build is not left on the idle slot, which ran nothing before.
+      const started = /^start\s+ok\s.*pid (\d+) on /m.exec(deploy.stdout)![1]!;
+      expect(deploy.stdout).toMatch(
+        new RegExp(
+          `^restore\\s+ok\\s.*green is stopped: the new pid ${started} stopped; nothing served there before$`,
+          'm',
+        ),
+      );
+      expect(processAlive(Number(started))).toBe(false);
       const status = await runCli(['deploy', 'status', '--env', path, '--json']);
       const parsed = JSON.parse(status.stdout) as {
         latest: { result: string; reason: string };

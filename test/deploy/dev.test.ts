@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -42,8 +43,50 @@ async function portClosed(port: number): Promise<boolean> {
   );
 }
 
+/** The block of `togather` CLI commands dev prints for another shell, as lines. */
+function cliBlock(out: string): string[] {
+  const start = out.indexOf('the togather CLI, from another shell');
+  expect(start).toBeGreaterThan(-1);
+  const lines = out.slice(start).split('\n').slice(1);
+  const block = lines.slice(0, lines.indexOf('')).map((line) => line.trim());
+  expect(block[0]).toMatch(/^cd /);
+  expect(block[1]).toMatch(/^export ADMIN_URL=http:\/\/127\.0\.0\.1:\d+ ADMIN_API_KEY=\S+$/);
+  expect(block.slice(2).every((line) => line.startsWith('npx togather '))).toBe(true);
+  return block;
+}
+
+/**
+ * Runs pasted lines as a new shell would: started elsewhere (a temp dir),
+ * with nothing of this test's environment but a PATH that has npm's npx and
+ * no node_modules/.bin (npx adds the checkout's own, as it does for a user).
+ */
+function runPasted(
+  lines: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const path = (process.env.PATH ?? '')
+    .split(':')
+    .filter((entry) => entry && !entry.includes('node_modules'))
+    .join(':');
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['-c', ['set -e', ...lines].join('\n')], {
+      cwd: dir.path,
+      env: { PATH: path, HOME: process.env.HOME ?? dir.path },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 describe('togather dev', () => {
-  it('starts the whole stack with no configuration, answers through the proxy, takes a local deploy, stops on SIGINT', async () => {
+  it('starts the whole stack with no configuration, answers through the proxy, takes a local deploy, prints CLI lines that work in a new shell, stops on SIGINT', async () => {
     const ports = await freePorts(4);
     const [proxyPort, adminPort, , greenPort] = ports;
     const proxyUrl = `http://127.0.0.1:${proxyPort}`;
@@ -56,7 +99,8 @@ describe('togather dev', () => {
     expect(proxyKey).toMatch(/^[\w-]{32,}$/);
     expect(appKey).toMatch(/^[\w-]{32,}$/);
     expect(appKey).not.toBe(proxyKey);
-    expect(out.split(proxyKey!).length - 1).toBe(3); // the key line and two curl commands, once each
+    // the key line, two curl commands and the export line, once each
+    expect(out.split(proxyKey!).length - 1).toBe(4);
     expect(out).toContain(`proxy      ${proxyUrl}`);
     expect(out).toContain(`admin API  ${adminUrl}   (127.0.0.1 only)`);
     expect(out).toContain(`curl -i ${proxyUrl}/health`);
@@ -154,17 +198,28 @@ describe('togather dev', () => {
     >;
     expect(slots.green!.started_by).toBe('deploy');
 
-    // Ctrl-C: everything stops, including the slot the deploy started.
+    // The CLI lines it printed work as they are, pasted into a new shell.
+    const pasted = await runPasted(cliBlock(out));
+    expect(pasted.stdout).toMatch(/^active: {4}green \(epoch \d+/m);
+    expect(pasted.stdout).toMatch(/^green is already active \(epoch \d+\); nothing changed$/m);
+    expect(pasted.stdout).toMatch(/^deployed 0\.1\.0 \(green -> blue\)/m);
+    expect(pasted.stderr).not.toContain('command not found');
+    expect(pasted.code).toBe(0);
+    const after = JSON.parse(readFileSync(join(stateDir, 'slots.json'), 'utf8')) as Record<
+      string,
+      { pid: number }
+    >;
+
+    // Ctrl-C: everything stops, including the slots the deploys started.
     const exit = await dev.stop('SIGINT', 30_000);
     expect(exit).toEqual({ code: 0, signal: null });
     expect(dev.stdout).toContain('stopped\n');
     expect(processAlive(slots.green!.pid)).toBe(false);
     expect(processAlive(slots.blue!.pid)).toBe(false);
-    for (const port of [...ports, metricsPort.blue!, metricsPort.green!]) {
-      expect(await portClosed(port)).toBe(true);
-    }
+    expect(processAlive(after.blue!.pid)).toBe(false);
+    for (const port of ports) expect(await portClosed(port)).toBe(true);
     dev = undefined;
-  });
+  }, 240_000);
 
   it('Ctrl-C during start-up stops what was started and starts nothing more', async () => {
     // The migration lock held here keeps dev's `migrate up` waiting: the
@@ -180,8 +235,9 @@ describe('togather dev', () => {
       early = startDev(ports, startupState, { DATABASE_URL: db.url });
       const deadline = Date.now() + 30_000;
       for (;;) {
+        // This database only: another test's migrate may be waiting elsewhere in the cluster.
         const waiting = await holder.query(
-          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'togather-migrate'",
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'togather-migrate' AND datname = current_database()",
         );
         if (waiting.rowCount) break;
         const exited = early.child.exitCode !== null || early.child.signalCode !== null;

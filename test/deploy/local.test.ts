@@ -26,7 +26,19 @@ let proxy: RunningProcess;
 let envFile: string;
 let proxyUrl: string;
 let adminUrl: string;
+let greenUrl: string;
 const proxyKey = secret(32);
+
+/** What the green slot answers on its own port, and what the slot record says of it. */
+async function green(): Promise<{ serves: string; recorded: string | null | undefined }> {
+  const response = await fetch(`${greenUrl}/version`);
+  const body = (await response.json()) as { version: string };
+  const slots = JSON.parse(readFileSync(join(stateDir, 'slots.json'), 'utf8')) as Record<
+    string,
+    { version: string | null }
+  >;
+  return { serves: body.version, recorded: slots.green?.version };
+}
 
 async function proxyVersion(): Promise<{ version: string; slot: string | null }> {
   const response = await fetch(`${proxyUrl}/version`);
@@ -76,6 +88,7 @@ beforeAll(async () => {
   const [proxyPort, adminPort, bluePort, greenPort] = await freePorts(4);
   proxyUrl = `http://127.0.0.1:${proxyPort}`;
   adminUrl = `http://127.0.0.1:${adminPort}`;
+  greenUrl = `http://127.0.0.1:${greenPort}`;
   envFile = writeEnvFile(join(dir.path, 'deploy.env'), {
     ENVIRONMENT: 'production',
     DATABASE_URL: db.url,
@@ -214,6 +227,28 @@ describe('togather deploy --runner local', () => {
       rollback_reason: null,
     });
     expect(latest!.reason).toMatch(/^health: green not healthy/);
+    // The failed build is not left on green: the 1.0.0 it held before serves there again.
+    expect(r.stdout).toMatch(
+      /^restore\s+ok\s.*green serves 1\.0\.0 again \(pid \d+, \S+release-1\.0\.0\/dist\): the new pid \d+ stopped$/m,
+    );
+    expect(await green()).toEqual({ serves: '1.0.0', recorded: '1.0.0' });
+  });
+
+  it('--version that the build does not report fails the health gate; no slot record claims it', async () => {
+    const release = makeRelease(dir.path, '0.1.0');
+    const r = await deploy(release, ['--version', '9.9.9', '--skip-snapshot']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(
+      /^health\s+FAILED\s.*green reports version 0\.1\.0, not 9\.9\.9 as --version says$/m,
+    );
+    expect(r.stdout).not.toMatch(/^switch\s/m);
+    expect(r.stderr).toBe(
+      'togather: deploy of 9.9.9 failed: health: green reports version 0.1.0, not 9.9.9 as --version says\n',
+    );
+    expect(r.stdout).toMatch(/^restore\s+ok\s.*green serves 1\.0\.0 again/m);
+    expect(await green()).toEqual({ serves: '1.0.0', recorded: '1.0.0' });
+    expect(readFileSync(join(stateDir, 'slots.json'), 'utf8')).not.toContain('9.9.9');
+    expect(await proxyVersion()).toEqual({ version: '1.1.0', slot: 'blue' });
   });
 
   it('a version that turns to 500s after the switch is rolled back within the verify window, exit 1', async () => {
@@ -242,6 +277,8 @@ describe('togather deploy --runner local', () => {
     const verify = latest!.steps.find((s) => s.name === 'verify')!;
     expect(verify.status).toBe('failed');
     expect(verify.duration_ms).toBeLessThan(30_000); // rolled back inside the window, not after it
+    expect(latest!.steps.find((s) => s.name === 'restore')).toMatchObject({ status: 'ok' });
+    expect(await green()).toEqual({ serves: '1.0.0', recorded: '1.0.0' });
 
     const status = await runCli(['deploy', 'status', '--env', envFile]);
     expect(status.code).toBe(0);
@@ -281,6 +318,7 @@ describe('togather deploy --runner local', () => {
     expect(listed.map((r) => [r.version, r.result])).toEqual([
       ['1.2.0', 'deployed'],
       ['3.0.0', 'rolled_back'],
+      ['9.9.9', 'failed'],
       ['2.0.0', 'failed'],
       ['1.1.0', 'deployed'],
       ['1.0.0', 'deployed'],

@@ -62,6 +62,20 @@ describe('compose runner', () => {
     expect(lastCall()).toContain(`${BASE} stop togather-blue`);
   });
 
+  it('restore after a failed deploy stops the slot it started, and only that', async () => {
+    const r = runner();
+    expect(await r.restore('green', { retries: 1, intervalMs: 1 })).toBe(
+      'togather-green left as docker compose up left it',
+    );
+    await r.start('green');
+    expect(await r.restore('green', { retries: 1, intervalMs: 1 })).toBe(
+      'togather-green stopped, so the failed togather:1.4.0 serves nothing (its previous container was replaced)',
+    );
+    expect(lastCall()).toBe(
+      `TOGATHER_BLUE_IMAGE= TOGATHER_GREEN_IMAGE=togather:1.4.0 ${BASE} stop togather-green`,
+    );
+  });
+
   it('reports a failing docker call with its exit code and last output', async () => {
     process.env.FAKE_DOCKER_FAIL = '1';
     try {

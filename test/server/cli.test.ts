@@ -241,7 +241,7 @@ describe('togather healthcheck', () => {
     const timeout = await runCli(['healthcheck', '--timeout', 'soon']);
     expect(timeout.code).toBe(2);
     expect(timeout.stderr).toContain(
-      "option '--timeout <duration>' argument 'soon' is invalid. use 500ms, 5s, 2m or plain milliseconds",
+      "option '--timeout <duration>' argument 'soon' is invalid. use 500ms, 30s, 2m or plain milliseconds",
     );
     const url = await runCli(['healthcheck', '--url', 'ftp://x/health']);
     expect(url.code).toBe(2);

@@ -60,7 +60,8 @@ export function makeRelease(parent: string, version: string): string {
  * A tiny build whose `cli/togather.js` is a real node:http server honouring
  * the same CLI and environment as `togather serve` (SLOT, SERVER_HOST,
  * SERVER_PORT; migrate and snapshot succeed), for the failures the real app
- * must never be made to fake:
+ * must never be made to fake, and for deploys that need no database:
+ * - `healthy`: healthy, reports `version` on /version;
  * - `unhealthy`: /health answers 503 from the start;
  * - `fails-behind-proxy`: healthy until the first request that came through
  *   the proxy (X-Forwarded-For), then 500 on everything: a version that
@@ -69,7 +70,7 @@ export function makeRelease(parent: string, version: string): string {
 export function makeFakeBuild(
   parent: string,
   version: string,
-  mode: 'unhealthy' | 'fails-behind-proxy',
+  mode: 'healthy' | 'unhealthy' | 'fails-behind-proxy',
 ): string {
   const dir = join(parent, `fake-${mode}-${version}`);
   mkdirSync(join(dir, 'cli'), { recursive: true });

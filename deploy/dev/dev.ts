@@ -30,9 +30,9 @@ export interface DevFlags {
 
 /** This very CLI, to start `serve`, `proxy` and `migrate` as child processes. */
 const CLI = fileURLToPath(new URL('../../cli/togather.js', import.meta.url));
-const BUILD_DIR = fileURLToPath(new URL('..', import.meta.url));
+const BUILD_DIR = fileURLToPath(new URL('../..', import.meta.url));
 /** The checkout (or package) this CLI was built in: where `npx togather` runs it. */
-const PACKAGE_DIR = fileURLToPath(new URL('../..', import.meta.url));
+const PACKAGE_DIR = fileURLToPath(new URL('../../..', import.meta.url));
 
 interface Child {
   name: string;

@@ -1,9 +1,15 @@
 import { z } from 'zod';
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
+const UNIT_MS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
 
-/** Parses `500ms`, `30s`, `2m`, `1h` or plain milliseconds; undefined when unreadable. */
+/** Parses `500ms`, `30s`, `2m`, `1h`, `30d` or plain milliseconds; undefined when unreadable. */
 export function parseDuration(text: string): number | undefined {
   const match = DURATION.exec(text.trim());
   if (!match) return undefined;

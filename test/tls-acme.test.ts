@@ -1,0 +1,121 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ChallengeListener,
+  eventually,
+  metricValue,
+  startAcmeEdge,
+  type AcmeEdge,
+} from './support/acme-fixture.js';
+import { PEBBLE_MISSING, TestPebble } from './support/pebble.js';
+import { h2Get, httpsGet } from './support/tls-clients.js';
+
+const DOMAIN = 'events.togather.test';
+
+describe.skipIf(PEBBLE_MISSING !== undefined)(
+  `ACME against pebble${PEBBLE_MISSING ? ` (skipped: ${PEBBLE_MISSING})` : ''}`,
+  () => {
+    let challenge: ChallengeListener;
+    let pebble: TestPebble;
+    let root: string;
+    let dir: string;
+    const edges: AcmeEdge[] = [];
+
+    beforeAll(async () => {
+      challenge = await ChallengeListener.start();
+      pebble = await TestPebble.start({ httpPort: challenge.port });
+      root = await pebble.rootPem();
+    });
+
+    afterAll(async () => {
+      await pebble?.stop();
+      await challenge?.close();
+    });
+
+    afterEach(async () => {
+      for (const edge of edges.splice(0)) await edge.stop();
+      challenge.responders.splice(0);
+      challenge.broken = false;
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    async function edge(env: Record<string, string> = {}): Promise<AcmeEdge> {
+      const started = await startAcmeEdge(
+        {
+          ACME_DOMAINS: DOMAIN,
+          ACME_EMAIL: 'ops@togather.test',
+          ACME_DIRECTORY_URL: pebble.directoryUrl,
+          ACME_CA_FILE: pebble.caFile,
+          CERT_DIR: dir,
+          ...env,
+        },
+        {
+          tuning: {
+            manager: { retry: { firstMs: 300, maxMs: 1200 } },
+            issuer: { statusPoll: { minMs: 100, maxMs: 500, attempts: 20 } },
+          },
+        },
+      );
+      edges.push(started);
+      challenge.responders.push(started.layer.challenges!);
+      return started;
+    }
+
+    const serving = (e: AcmeEdge) =>
+      eventually(() => e.layer.acme!.status()[0]!.serial ?? undefined, 'a certificate');
+
+    it('orders a certificate at start and serves it over HTTP/1.1 and HTTP/2 with a chain to pebble’s root', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'togather-acme-'));
+      const e = await edge();
+      const serial = await serving(e);
+
+      const h1 = await httpsGet({ port: e.port, servername: DOMAIN, ca: root });
+      expect(h1).toMatchObject({ status: 200, body: 'hello 1.1', serial, alpn: 'http/1.1' });
+      const h2 = await h2Get({ port: e.port, servername: DOMAIN, ca: root });
+      expect(h2).toMatchObject({ status: 200, body: 'hello 2.0', serial, alpn: 'h2' });
+      // A client without SNI gets the same (the only) certificate.
+      const bare = await httpsGet({ port: e.port, ca: root });
+      expect(bare.serial).toBe(serial);
+
+      const [status] = e.layer.acme!.status();
+      expect(status).toMatchObject({ domain: DOMAIN, serial, last_error: null, failures: 0 });
+      expect(Date.parse(status!.not_after!)).toBeGreaterThan(Date.now());
+      expect(Date.parse(status!.next_attempt!)).toBeGreaterThan(Date.now());
+      expect(
+        await metricValue(e.registry, 'togather_proxy_acme_orders_total', { result: 'success' }),
+      ).toBe(1);
+      const expiry = await metricValue(e.registry, 'togather_proxy_certificate_expiry_seconds', {
+        domain: DOMAIN,
+      });
+      expect(expiry).toBe(Date.parse(status!.not_after!) / 1000);
+
+      // Stored in CERT_DIR: keys readable by the owner only.
+      const cert = new X509Certificate(await readFile(join(dir, `${DOMAIN}.crt`), 'utf8'));
+      expect(cert.serialNumber.toUpperCase()).toBe(serial);
+      expect((await stat(join(dir, `${DOMAIN}.key`))).mode & 0o777).toBe(0o600);
+      expect((await stat(join(dir, 'account.key'))).mode & 0o777).toBe(0o600);
+    });
+
+    it('takes the stored certificate at a restart instead of ordering again', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'togather-acme-'));
+      const first = await edge();
+      const serial = await serving(first);
+      await first.stop();
+      edges.splice(edges.indexOf(first), 1);
+
+      const second = await edge();
+      expect(await serving(second)).toBe(serial);
+      expect(
+        await metricValue(second.registry, 'togather_proxy_acme_orders_total', {
+          result: 'success',
+        }),
+      ).toBe(0);
+      expect((await httpsGet({ port: second.port, servername: DOMAIN, ca: root })).serial).toBe(
+        serial,
+      );
+    });
+  },
+);

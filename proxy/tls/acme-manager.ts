@@ -109,7 +109,7 @@ export class AcmeManager implements CertificateSource {
   renewAt(certificate: LoadedCertificate): Date {
     const { notBefore, notAfter } = certificate.info;
     const asked = notAfter.getTime() - this.options.renewBeforeMs;
-    const floor = notBefore.getTime() + (notAfter.getTime() - notBefore.getTime()) / 3;
+    const floor = notBefore.getTime() + Math.floor((notAfter.getTime() - notBefore.getTime()) / 3);
     return new Date(Math.max(asked, floor));
   }
 

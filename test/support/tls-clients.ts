@@ -9,6 +9,8 @@ export interface TlsAnswer {
   serial: string;
   /** ALPN result: 'h2', 'http/1.1', or false/null when none was agreed. */
   alpn: string | boolean | null;
+  /** HTTP/1.1: the request went over a connection used before (keep-alive). */
+  reused?: boolean;
 }
 
 export interface TlsTarget {
@@ -41,7 +43,9 @@ export function httpsGet(target: TlsTarget, agent: Agent | false = false): Promi
       let body = '';
       res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
       res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, serial, alpn }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body, serial, alpn, reused: req.reusedSocket }),
+      );
     });
     req.on('error', reject);
     req.end();

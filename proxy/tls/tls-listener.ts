@@ -75,6 +75,7 @@ export function createTlsListener<Req extends typeof IncomingMessage = typeof In
 
   let server: TlsServer;
   const sessions = new Set<Http2Session>();
+  let closing = false;
   if (options.http2 ?? true) {
     const h2: Http2SecureServer = createSecureServer(
       {
@@ -91,6 +92,8 @@ export function createTlsListener<Req extends typeof IncomingMessage = typeof In
     );
     applyHttp1Limits(h2, http1);
     h2.on('session', (session: Http2Session) => {
+      // A handshake that completed as close() began still gets its GOAWAY.
+      if (closing) return session.close();
       sessions.add(session);
       session.once('close', () => sessions.delete(session));
     });
@@ -144,6 +147,7 @@ export function createTlsListener<Req extends typeof IncomingMessage = typeof In
       });
     },
     async close(timeoutMs) {
+      closing = true;
       const closed = new Promise<void>((resolve) => {
         if (!server.listening) resolve();
         else server.close(() => resolve());

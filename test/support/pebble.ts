@@ -28,22 +28,29 @@ export const PEBBLE_MISSING =
     ? undefined
     : 'pebble and pebble-challtestsrv are not installed (Debian package "pebble")';
 
-/** A self-signed certificate for 127.0.0.1 / localhost, made with openssl. */
+export interface SelfSignedOptions {
+  /** subjectAltName entries (default `DNS:localhost,IP:127.0.0.1`). */
+  altNames?: string;
+  /** Default P-256. */
+  keyType?: 'ec' | 'rsa';
+}
+
+/** A self-signed certificate (`<dir>/<name>.crt` + `.key`), made with openssl. */
 export async function selfSigned(
   dir: string,
   name: string,
-  subject = '/CN=localhost',
-  altNames = 'DNS:localhost,IP:127.0.0.1',
+  options: SelfSignedOptions = {},
 ): Promise<{ certFile: string; keyFile: string }> {
   const certFile = join(dir, `${name}.crt`);
   const keyFile = join(dir, `${name}.key`);
+  const key =
+    options.keyType === 'rsa'
+      ? ['-newkey', 'rsa:2048']
+      : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
   await run('openssl', [
     'req',
     '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
+    ...key,
     '-nodes',
     '-keyout',
     keyFile,
@@ -52,9 +59,9 @@ export async function selfSigned(
     '-days',
     '2',
     '-subj',
-    subject,
+    `/CN=${name.replace(/[^\w.*-]/g, '')}`,
     '-addext',
-    `subjectAltName=${altNames}`,
+    `subjectAltName=${options.altNames ?? 'DNS:localhost,IP:127.0.0.1'}`,
   ]);
   return { certFile, keyFile };
 }

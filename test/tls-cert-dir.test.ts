@@ -52,6 +52,8 @@ describe('TLS_CERT_DIR: certificates chosen by SNI', () => {
       join(dir, 'broken.togather.test.key'),
       await readFile(join(dir, 'a.togather.test.key')),
     );
+    // A key without a certificate (ACME's account key in CERT_DIR) is no pair: ignored.
+    await writeFile(join(dir, 'account.key'), await readFile(join(spare, 'other.key')));
     registry = new Registry();
     source = await createDirectorySource({
       directory: dir,
@@ -107,7 +109,7 @@ describe('TLS_CERT_DIR: certificates chosen by SNI', () => {
     expect(deep).toMatch(/does not match certificate's altnames/);
   });
 
-  it('refuses a pair whose key does not match, with a log line and a metric, and serves the rest', async () => {
+  it('refuses a pair whose key does not match, with a log line and a metric, and serves the rest; a lone key is ignored', async () => {
     expect(logs.find((l) => l.host === 'broken.togather.test')).toMatchObject({
       reason: 'key_mismatch',
       msg: 'TLS certificate not loaded',
@@ -118,6 +120,7 @@ describe('TLS_CERT_DIR: certificates chosen by SNI', () => {
         .map((c) => c.name)
         .sort(),
     ).toEqual(['*.wild.togather.test', 'B.Togather.Test', 'a.togather.test', 'default']);
+    expect(logs.find((l) => l.host === 'account')).toBeUndefined();
     expect(
       await metricValue(registry, 'togather_proxy_certificate_reloads_total', {
         source: 'directory',

@@ -23,14 +23,14 @@ export interface DirectorySourceOptions {
   pollMs?: number;
 }
 
-/** Host names that have a `.crt` or a `.key` file, sorted. */
-async function pairNames(directory: string): Promise<string[]> {
-  const names = new Set<string>();
-  for (const entry of await readdir(directory)) {
+/** Host names that have a `.crt` or a `.key` file, sorted, and whether the `.crt` is there. */
+async function pairNames(directory: string): Promise<Map<string, boolean>> {
+  const names = new Map<string, boolean>();
+  for (const entry of (await readdir(directory)).sort()) {
     const match = /^(.+)\.(crt|key)$/.exec(entry);
-    if (match) names.add(match[1]!);
+    if (match) names.set(match[1]!, names.get(match[1]!) === true || match[2] === 'crt');
   }
-  return [...names].sort();
+  return names;
 }
 
 /**
@@ -38,8 +38,9 @@ async function pairNames(directory: string): Promise<string[]> {
  * (`*.example.org.crt` serves one label below example.org). Each pair is
  * checked on its own: one that does not load keeps its previous version in
  * service (or stays out, if new), with a log line and a metric. A pair is
- * dropped only when both its files are gone. Throws at start when no pair
- * loads.
+ * dropped only when both its files are gone. A `.key` alone is ignored, so
+ * ACME's CERT_DIR (whose layout this is) can be served as it is. Throws at
+ * start when no pair loads.
  */
 export async function createDirectorySource(
   options: DirectorySourceOptions,
@@ -55,8 +56,10 @@ export async function createDirectorySource(
   async function scan(initial: boolean): Promise<boolean> {
     let changed = false;
     const present = await pairNames(directory);
-    for (const name of present) {
+    for (const [name, hasCert] of present) {
       const old = loaded.get(name);
+      // A lone key never served (ACME's account.key when this is CERT_DIR) is not a pair.
+      if (!hasCert && !old) continue;
       try {
         const next = await readPair(join(directory, `${name}.crt`), join(directory, `${name}.key`));
         if (old?.info.fingerprint256 === next.info.fingerprint256) continue;
@@ -79,7 +82,7 @@ export async function createDirectorySource(
       }
     }
     for (const name of [...loaded.keys()]) {
-      if (present.includes(name)) continue;
+      if (present.has(name)) continue;
       loaded.delete(name);
       changed = true;
       logger.info({ host: name, directory }, 'TLS certificate removed (both files are gone)');
@@ -107,8 +110,8 @@ export async function createDirectorySource(
   const watcher = await watchForChanges({
     directories: [directory],
     signature: async () => {
-      const names = await pairNames(directory).catch(() => []);
-      const files = names.flatMap((name) => [`${name}.crt`, `${name}.key`]);
+      const names = await pairNames(directory).catch(() => new Map<string, boolean>());
+      const files = [...names.keys()].flatMap((name) => [`${name}.crt`, `${name}.key`]);
       const parts = await Promise.all(files.map((file) => fileSignature(join(directory, file))));
       return parts.join('|');
     },

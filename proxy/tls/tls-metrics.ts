@@ -23,6 +23,8 @@ export class TlsMetrics {
       help: 'When each served certificate expires (notAfter), as a Unix time in seconds; alert on it minus time()',
       labelNames: ['domain'],
       registers: [registry],
+      // Summed over cluster workers it would mean nothing: the earliest expiry is what to alert on.
+      aggregator: 'min',
       collect() {
         this.reset();
         for (const certificate of served()) {

@@ -14,6 +14,7 @@ import { createDirectorySource } from './directory-source.js';
 import { FileCertificateStore } from './file-cert-store.js';
 import { createFilePairSource } from './file-pair-source.js';
 import { KeyEncryption } from './key-encryption.js';
+import { OcspStapler } from './ocsp-stapler.js';
 import { RedisCertificateStore } from './redis-cert-store.js';
 import { createRedisFleet } from './redis-fleet.js';
 import { certificateSources, type TlsConfig } from './tls-config.js';
@@ -57,6 +58,8 @@ export interface TlsLayer {
   /** For the plain listener, before it forwards; undefined without ACME. */
   challenges: ChallengeResponder | undefined;
   acme: AcmeManager | undefined;
+  /** Staples OCSP for certificates whose chain names a responder (createTlsListener's `ocsp`). */
+  ocsp: OcspStapler;
   metrics: TlsMetrics;
   /** For /admin/status. */
   status(): TlsStatus;
@@ -190,12 +193,15 @@ export async function startTlsLayer(options: TlsLayerOptions): Promise<TlsLayer 
   }
   const source = combineSources(sources);
   metrics.attach(() => source.certificates());
+  const ocsp = new OcspStapler({ source, logger });
+  cleanups.push(() => ocsp.close());
   acme?.start();
   logger.info({ sources: kinds, acme_store: storeLocation || null }, 'certificate layer started');
   return {
     source,
     challenges,
     acme,
+    ocsp,
     metrics,
     status: () => ({
       certificates: source.certificates().map((served) => ({

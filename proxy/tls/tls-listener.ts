@@ -39,6 +39,14 @@ export interface TlsListenerOptions<Req extends typeof IncomingMessage = typeof 
   /** Offer `h2` by ALPN beside `http/1.1` (default true). */
   http2?: boolean;
   http1?: Http1Settings<Req>;
+  /** Staples OCSP responses (an OcspStapler); none without it. */
+  ocsp?: {
+    handle: (
+      certificate: Buffer,
+      issuer: Buffer,
+      done: (err: Error | null, response?: Buffer) => void,
+    ) => void;
+  };
   logger: Logger;
 }
 
@@ -114,6 +122,7 @@ export function createTlsListener<Req extends typeof IncomingMessage = typeof In
     );
   }
   if (options.onUpgrade) server.on('upgrade', options.onUpgrade);
+  if (options.ocsp) server.on('OCSPRequest', options.ocsp.handle);
   server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
     logger.debug({ err: error.message, remote: socket.remoteAddress }, 'TLS handshake failed');
   });

@@ -78,6 +78,7 @@ export async function startAcmeEdge(
     host: '127.0.0.1',
     port: 0,
     logger,
+    ocsp: layer.ocsp,
     onRequest: (req, res) => res.end(`hello ${req.httpVersion}`),
   });
   const address = await listener.listen();

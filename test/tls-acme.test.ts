@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import {
   startAcmeEdge,
   type AcmeEdge,
 } from './support/acme-fixture.js';
-import { PEBBLE_MISSING, TestPebble } from './support/pebble.js';
+import { PEBBLE_MISSING, selfSigned, TestPebble } from './support/pebble.js';
 import { h2Get, httpsGet } from './support/tls-clients.js';
 
 const DOMAIN = 'events.togather.test';
@@ -119,6 +119,48 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
       expect((await httpsGet({ port: second.port, servername: DOMAIN, ca: root })).serial).toBe(
         serial,
       );
+    });
+
+    it('serves ACME domains beside a TLS_CERT_DIR, and tells it all in status()', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'togather-acme-'));
+      const files = join(dir, 'files');
+      await mkdir(files);
+      await selfSigned(files, 'static.togather.test', { altNames: 'DNS:static.togather.test' });
+      const own = await readFile(join(files, 'static.togather.test.crt'), 'utf8');
+      const e = await edge({ TLS_CERT_DIR: files });
+      const serial = await serving(e);
+      const acmeServed = await httpsGet({ port: e.port, servername: DOMAIN, ca: root });
+      expect(acmeServed.serial).toBe(serial);
+      const fileServed = await httpsGet({
+        port: e.port,
+        servername: 'static.togather.test',
+        ca: own,
+      });
+      expect(fileServed.serial).toBe(new X509Certificate(own).serialNumber.toUpperCase());
+      // Without SNI: the first source's (ACME's) certificate.
+      expect((await httpsGet({ port: e.port, ca: root })).serial).toBe(serial);
+
+      const status = e.layer.status();
+      expect(status.certificates.map((c) => [c.name, c.source, c.serial])).toEqual([
+        [DOMAIN, 'acme', serial],
+        ['static.togather.test', 'directory', fileServed.serial],
+      ]);
+      expect(status.acme).toMatchObject({
+        directory: pebble.directoryUrl,
+        store: `file ${dir}`,
+        domains: [{ domain: DOMAIN, serial, failures: 0, last_error: null }],
+      });
+      expect(Object.keys(status.acme!.domains[0]!).sort()).toEqual([
+        'domain',
+        'failures',
+        'last_attempt',
+        'last_error',
+        'next_attempt',
+        'not_after',
+        'not_before',
+        'renew_at',
+        'serial',
+      ]);
     });
   },
 );

@@ -1,79 +1,45 @@
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acmeKeys } from '../proxy/tls/redis-cert-store.js';
 import {
-  ChallengeListener,
+  ACME_TEST_DOMAIN as DOMAIN,
   eventually,
   metricValue,
-  startAcmeEdge,
+  pebbleSuite,
   type AcmeEdge,
 } from './support/acme-fixture.js';
-import { PEBBLE_MISSING, TestPebble } from './support/pebble.js';
+import { PEBBLE_MISSING } from './support/pebble.js';
 import { httpsGet } from './support/tls-clients.js';
 import { TestRedis } from './helpers/redis.js';
 
-const DOMAIN = 'events.togather.test';
 const ENCRYPTION_KEY = 'fleet-test-encryption-key-0123456789abcdef';
 
 describe.skipIf(PEBBLE_MISSING !== undefined)(
   `ACME in a fleet sharing Redis${PEBBLE_MISSING ? ` (skipped: ${PEBBLE_MISSING})` : ''}`,
   () => {
-    let challenge: ChallengeListener;
-    let pebble: TestPebble;
+    const suite = pebbleSuite();
     let redis: TestRedis;
     let raw: Redis;
-    let root: string;
     let prefixes = 0;
     let prefix = '';
-    const edges: AcmeEdge[] = [];
 
     beforeAll(async () => {
       redis = await TestRedis.start();
       raw = new Redis(redis.url);
-      challenge = await ChallengeListener.start();
-      pebble = await TestPebble.start({ httpPort: challenge.port });
-      root = await pebble.rootPem();
     });
 
     afterAll(async () => {
       raw?.disconnect();
-      await pebble?.stop();
-      await challenge?.close();
       await redis?.stop();
     });
 
-    afterEach(async () => {
-      for (const edge of edges.splice(0)) await edge.stop();
-      challenge.responders.splice(0);
-      challenge.forwarded.splice(0);
-    });
-
-    async function proxy(
+    const proxy = (
       options: { lockWaitMs?: number; key?: string; answersChallenges?: boolean } = {},
-    ): Promise<AcmeEdge> {
-      const started = await startAcmeEdge(
-        {
-          ACME_DOMAINS: DOMAIN,
-          ACME_DIRECTORY_URL: pebble.directoryUrl,
-          ACME_CA_FILE: pebble.caFile,
-          CERT_ENCRYPTION_KEY: options.key ?? ENCRYPTION_KEY,
-          REDIS_URL: redis.url,
-        },
-        {
-          redis: { url: redis.url, keyPrefix: prefix },
-          tuning: {
-            manager: {
-              retry: { firstMs: 300, maxMs: 1200 },
-              lockWaitMs: options.lockWaitMs ?? 500,
-            },
-            issuer: { statusPoll: { minMs: 100, maxMs: 500, attempts: 20 } },
-          },
-        },
+    ) =>
+      suite.edge(
+        { CERT_ENCRYPTION_KEY: options.key ?? ENCRYPTION_KEY, REDIS_URL: redis.url },
+        { ...options, redis: { url: redis.url, keyPrefix: prefix } },
       );
-      edges.push(started);
-      if (options.answersChallenges ?? true) challenge.responders.push(started.layer.challenges!);
-      return started;
-    }
 
     function freshPrefix(): void {
       prefixes += 1;
@@ -91,7 +57,7 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
       expect(await eventually(() => serial(b), 'the certificate on the second')).toBe(served);
       expect((await orders(a))! + (await orders(b))!).toBe(1);
       for (const e of [a, b]) {
-        expect((await httpsGet({ port: e.port, servername: DOMAIN, ca: root })).serial).toBe(
+        expect((await httpsGet({ port: e.port, servername: DOMAIN, ca: suite.root })).serial).toBe(
           served,
         );
       }
@@ -111,7 +77,7 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
       const ordering = await proxy({ answersChallenges: false });
       const served = await eventually(() => serial(ordering), 'a certificate');
       expect(await orders(ordering)).toBe(1);
-      expect(challenge.forwarded).toEqual([]);
+      expect(suite.challenge.forwarded).toEqual([]);
       // Told by pub/sub, long before its own retry: no order of its own.
       expect(await eventually(() => serial(waiting), 'the fleet’s certificate', 3000)).toBe(served);
       expect(await orders(waiting)).toBe(0);

@@ -1,71 +1,31 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
-  ChallengeListener,
+  ACME_TEST_DOMAIN as DOMAIN,
   eventually,
   metricValue,
-  startAcmeEdge,
+  pebbleSuite,
   type AcmeEdge,
 } from './support/acme-fixture.js';
-import { PEBBLE_MISSING, TestPebble } from './support/pebble.js';
+import { PEBBLE_MISSING } from './support/pebble.js';
 import { httpsGet, keepAliveAgent } from './support/tls-clients.js';
 
-const DOMAIN = 'events.togather.test';
 /** Pebble issues certificates this short-lived: due for renewal after a third of it. */
 const VALIDITY_SECONDS = 30;
 
 describe.skipIf(PEBBLE_MISSING !== undefined)(
   `ACME renewal and retries against pebble${PEBBLE_MISSING ? ` (skipped: ${PEBBLE_MISSING})` : ''}`,
   () => {
-    let challenge: ChallengeListener;
-    let pebble: TestPebble;
-    let root: string;
+    const suite = pebbleSuite({ validitySeconds: VALIDITY_SECONDS });
     let dir: string;
-    const edges: AcmeEdge[] = [];
 
-    beforeAll(async () => {
-      challenge = await ChallengeListener.start();
-      pebble = await TestPebble.start({
-        httpPort: challenge.port,
-        validitySeconds: VALIDITY_SECONDS,
-      });
-      root = await pebble.rootPem();
-    });
-
-    afterAll(async () => {
-      await pebble?.stop();
-      await challenge?.close();
-    });
-
-    afterEach(async () => {
-      for (const edge of edges.splice(0)) await edge.stop();
-      challenge.responders.splice(0);
-      challenge.broken = false;
-      await rm(dir, { recursive: true, force: true });
-    });
+    afterEach(() => rm(dir, { recursive: true, force: true }));
 
     async function edge(): Promise<AcmeEdge> {
       dir = await mkdtemp(join(tmpdir(), 'togather-acme-'));
-      const started = await startAcmeEdge(
-        {
-          ACME_DOMAINS: DOMAIN,
-          ACME_DIRECTORY_URL: pebble.directoryUrl,
-          ACME_CA_FILE: pebble.caFile,
-          ACME_RENEW_BEFORE: '1m',
-          CERT_DIR: dir,
-        },
-        {
-          tuning: {
-            manager: { retry: { firstMs: 400, maxMs: 1600 } },
-            issuer: { statusPoll: { minMs: 100, maxMs: 500, attempts: 20 } },
-          },
-        },
-      );
-      edges.push(started);
-      challenge.responders.push(started.layer.challenges!);
-      return started;
+      return suite.edge({ ACME_RENEW_BEFORE: '1m', CERT_DIR: dir });
     }
 
     const status = (e: AcmeEdge) => e.layer.acme!.status()[0]!;
@@ -81,7 +41,7 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
       expect(Date.parse(renew_at!)).toBe(Date.parse(not_before!) + Math.floor(lifetime / 3));
 
       // A keep-alive connection busy across the renewal keeps its certificate.
-      const target = { port: e.port, servername: DOMAIN, ca: root };
+      const target = { port: e.port, servername: DOMAIN, ca: suite.root };
       const agent = keepAliveAgent(target);
       expect((await httpsGet(target, agent)).serial).toBe(first);
       let second: string | null = null;
@@ -102,8 +62,8 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
     it('retries a failing renewal with a growing, bounded backoff and serves the old certificate meanwhile', async () => {
       const e = await edge();
       const first = await eventually(() => status(e).serial ?? undefined, 'a certificate');
-      challenge.broken = true;
-      const target = { port: e.port, servername: DOMAIN, ca: root };
+      suite.challenge.broken = true;
+      const target = { port: e.port, servername: DOMAIN, ca: suite.root };
 
       await eventually(
         () => (status(e).failures >= 4 ? true : undefined),
@@ -128,7 +88,7 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
         expect(gap).toBeLessThan(bases[i]! + 1500);
       });
 
-      challenge.broken = false;
+      suite.challenge.broken = false;
       const renewed = await eventually(
         () => (status(e).serial !== first ? status(e).serial! : undefined),
         'a renewal once the CA can validate again',

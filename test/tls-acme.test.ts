@@ -2,68 +2,29 @@ import { X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
-  ChallengeListener,
+  ACME_TEST_DOMAIN as DOMAIN,
   eventually,
   metricValue,
-  startAcmeEdge,
+  pebbleSuite,
   type AcmeEdge,
 } from './support/acme-fixture.js';
-import { PEBBLE_MISSING, selfSigned, TestPebble } from './support/pebble.js';
+import { PEBBLE_MISSING, selfSigned } from './support/pebble.js';
 import { h2Get, httpsGet } from './support/tls-clients.js';
-
-const DOMAIN = 'events.togather.test';
 
 describe.skipIf(PEBBLE_MISSING !== undefined)(
   `ACME against pebble${PEBBLE_MISSING ? ` (skipped: ${PEBBLE_MISSING})` : ''}`,
   () => {
-    let challenge: ChallengeListener;
-    let pebble: TestPebble;
-    let root: string;
+    const suite = pebbleSuite();
     let dir: string;
-    const edges: AcmeEdge[] = [];
-
-    beforeAll(async () => {
-      challenge = await ChallengeListener.start();
-      pebble = await TestPebble.start({ httpPort: challenge.port });
-      root = await pebble.rootPem();
-    });
-
-    afterAll(async () => {
-      await pebble?.stop();
-      await challenge?.close();
-    });
 
     afterEach(async () => {
-      for (const edge of edges.splice(0)) await edge.stop();
-      challenge.responders.splice(0);
-      challenge.forwarded.splice(0);
-      challenge.broken = false;
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 
-    async function edge(env: Record<string, string> = {}): Promise<AcmeEdge> {
-      const started = await startAcmeEdge(
-        {
-          ACME_DOMAINS: DOMAIN,
-          ACME_EMAIL: 'ops@togather.test',
-          ACME_DIRECTORY_URL: pebble.directoryUrl,
-          ACME_CA_FILE: pebble.caFile,
-          CERT_DIR: dir,
-          ...env,
-        },
-        {
-          tuning: {
-            manager: { retry: { firstMs: 300, maxMs: 1200 } },
-            issuer: { statusPoll: { minMs: 100, maxMs: 500, attempts: 20 } },
-          },
-        },
-      );
-      edges.push(started);
-      challenge.responders.push(started.layer.challenges!);
-      return started;
-    }
+    const edge = (env: Record<string, string> = {}) =>
+      suite.edge({ ACME_EMAIL: 'ops@togather.test', CERT_DIR: dir, ...env });
 
     const serving = (e: AcmeEdge) =>
       eventually(() => e.layer.acme!.status()[0]!.serial ?? undefined, 'a certificate');
@@ -73,14 +34,14 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
       const e = await edge();
       const serial = await serving(e);
       // pebble's validation was answered by the responder, never sent to the slot.
-      expect(challenge.forwarded).toEqual([]);
+      expect(suite.challenge.forwarded).toEqual([]);
 
-      const h1 = await httpsGet({ port: e.port, servername: DOMAIN, ca: root });
+      const h1 = await httpsGet({ port: e.port, servername: DOMAIN, ca: suite.root });
       expect(h1).toMatchObject({ status: 200, body: 'hello 1.1', serial, alpn: 'http/1.1' });
-      const h2 = await h2Get({ port: e.port, servername: DOMAIN, ca: root });
+      const h2 = await h2Get({ port: e.port, servername: DOMAIN, ca: suite.root });
       expect(h2).toMatchObject({ status: 200, body: 'hello 2.0', serial, alpn: 'h2' });
       // A client without SNI gets the same (the only) certificate.
-      const bare = await httpsGet({ port: e.port, ca: root });
+      const bare = await httpsGet({ port: e.port, ca: suite.root });
       expect(bare.serial).toBe(serial);
 
       const [status] = e.layer.acme!.status();
@@ -106,8 +67,8 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
       dir = await mkdtemp(join(tmpdir(), 'togather-acme-'));
       const first = await edge();
       const serial = await serving(first);
+      // Stopped again after the test: stop() may be called twice.
       await first.stop();
-      edges.splice(edges.indexOf(first), 1);
 
       const second = await edge();
       expect(await serving(second)).toBe(serial);
@@ -116,9 +77,9 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
           result: 'success',
         }),
       ).toBe(0);
-      expect((await httpsGet({ port: second.port, servername: DOMAIN, ca: root })).serial).toBe(
-        serial,
-      );
+      expect(
+        (await httpsGet({ port: second.port, servername: DOMAIN, ca: suite.root })).serial,
+      ).toBe(serial);
     });
 
     it('serves ACME domains beside a TLS_CERT_DIR, and tells it all in status()', async () => {
@@ -129,7 +90,7 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
       const own = await readFile(join(files, 'static.togather.test.crt'), 'utf8');
       const e = await edge({ TLS_CERT_DIR: files });
       const serial = await serving(e);
-      const acmeServed = await httpsGet({ port: e.port, servername: DOMAIN, ca: root });
+      const acmeServed = await httpsGet({ port: e.port, servername: DOMAIN, ca: suite.root });
       expect(acmeServed.serial).toBe(serial);
       const fileServed = await httpsGet({
         port: e.port,
@@ -138,7 +99,7 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
       });
       expect(fileServed.serial).toBe(new X509Certificate(own).serialNumber.toUpperCase());
       // Without SNI: the first source's (ACME's) certificate.
-      expect((await httpsGet({ port: e.port, ca: root })).serial).toBe(serial);
+      expect((await httpsGet({ port: e.port, ca: suite.root })).serial).toBe(serial);
 
       const status = e.layer.status();
       expect(status.certificates.map((c) => [c.name, c.source, c.serial])).toEqual([
@@ -146,7 +107,7 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
         ['static.togather.test', 'directory', fileServed.serial],
       ]);
       expect(status.acme).toMatchObject({
-        directory: pebble.directoryUrl,
+        directory: suite.pebble.directoryUrl,
         store: `file ${dir}`,
         domains: [{ domain: DOMAIN, serial, failures: 0, last_error: null }],
       });

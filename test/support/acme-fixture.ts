@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createLogger } from '../../common/logger.js';
 import { answerChallenge, type ChallengeResponder } from '../../proxy/tls/challenge-responder.js';
 import { createTlsListener, type TlsListener } from '../../proxy/tls/tls-listener.js';
@@ -8,6 +9,7 @@ import { loadTlsConfig } from '../../proxy/tls/tls-config.js';
 import { startTlsLayer, type TlsLayer, type TlsLayerOptions } from '../../proxy/tls/tls-layer.js';
 import { LogCapture } from '../helpers/edge.js';
 import { freePort } from '../helpers/ports.js';
+import { TestPebble } from './pebble.js';
 
 /**
  * The plain listener's part in HTTP-01, as the proxy will have it: asks the
@@ -123,4 +125,89 @@ export async function metricValue(
     Object.entries(labels).every(([key, value]) => v.labels[key] === value),
   );
   return found?.value;
+}
+
+/** The ACME test domain; pebble's DNS answers 127.0.0.1 for it. */
+export const ACME_TEST_DOMAIN = 'events.togather.test';
+
+export interface PebbleSuite {
+  readonly challenge: ChallengeListener;
+  readonly pebble: TestPebble;
+  /** The root that verifies what pebble issued. */
+  readonly root: string;
+  /**
+   * A certificate layer and TLS listener ordering ACME_TEST_DOMAIN from this
+   * pebble, with fast retries; stopped after each test. `answersChallenges:
+   * false` leaves it out of the CA's reach (a proxy behind another).
+   */
+  edge(
+    env?: Record<string, string>,
+    options?: {
+      redis?: TlsLayerOptions['redis'];
+      lockWaitMs?: number;
+      answersChallenges?: boolean;
+    },
+  ): Promise<AcmeEdge>;
+}
+
+/**
+ * Registers the hooks of a suite against one pebble (and its challenge
+ * listener) and returns what the tests use; call it inside describe().
+ */
+export function pebbleSuite(pebbleOptions: { validitySeconds?: number } = {}): PebbleSuite {
+  const edges: AcmeEdge[] = [];
+  let challenge: ChallengeListener | undefined;
+  let pebble: TestPebble | undefined;
+  let root = '';
+
+  beforeAll(async () => {
+    challenge = await ChallengeListener.start();
+    pebble = await TestPebble.start({ httpPort: challenge.port, ...pebbleOptions });
+    root = await pebble.rootPem();
+  });
+  afterAll(async () => {
+    await pebble?.stop();
+    await challenge?.close();
+  });
+  afterEach(async () => {
+    for (const edge of edges.splice(0)) await edge.stop();
+    challenge?.responders.splice(0);
+    challenge?.forwarded.splice(0);
+    if (challenge) challenge.broken = false;
+  });
+
+  return {
+    get challenge() {
+      return challenge!;
+    },
+    get pebble() {
+      return pebble!;
+    },
+    get root() {
+      return root;
+    },
+    async edge(env = {}, options = {}) {
+      const started = await startAcmeEdge(
+        {
+          ACME_DOMAINS: ACME_TEST_DOMAIN,
+          ACME_DIRECTORY_URL: pebble!.directoryUrl,
+          ACME_CA_FILE: pebble!.caFile,
+          ...env,
+        },
+        {
+          redis: options.redis,
+          tuning: {
+            manager: {
+              retry: { firstMs: 400, maxMs: 1600 },
+              lockWaitMs: options.lockWaitMs ?? 500,
+            },
+            issuer: { statusPoll: { minMs: 100, maxMs: 500, attempts: 20 } },
+          },
+        },
+      );
+      edges.push(started);
+      if (options.answersChallenges ?? true) challenge!.responders.push(started.layer.challenges!);
+      return started;
+    },
+  };
 }

@@ -82,10 +82,11 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
         .filter((line) => line.msg === 'ACME order' && line.renewing === true)
         .map((line) => Date.parse(line.time as string));
       const gaps = attempts.slice(1).map((at, i) => at - attempts[i]!);
-      const bases = [400, 800, 1600, 1600];
+      const bases = [400, 800, 1600];
       gaps.slice(0, 3).forEach((gap, i) => {
         expect(gap).toBeGreaterThanOrEqual(bases[i]! * 0.75);
-        expect(gap).toBeLessThan(bases[i]! + 1500);
+        // Plus the failing order itself (a few pebble round trips), generously on a busy machine.
+        expect(gap).toBeLessThan(bases[i]! + 3000);
       });
 
       suite.challenge.broken = false;

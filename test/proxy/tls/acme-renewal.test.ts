@@ -1,0 +1,102 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  ACME_TEST_DOMAIN as DOMAIN,
+  eventually,
+  metricValue,
+  pebbleSuite,
+  type AcmeEdge,
+} from '../../support/acme-fixture.js';
+import { PEBBLE_MISSING } from '../../support/pebble.js';
+import { httpsGet, keepAliveAgent } from '../../support/tls-clients.js';
+
+/** Pebble issues certificates this short-lived: due for renewal after a third of it. */
+const VALIDITY_SECONDS = 30;
+
+describe.skipIf(PEBBLE_MISSING !== undefined)(
+  `ACME renewal and retries against pebble${PEBBLE_MISSING ? ` (skipped: ${PEBBLE_MISSING})` : ''}`,
+  () => {
+    const suite = pebbleSuite({ validitySeconds: VALIDITY_SECONDS });
+    let dir: string;
+
+    afterEach(() => rm(dir, { recursive: true, force: true }));
+
+    async function edge(): Promise<AcmeEdge> {
+      dir = await mkdtemp(join(tmpdir(), 'togather-acme-'));
+      return suite.edge({ ACME_RENEW_BEFORE: '1m', CERT_DIR: dir });
+    }
+
+    const status = (e: AcmeEdge) => e.layer.acme!.status()[0]!;
+    const orders = (e: AcmeEdge, result: string) =>
+      metricValue(e.registry, 'togather_proxy_acme_orders_total', { result });
+
+    it('renews a third into the lifetime when ACME_RENEW_BEFORE exceeds it, keeping connections open', async () => {
+      const e = await edge();
+      const first = await eventually(() => status(e).serial ?? undefined, 'a certificate');
+      const { not_before, not_after, renew_at } = status(e);
+      const lifetime = Date.parse(not_after!) - Date.parse(not_before!);
+      expect(lifetime).toBeLessThanOrEqual(VALIDITY_SECONDS * 1000);
+      expect(Date.parse(renew_at!)).toBe(Date.parse(not_before!) + Math.floor(lifetime / 3));
+
+      // A keep-alive connection busy across the renewal keeps its certificate.
+      const target = { port: e.port, servername: DOMAIN, ca: suite.root };
+      const agent = keepAliveAgent(target);
+      expect((await httpsGet(target, agent)).serial).toBe(first);
+      let second: string | null = null;
+      while (second === null) {
+        await new Promise((r) => setTimeout(r, 200));
+        const answer = await httpsGet(target, agent);
+        expect(answer).toMatchObject({ status: 200, serial: first, reused: true });
+        if (status(e).serial !== first) second = status(e).serial;
+      }
+      expect(await httpsGet(target, agent)).toMatchObject({ serial: first, reused: true });
+      agent.destroy();
+      // New connections get the new one.
+      expect((await httpsGet(target)).serial).toBe(second);
+      expect(await orders(e, 'success')).toBe(2);
+      expect(status(e)).toMatchObject({ failures: 0, last_error: null });
+    });
+
+    it('retries a failing renewal with a growing, bounded backoff and serves the old certificate meanwhile', async () => {
+      const e = await edge();
+      const first = await eventually(() => status(e).serial ?? undefined, 'a certificate');
+      suite.challenge.broken = true;
+      const target = { port: e.port, servername: DOMAIN, ca: suite.root };
+
+      await eventually(
+        () => (status(e).failures >= 4 ? true : undefined),
+        'four failed renewals',
+        VALIDITY_SECONDS * 1000,
+      );
+      const failing = status(e);
+      expect(failing.serial).toBe(first);
+      expect(failing.last_error).toMatch(/404|unauthorized|invalid/i);
+      expect(Date.parse(failing.next_attempt!)).toBeGreaterThan(Date.parse(failing.last_attempt!));
+      expect((await httpsGet(target)).serial).toBe(first);
+      expect(await orders(e, 'failure')).toBeGreaterThanOrEqual(4);
+
+      // The gaps between order attempts double from 400 ms up to 1600 ms, jittered down by at most a quarter.
+      const attempts = e.logs.lines
+        .filter((line) => line.msg === 'ACME order' && line.renewing === true)
+        .map((line) => Date.parse(line.time as string));
+      const gaps = attempts.slice(1).map((at, i) => at - attempts[i]!);
+      const bases = [400, 800, 1600];
+      gaps.slice(0, 3).forEach((gap, i) => {
+        expect(gap).toBeGreaterThanOrEqual(bases[i]! * 0.75);
+        // Plus the failing order itself (a few pebble round trips), generously on a busy machine.
+        expect(gap).toBeLessThan(bases[i]! + 3000);
+      });
+
+      suite.challenge.broken = false;
+      const renewed = await eventually(
+        () => (status(e).serial !== first ? status(e).serial! : undefined),
+        'a renewal once the CA can validate again',
+        VALIDITY_SECONDS * 1000,
+      );
+      expect((await httpsGet(target)).serial).toBe(renewed);
+      expect(status(e)).toMatchObject({ failures: 0, last_error: null });
+    });
+  },
+);

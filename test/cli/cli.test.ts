@@ -67,7 +67,7 @@ describe('togather CLI: durations too long for a timer', () => {
     const deploy = await runCli(['deploy', '--runner', 'local', '--health-interval', '30d']);
     expect(deploy.code).toBe(2);
     expect(deploy.stderr).toBe(
-      'togather: --health-interval: "30d" is not a duration (use 500ms, 30s, 2m or plain milliseconds)\n',
+      'togather: --health-interval: "30d" is too long a duration (at most 2147483647 ms, about 24.8 days)\n',
     );
     const long = await runCli(['deploy', '--runner', 'local', '--lock-ttl', '600h']);
     expect(long.code).toBe(2);

@@ -1,5 +1,5 @@
 /**
- * Our proxy, driven only through its outside contract (DESIGN.md): the built
+ * Our proxy, driven only through its outside contract (docs/architecture.md): the built
  * CLI `togather proxy` as a child process, configured by environment, switched
  * through the admin API.
  */

@@ -1,5 +1,5 @@
 import { Argument, type Command } from 'commander';
-import { loadProxyConfig } from './config.js';
+import { loadProxyConfig, PROXY_VARIABLES } from './config.js';
 import { SLOTS, type Slot } from './state/slot-state.js';
 import {
   adminClientFrom,
@@ -9,12 +9,31 @@ import {
   runSwitch,
 } from './admin/commands.js';
 
+/** The variable names as indented lines of at most 80 columns. */
+function wrapNames(names: readonly string[]): string {
+  const lines: string[] = [];
+  let line = ' ';
+  for (const name of names) {
+    if (line.length + name.length + 2 > 80) {
+      lines.push(line.replace(/,$/, ','));
+      line = ' ';
+    }
+    line += ` ${name},`;
+  }
+  lines.push(line.replace(/,$/, ''));
+  return lines.join('\n');
+}
+
 /** Registers the proxy part's commands on the togather CLI. */
 export function registerProxyCommands(program: Command): void {
   program
     .command('proxy')
     .description(
-      'run the edge proxy: public listener PROXY_HOST:PROXY_PORT, admin API ADMIN_HOST:ADMIN_PORT (see DESIGN.md for every variable)',
+      'run the edge proxy: public listener PROXY_HOST:PROXY_PORT, admin API ADMIN_HOST:ADMIN_PORT',
+    )
+    .addHelpText(
+      'after',
+      `\nEnvironment variables (their meaning and defaults: docs/architecture.md, "Configuration"):\n${wrapNames(PROXY_VARIABLES)}\n`,
     )
     .action(async () => {
       const config = loadProxyConfig();

@@ -25,7 +25,7 @@ const httpUrl = (fallback: string) =>
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
-/** Every variable `togather proxy` reads (DESIGN.md, Configuration). */
+/** Every variable `togather proxy` reads (docs/architecture.md, Configuration → Proxy). */
 const proxyEnvSchema = z
   .object({
     PROXY_HOST: z.string().default('0.0.0.0'),
@@ -112,3 +112,6 @@ export type ProxyConfig = z.output<typeof proxyEnvSchema>;
 export function loadProxyConfig(env: NodeJS.ProcessEnv = process.env): ProxyConfig {
   return parseConfig(proxyEnvSchema, withoutEmpty(env));
 }
+
+/** The names `togather proxy --help` lists, straight from the schema so the list cannot go stale. */
+export const PROXY_VARIABLES: readonly string[] = Object.keys(proxyEnvSchema.shape);

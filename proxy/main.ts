@@ -42,7 +42,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 /** What a cluster worker runs (built next to this file). */
 const WORKER_SCRIPT = fileURLToPath(new URL('./cluster/worker-main.js', import.meta.url));
 
-/** The store DESIGN.md names: Redis for a fleet (REDIS_URL), else the state file. */
+/** Redis for a fleet (REDIS_URL), else the state file (docs/architecture.md, Slot state). */
 export function storeFor(config: ProxyConfig, logger: Logger): SlotStore {
   if (config.REDIS_URL) {
     return new RedisStore({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger });

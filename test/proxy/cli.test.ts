@@ -312,3 +312,15 @@ describe('togather proxy, switch, rollback, status as processes', () => {
     });
   });
 });
+
+describe('togather proxy --help', () => {
+  it('lists every variable the proxy reads and points at the docs in this repository', async () => {
+    const { PROXY_VARIABLES } = await import('../../proxy/config.js');
+    const help = await runCli(['proxy', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('docs/architecture.md');
+    expect(help.stdout).not.toContain('DESIGN');
+    for (const name of PROXY_VARIABLES) expect(help.stdout).toMatch(new RegExp(`\\b${name}\\b`));
+    for (const line of help.stdout.split('\n')) expect(line.length).toBeLessThanOrEqual(100);
+  });
+});

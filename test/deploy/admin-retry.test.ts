@@ -13,6 +13,7 @@ import {
 import { freePorts } from '../support/ports.js';
 import { startCli, waitForHttp, type RunningProcess } from '../support/processes.js';
 import { TestRedis } from '../support/redis.js';
+import { until } from '../support/wait.js';
 
 // `togather deploy --runner local` against a real proxy (its admin API
 // behind AdminFaults, a relay that can answer a switch call itself), with
@@ -127,14 +128,6 @@ class Stack {
 
 const other = (slot: Slot): Slot => (slot === 'blue' ? 'green' : 'blue');
 
-async function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 beforeAll(async () => {
   redis = await TestRedis.start();
   stack = await new Stack('main').start(redis.url);
@@ -155,7 +148,10 @@ describe('togather deploy: switch and rollback calls the proxy answers 429 or 50
     let deploy: RunningProcess | undefined;
     try {
       deploy = stack.deploy(stack.build('2.0.0', 'healthy'));
-      await until(() => stack.faults.calls.some((c) => c.status === 503), 'a refused switch');
+      await until(() => stack.faults.calls.some((c) => c.status === 503), {
+        timeout: 20_000,
+        what: 'a refused switch',
+      });
     } finally {
       await redis.restart();
     }
@@ -184,10 +180,10 @@ describe('togather deploy: switch and rollback calls the proxy answers 429 or 50
     await deploy.waitFor(/^switch\s+ok\s/m, 30_000);
     await redis.kill();
     try {
-      await until(
-        () => stack.faults.calls.slice(1).some((c) => c.status === 503),
-        'a refused rollback',
-      );
+      await until(() => stack.faults.calls.slice(1).some((c) => c.status === 503), {
+        timeout: 20_000,
+        what: 'a refused rollback',
+      });
     } finally {
       await redis.restart();
     }

@@ -479,14 +479,15 @@ describe('togather deploy: the lock between deploys', () => {
     }
 
     // Killed: nobody renews the lock any more; it expires within its time to live.
-    const deadline = Date.now() + 10_000;
-    let lock: unknown = 'held';
-    while (lock !== null && Date.now() < deadline) {
-      const status = await runCli(['deploy', 'status', '--env', path, '--json']);
-      lock = (JSON.parse(status.stdout) as { lock: unknown }).lock;
-      if (lock !== null) await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(lock).toBeNull();
+    await expect
+      .poll(
+        async () => {
+          const status = await runCli(['deploy', 'status', '--env', path, '--json']);
+          return (JSON.parse(status.stdout) as { lock: unknown }).lock;
+        },
+        { timeout: 10_000, interval: 200 },
+      )
+      .toBeNull();
 
     // The next deploy gets the lock (and fails on the unhealthy build, releasing it).
     const third = await runCli([

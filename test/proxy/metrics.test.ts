@@ -7,18 +7,11 @@ import { httpRequest, rawHttp } from '../support/http-client.js';
 import { checkMetrics } from '../support/promtool.js';
 import { ProxyProcess } from '../support/proxy-process.js';
 import { startUpstreams, type TestUpstream } from '../support/upstreams.js';
+import { until } from '../support/wait.js';
 
 function value(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('proxy metrics', () => {
@@ -67,7 +60,7 @@ describe('proxy metrics', () => {
     const count = 'togather_proxy_request_duration_seconds_count{slot="blue"}';
     const before = value(await t.metrics.metrics(), count) ?? 0;
     const slow = httpRequest(`${t.url}/slow?ms=1500`, { headers: { 'x-request-id': 'm-slow' } });
-    await eventually(() => blue.requests.some((r) => r.headers['x-request-id'] === 'm-slow'));
+    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'm-slow'));
     let text = await t.metrics.metrics();
     expect(value(text, 'togather_proxy_inflight_requests{slot="blue"}')).toBe(1);
     expect(value(text, 'togather_proxy_inflight_requests{slot="green"}')).toBe(0);

@@ -14,6 +14,7 @@ import {
   type TestApp,
   type TestBackend,
 } from '../support/server.js';
+import { until } from '../support/wait.js';
 
 let backend: TestBackend;
 
@@ -31,14 +32,6 @@ function slowRoute(app: FastifyInstance): void {
     await new Promise((resolve) => setTimeout(resolve, Number(request.query.ms ?? 1000)));
     return { done: true };
   });
-}
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** GET on a fresh connection (no pooling), so a closed listener shows as an error. */

@@ -10,6 +10,7 @@ import { startTlsLayer, type TlsLayer, type TlsLayerOptions } from '../../proxy/
 import { LogCapture } from './edge.js';
 import { freePort } from './ports.js';
 import { TestPebble } from './pebble.js';
+import { valueOf } from './wait.js';
 
 /**
  * The plain listener's part in HTTP-01, as the proxy will have it: asks the
@@ -98,18 +99,12 @@ export async function startAcmeEdge(
 }
 
 /** Waits until `check` returns a value (not undefined), polling. */
-export async function eventually<T>(
+export function eventually<T>(
   check: () => T | undefined | Promise<T | undefined>,
   what: string,
   timeoutMs = 30_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return valueOf(check, { what, timeout: timeoutMs, interval: 50 });
 }
 
 /** A counter's value from the registry, by labels. */

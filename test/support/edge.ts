@@ -9,6 +9,7 @@ import { FileSlotStore } from '../../proxy/state/file-store.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
 import { createEdgeProxy, type EdgeProxy } from '../../proxy/edge/edge-proxy.js';
 import type { Slot, SlotState } from '../../proxy/state/slot-state.js';
+import { valueOf } from './wait.js';
 
 export const TEST_ADMIN_KEY = 'test-admin-key-0123456789abcdefghijklmnop';
 
@@ -32,14 +33,10 @@ export class LogCapture {
     predicate: (line: Record<string, unknown>) => boolean,
     timeoutMs = 15_000,
   ): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.find(predicate);
-      if (found) return found;
-      if (Date.now() > deadline) {
-        throw new Error(`no matching log line within ${timeoutMs} ms:\n${this.dump()}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
+    try {
+      return await valueOf(() => this.find(predicate), { timeout: timeoutMs, interval: 20 });
+    } catch {
+      throw new Error(`no matching log line within ${timeoutMs} ms:\n${this.dump()}`);
     }
   }
 

@@ -5,6 +5,7 @@ import { freePort } from '../../support/ports.js';
 import { runCli } from '../../support/processes.js';
 import { PROCESS_ADMIN_KEY, ProxyProcess } from '../../support/proxy-process.js';
 import { TestRedis } from '../../support/redis.js';
+import { valueOf } from '../../support/wait.js';
 
 /**
  * PROXY_WORKERS=2 (issue 5): `togather proxy` as a cluster primary with two
@@ -53,18 +54,12 @@ async function status(proxy: ProxyProcess): Promise<Status> {
   return (await proxy.status()) as unknown as Status;
 }
 
-async function waitFor<T>(
+function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined>,
   timeoutMs = 15_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return valueOf(probe, { what, timeout: timeoutMs, interval: 50 });
 }
 
 /** Sum of every sample of a metric (all label sets). */

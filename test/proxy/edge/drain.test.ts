@@ -5,14 +5,7 @@ import type { Slot } from '../../../proxy/state/slot-state.js';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
 import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from '../../support/wait.js';
 
 async function activate(t: TestEdge, slot: Slot): Promise<void> {
   if (t.edge.registry.current.active !== slot) await t.switchTo(slot);
@@ -62,7 +55,9 @@ describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
     const inFlight = httpRequest(`${t.url}/slow?ms=3000`, {
       headers: { 'x-request-id': 'long-1' },
     });
-    await eventually(() => blue.requests.some((r) => r.headers['x-request-id'] === 'long-1'));
+    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'long-1'), {
+      timeout: 15_000,
+    });
 
     const state = await t.switchTo('green', 'drain-test');
     expect(t.edge.traffic('blue')).toMatchObject({ inflight: 1, draining: true });
@@ -88,7 +83,7 @@ describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
     });
     expect(t.edge.traffic('blue')).toMatchObject({ inflight: 0, draining: false });
     // The drained slot's pooled connections are closed once nothing runs on it.
-    await eventually(async () => (await blue.openConnections()) === 0);
+    await until(async () => (await blue.openConnections()) === 0, { timeout: 15_000 });
   });
 
   it('never closes a keep-alive client connection at a switch', async () => {
@@ -141,7 +136,9 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
     const inFlight = httpRequest(`${t.url}/slow?ms=60000`, {
       headers: { 'x-request-id': 'too-long-1' },
     });
-    await eventually(() => blue.requests.some((r) => r.headers['x-request-id'] === 'too-long-1'));
+    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'too-long-1'), {
+      timeout: 15_000,
+    });
     const state = await t.switchTo('green');
 
     const answer = await inFlight;
@@ -152,7 +149,7 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
       slot: 'blue',
       request_id: 'too-long-1',
     });
-    await eventually(() => blue.aborted > abortedBefore);
+    await until(() => blue.aborted > abortedBefore, { timeout: 15_000 });
 
     const warning = await t.logs.waitFor(
       (l) => l.request_id === 'too-long-1' && l.level === 40 && l.msg !== 'upstream request failed',
@@ -170,7 +167,9 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
     const inFlight = httpRequest(`${t.url}/slow?ms=${DRAIN_MS + 1000}`, {
       headers: { 'x-request-id': 'back-again-1' },
     });
-    await eventually(() => blue.requests.some((r) => r.headers['x-request-id'] === 'back-again-1'));
+    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'back-again-1'), {
+      timeout: 15_000,
+    });
     const away = await t.switchTo('green');
     await t.switchTo('blue');
 
@@ -201,7 +200,7 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
     expect(await closed).toEqual({ code: 1012, reason: 'service restart' });
     const line = await t.logs.waitFor((l) => l.msg === 'slot switched' && l.epoch === state.epoch);
     expect(line.drain).toMatchObject({ slot: 'blue', result: 'timeout', closed_websockets: 1 });
-    await eventually(() => t.edge.traffic('blue').websockets === 0);
+    await until(() => t.edge.traffic('blue').websockets === 0, { timeout: 15_000 });
     // The WebSocket on the active slot is untouched by the drain of the other.
     expect(fresh.ws.readyState).toBe(WebSocket.OPEN);
     fresh.ws.close();

@@ -5,16 +5,9 @@ import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
 import { freePort } from '../../support/ports.js';
 import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { until } from '../../support/wait.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('edge proxy forwarding', () => {
   let blue: TestUpstream;
@@ -421,11 +414,11 @@ describe('edge proxy forwarding', () => {
     const controller = new AbortController();
     const pending = httpRequest(`${t.url}/slow?ms=30000`, { signal: controller.signal });
     pending.catch(() => undefined);
-    await eventually(() => blue.requests.some((r) => r.url === '/slow?ms=30000'));
+    await until(() => blue.requests.some((r) => r.url === '/slow?ms=30000'));
     controller.abort();
     await expect(pending).rejects.toThrow();
-    await eventually(() => blue.aborted > abortedBefore);
-    await eventually(() => t.edge.upstreams.blue.inflight === 0);
+    await until(() => blue.aborted > abortedBefore);
+    await until(() => t.edge.upstreams.blue.inflight === 0);
   });
 
   it('writes one access-log line per request, without the query string', async () => {
@@ -531,7 +524,7 @@ describe('edge proxy upstream failures', () => {
       slot: 'blue',
       request_id: 'slow-1',
     });
-    await eventually(() => blue.aborted > abortedBefore);
+    await until(() => blue.aborted > abortedBefore);
   });
 
   it('answers 502 upstream_unreachable when the slot refuses connections', async () => {
@@ -685,7 +678,7 @@ describe('edge proxy client-side limits', () => {
     socket.on('data', (chunk: Buffer) => received.push(chunk));
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.write('GET /echo/one HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
-    await eventually(() => Buffer.concat(received).includes('"url":"/echo/one"'));
+    await until(() => Buffer.concat(received).includes('"url":"/echo/one"'));
     const first = Buffer.concat(received).toString();
     expect(first).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
     expect(first).toMatch(/\r\nConnection: keep-alive\r\n/i);

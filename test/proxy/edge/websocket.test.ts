@@ -11,14 +11,7 @@ import {
   openWebSocket,
   refusedWebSocket,
 } from '../../support/websocket-client.js';
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from '../../support/wait.js';
 
 describe('WebSocket proxying', () => {
   let blue: TestUpstream;
@@ -59,7 +52,7 @@ describe('WebSocket proxying', () => {
     const closed = closeOf(ws);
     ws.close(1000, 'bye');
     expect(await closed).toMatchObject({ code: 1000 });
-    await eventually(() => t.edge.traffic('blue').websockets === 0);
+    await until(() => t.edge.traffic('blue').websockets === 0, { timeout: 15_000 });
 
     const line = await t.logs.waitFor((l) => l.request_id === 'ws-1' && l.msg === 'request');
     expect(line).toMatchObject({ slot: 'blue', method: 'GET', path: '/live', status: 101 });
@@ -86,14 +79,14 @@ describe('WebSocket proxying', () => {
     const closed = closeOf(ws);
     ws.send('close:4000');
     expect(await closed).toEqual({ code: 4000, reason: 'asked to' });
-    await eventually(() => t.edge.traffic('blue').websockets === 0);
+    await until(() => t.edge.traffic('blue').websockets === 0, { timeout: 15_000 });
   });
 
   it('relays a refused handshake with the slot header', async () => {
     const answer = await refusedWebSocket(`ws://127.0.0.1:${t.port}/ws-refused`);
     expect(answer.status).toBe(401);
     expect(answer.headers['x-togather-slot']).toBe('blue');
-    await eventually(() => t.edge.traffic('blue').websockets === 0);
+    await until(() => t.edge.traffic('blue').websockets === 0, { timeout: 15_000 });
   });
 
   it('answers 400 unsupported_upgrade to an upgrade that is not WebSocket', async () => {
@@ -152,7 +145,7 @@ describe('WebSocket handshake failures', () => {
     expect(await t.metrics.metrics()).toMatch(
       /togather_proxy_requests_total\{slot="green",method="GET",code="502"\} 1/,
     );
-    await eventually(() => t.edge.traffic('green').websockets === 0);
+    await until(() => t.edge.traffic('green').websockets === 0, { timeout: 15_000 });
   });
 });
 
@@ -231,7 +224,7 @@ describe('WebSocket close at the drain timeout, mid-frame', () => {
       const messages: string[] = [];
       ws.on('message', (data) => messages.push(String(data)));
       const closed = closeOf(ws);
-      await eventually(() => slot.connected);
+      await until(() => slot.connected, { timeout: 15_000 });
 
       const state = await t.switchTo('green');
       // The drain timeout passes while the slot is in the middle of a frame.
@@ -262,7 +255,7 @@ describe('WebSocket close at the drain timeout, mid-frame', () => {
       const { ws } = await openWebSocket(`ws://127.0.0.1:${t.port}/live`);
       ws.on('error', () => undefined);
       const closed = closeOf(ws);
-      await eventually(() => slot.connected);
+      await until(() => slot.connected, { timeout: 15_000 });
       await t.switchTo('green');
       // No close frame could be sent without corrupting the frame: the connection is cut.
       expect((await closed).code).toBe(1006);

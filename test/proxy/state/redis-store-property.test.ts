@@ -12,6 +12,7 @@ import {
 } from '../../../proxy/state/slot-state.js';
 import { StoreUnavailableError } from '../../../proxy/state/store.js';
 import { TestRedis } from '../../support/redis.js';
+import { until } from '../../support/wait.js';
 
 /**
  * Random interleavings of compare-and-set from several store instances (each
@@ -86,14 +87,6 @@ afterAll(async () => {
   await redis.stop();
 });
 
-async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 function coherenceProblem(state: SlotState): string | undefined {
   const invalid = invalidStateReason(state);
   if (invalid) return invalid;
@@ -156,13 +149,15 @@ async function scenario(ops: Op[]): Promise<void> {
 
     const restart = async () => {
       await redis.restart();
-      await waitUntil(() => stores.every((s) => s.isUp()), 10_000, 'stores up after restart');
+      await until(() => stores.every((s) => s.isUp()), {
+        timeout: 10_000,
+        what: 'stores up after restart',
+      });
       // Switches are refused until the restore grace is over.
-      await waitUntil(
-        async () => (await raw.exists(redisKeys(prefix).slotRestoring)) === 0,
-        10_000,
-        'restore grace over',
-      );
+      await until(async () => (await raw.exists(redisKeys(prefix).slotRestoring)) === 0, {
+        timeout: 10_000,
+        what: 'restore grace over',
+      });
     };
 
     for (const o of ops) {
@@ -176,7 +171,7 @@ async function scenario(ops: Op[]): Promise<void> {
           break;
         case 'outage': {
           await redis.kill();
-          await waitUntil(() => stores.every((s) => !s.isUp()), 5000, 'stores down');
+          await until(() => stores.every((s) => !s.isUp()), { timeout: 5000, what: 'stores down' });
           for (let i = 0; i < STORES; i++) {
             const current = registries[i]!.current;
             const next = { ...current, epoch: current.epoch + 1 };
@@ -231,7 +226,7 @@ async function scenario(ops: Op[]): Promise<void> {
 
     // Convergence: every registry holds exactly the stored state.
     let stored: SlotState | undefined;
-    await waitUntil(
+    await until(
       async () => {
         stored = parseSlotHash(
           new Map(Object.entries(await raw.hgetall(redisKeys(prefix).slot))),
@@ -239,8 +234,7 @@ async function scenario(ops: Op[]): Promise<void> {
         );
         return registries.every((r) => JSON.stringify(r.current) === JSON.stringify(stored));
       },
-      5000,
-      'registries converge to the stored state',
+      { timeout: 5000, what: 'registries converge to the stored state' },
     ).catch((error: Error) =>
       problems.push(
         `${error.message}: stored ${JSON.stringify(stored)}, registries ${JSON.stringify(registries.map((r) => r.current))}`,

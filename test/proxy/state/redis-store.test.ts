@@ -10,6 +10,7 @@ import {
   type SwitchRecord,
 } from '../../../proxy/state/store.js';
 import { TestRedis } from '../../support/redis.js';
+import { until, valueOf } from '../../support/wait.js';
 
 let redis: TestRedis;
 let raw: Redis;
@@ -79,16 +80,6 @@ function next(from: SlotState, active: Slot, actor = 'test'): SlotState {
     switched_at: new Date().toISOString(),
     actor,
   };
-}
-
-async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs)
-      throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return Date.now() - started;
 }
 
 async function storedHash(prefix: string): Promise<Record<string, string>> {
@@ -262,7 +253,7 @@ describe('RedisStore notifications and reconcile', () => {
     const switched = next(initial, 'green');
     const started = Date.now();
     expect((await a.compareAndSet(0, switched)).ok).toBe(true);
-    await waitUntil(() => seen.some((s) => s.epoch === 1), 200, 'notification');
+    await until(() => seen.some((s) => s.epoch === 1), { timeout: 200, what: 'notification' });
     expect(Date.now() - started).toBeLessThan(200);
     expect(seen.find((s) => s.epoch === 1)).toEqual(switched);
   });
@@ -282,7 +273,7 @@ describe('RedisStore notifications and reconcile', () => {
       switched_at: written.switched_at,
       actor: written.actor,
     });
-    await waitUntil(() => seen.some((s) => s.epoch === 1), 1500, 'reconcile');
+    await until(() => seen.some((s) => s.epoch === 1), { timeout: 1500, what: 'reconcile' });
     expect(seen.find((s) => s.epoch === 1)).toEqual(written);
   });
 
@@ -333,12 +324,11 @@ describe('RedisStore notifications and reconcile', () => {
     store.onState((state) => seen.push(state));
     await raw.publish(redisKeys(prefix).slotChanged, '{"active":"blue","epoch":-1}');
     await raw.publish(redisKeys(prefix).slotChanged, 'not json');
-    await waitUntil(
+    await until(
       () =>
         logs.lines().filter((l) => l.msg === 'ignoring an unreadable slot notification').length ===
         2,
-      2000,
-      'two warnings',
+      { timeout: 2000, what: 'two warnings' },
     );
     // init()'s own publish of the initial state may arrive after the listener is
     // attached; nothing else may.
@@ -434,7 +424,7 @@ describe('RedisStore outage', () => {
     b.onState((state) => seenByB.push(state));
 
     await redis.kill();
-    await waitUntil(() => !a.isUp() && !b.isUp(), 2000, 'both stores down');
+    await until(() => !a.isUp() && !b.isUp(), { timeout: 2000, what: 'both stores down' });
     expect(availability).toEqual([false]);
 
     for (const attempt of [
@@ -450,10 +440,10 @@ describe('RedisStore outage', () => {
 
     // Restarted without persistence: the key is gone, the stores put back what they know.
     await redis.restart();
-    await waitUntil(() => a.isUp() && b.isUp(), 5000, 'both stores up again');
+    await until(() => a.isUp() && b.isUp(), { timeout: 5000, what: 'both stores up again' });
     expect(availability).toEqual([false, true]);
     seenByB.length = 0;
-    await waitUntil(() => seenByB.length > 0, 1500, 'a reconcile after the restart');
+    await until(() => seenByB.length > 0, { timeout: 1500, what: 'a reconcile after the restart' });
     expect(seenByB.at(-1)).toEqual(switched);
     expect((await storedHash(prefix)).epoch).toBe('1');
 
@@ -462,12 +452,13 @@ describe('RedisStore outage', () => {
     await expect(b.compareAndSet(1, back)).rejects.toThrow(
       /^the slot state is being restored after redis lost it; switching resumes within \d+ ms$/,
     );
-    let result;
-    for (const deadline = Date.now() + 5000; Date.now() < deadline;) {
-      result = await b.compareAndSet(1, back).catch((e: unknown) => e);
-      if (!(result instanceof StoreUnavailableError)) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const result = await valueOf(
+      async () => {
+        const answer = await b.compareAndSet(1, back).catch((e: unknown) => e);
+        return answer instanceof StoreUnavailableError ? undefined : answer;
+      },
+      { timeout: 5000, interval: 50, what: 'a switch accepted after the restore' },
+    );
     expect(result).toEqual({ ok: true, state: back });
     expect(await a.read()).toEqual(back);
   });
@@ -486,7 +477,7 @@ describe('RedisStore outage', () => {
     );
     expect(Date.now() - started).toBeLessThan(1000);
     expect(store.isUp()).toBe(false);
-    await waitUntil(() => store.isUp(), 5000, 'up after the pause');
+    await until(() => store.isUp(), { timeout: 5000, what: 'up after the pause' });
     expect(availability).toEqual([false, true]);
     // The timed-out write may or may not have landed; either way the store is coherent again.
     const now = await store.read();
@@ -524,7 +515,7 @@ describe('RedisStore outage', () => {
       switched_at: theirs.switched_at,
       actor: theirs.actor,
     });
-    await waitUntil(() => seen.some((s) => s.epoch === 2), 2000, 'the healed state');
+    await until(() => seen.some((s) => s.epoch === 2), { timeout: 2000, what: 'the healed state' });
     expect(seen.find((s) => s.epoch === 2)).toEqual({ ...theirs, epoch: 2 });
     expect(await storedHash(prefix)).toMatchObject({ epoch: '2', actor: 'other-proxy' });
     expect(

@@ -7,6 +7,7 @@ import { ProxyProcess } from '../../support/proxy-process.js';
 import { sleep } from '../../support/raw-client.js';
 import { RecordingUpstream } from '../../support/recording-upstream.js';
 import { SlotProcess } from '../../support/slot-process.js';
+import { until } from '../../support/wait.js';
 
 /**
  * Faults of the slots behind a `togather proxy` process: the active slot
@@ -86,18 +87,6 @@ function startLoad(url: string, clients: number) {
   };
 }
 
-async function eventually(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await sleep(25);
-  }
-}
-
 describe('the active slot killed under load', () => {
   let blue: SlotProcess;
   let green: RecordingUpstream;
@@ -129,11 +118,10 @@ describe('the active slot killed under load', () => {
     await blue.start();
     const restartedAt = Date.now();
     // Pooled sockets to the dead process are gone; new ones reach the new process.
-    await eventually(
-      () => load.outcomes.some((o) => o.at > restartedAt && o.status === 200),
-      10_000,
-      'a 200 after the restart',
-    );
+    await until(() => load.outcomes.some((o) => o.at > restartedAt && o.status === 200), {
+      timeout: 10_000,
+      what: 'a 200 after the restart',
+    });
     const recoveredAt = Date.now();
     await sleep(800);
     const outcomes = await load.stop();
@@ -237,12 +225,14 @@ describe('a slot that accepts and never answers', () => {
     expect(hole.accepted).toBeGreaterThanOrEqual(100);
 
     // Every upstream socket was destroyed at its timeout, nothing is left open.
-    await eventually(() => hole.sockets.size === 0, 5000, 'the black hole sees no open socket');
-    await eventually(
-      () => proxy.openFds() <= baseline + 5,
-      5000,
-      `the proxy's open descriptors back to ${baseline} (+5)`,
-    );
+    await until(() => hole.sockets.size === 0, {
+      timeout: 5000,
+      what: 'the black hole sees no open socket',
+    });
+    await until(() => proxy.openFds() <= baseline + 5, {
+      timeout: 5000,
+      what: `the proxy's open descriptors back to ${baseline} (+5)`,
+    });
     expect(await proxy.metric('togather_proxy_inflight_requests', 'slot="blue"')).toBe(0);
     expect(
       await proxy.metric('togather_proxy_upstream_errors_total', 'slot="blue",reason="timeout"'),

@@ -6,6 +6,7 @@ import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
 import { freePort } from '../../support/ports.js';
 import { startCli, waitForHttp, type RunningProcess } from '../../support/processes.js';
 import { TestRedis, waitForPort } from '../../support/redis.js';
+import { valueOf } from '../../support/wait.js';
 
 /**
  * Two `togather proxy` processes on one Redis (issue 3, Fleet and Redis
@@ -175,21 +176,24 @@ function startLoad(proxies: FleetProxy[], clients = 4) {
   };
 }
 
+/** `read` until `accept` takes its value; the failure shows the last value read. */
 async function eventually<T>(
   read: () => Promise<T>,
   accept: (value: T) => boolean,
   timeoutMs: number,
   what: string,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
-  for (;;) {
-    last = await read();
-    if (accept(last)) return last;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms: ${what} (last: ${JSON.stringify(last)})`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
+  try {
+    return await valueOf(
+      async () => {
+        last = await read();
+        return accept(last) ? last : undefined;
+      },
+      { timeout: timeoutMs, what },
+    );
+  } catch (error) {
+    throw new Error(`${(error as Error).message} (last: ${JSON.stringify(last)})`);
   }
 }
 

@@ -6,6 +6,7 @@ import { ProxyProcess, type AdminAnswer } from '../../support/proxy-process.js';
 import { sleep } from '../../support/raw-client.js';
 import { TestRedis } from '../../support/redis.js';
 import { TcpRelay } from '../../support/tcp-relay.js';
+import { until } from '../../support/wait.js';
 
 /**
  * Redis faults under two `togather proxy` processes of one fleet: proxy A
@@ -271,7 +272,10 @@ describe('Redis faults in the middle of a switch', () => {
     // Redis did switch: B (direct) serves green, A keeps its last known slot
     // as it must without word from the store.
     expect(await fleet.stored()).toEqual({ active: 'green', epoch: 1 });
-    await eventually(async () => (await fleet.servedBy(fleet.b)) === 'green', 3000, 'B on green');
+    await until(async () => (await fleet.servedBy(fleet.b)) === 'green', {
+      timeout: 3000,
+      what: 'B on green',
+    });
     expect(await fleet.servedBy(fleet.a)).toBe('blue');
 
     fleet.relay.restore();
@@ -346,11 +350,10 @@ describe('Redis faults in the middle of a switch', () => {
     );
     expect(await fleet.stored()).toEqual({ active: 'green', epoch: 1 });
     slots.blue.setHealth({ delayMs: 0 });
-    await eventually(
-      async () => (await fleet.a.switchTo('blue')).status === 200,
-      10_000,
-      'a switch accepted once the restore grace is over',
-    );
+    await until(async () => (await fleet.a.switchTo('blue')).status === 200, {
+      timeout: 10_000,
+      what: 'a switch accepted once the restore grace is over',
+    });
     await fleet.converged(RECONCILE_MS + SLACK_MS);
     expect(await fleet.stored()).toEqual({ active: 'blue', epoch: 2 });
     await sleep(100);
@@ -359,22 +362,9 @@ describe('Redis faults in the middle of a switch', () => {
   });
 });
 
-async function eventually(
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await sleep(50);
-  }
-}
-
 async function eventuallyConnected(proxy: ProxyProcess): Promise<void> {
-  await eventually(
-    async () => ((await proxy.status()).store as { connected: boolean }).connected,
-    RECONNECT_MS + RECONCILE_MS + SLACK_MS,
-    'the store connected again',
-  );
+  await until(async () => ((await proxy.status()).store as { connected: boolean }).connected, {
+    timeout: RECONNECT_MS + RECONCILE_MS + SLACK_MS,
+    what: 'the store connected again',
+  });
 }

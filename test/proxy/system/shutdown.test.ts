@@ -3,14 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
 import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from '../../support/wait.js';
 
 describe('edge proxy shutdown', () => {
   let blue: TestUpstream;
@@ -34,11 +27,11 @@ describe('edge proxy shutdown', () => {
         headers: { 'x-request-id': 'last-1' },
         agent: new Agent({ keepAlive: true }),
       });
-      await eventually(() => blue.requests.some((r) => r.headers['x-request-id'] === 'last-1'));
+      await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'last-1'));
 
       let closed = false;
       const closing = t.edge.close(10_000).then(() => (closed = true));
-      await eventually(() => !t.edge.server.listening);
+      await until(() => !t.edge.server.listening);
       await expect(httpRequest(`${t.url}/echo/too-late`)).rejects.toThrow(/ECONNREFUSED/);
       // The slot answers only after 2 s: the shutdown is still waiting for it.
       expect(closed).toBe(false);
@@ -64,13 +57,13 @@ describe('edge proxy shutdown', () => {
       const inFlight = httpRequest(`${t.url}/slow?ms=60000`, {
         headers: { 'x-request-id': 'stuck-1' },
       });
-      await eventually(() => blue.requests.some((r) => r.headers['x-request-id'] === 'stuck-1'));
+      await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'stuck-1'));
       await t.edge.close(300);
       await expect(inFlight).rejects.toThrow(/socket hang up|ECONNRESET/);
       expect(await t.logs.waitFor((l) => l.msg === 'edge proxy closed')).toMatchObject({
         cut_connections: 1,
       });
-      await eventually(() => t.edge.upstreams.blue.inflight === 0);
+      await until(() => t.edge.upstreams.blue.inflight === 0);
     } finally {
       await t.stop();
     }

@@ -4,6 +4,7 @@ import { expectProxyError, expectServedNormally } from '../../support/hostile.js
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { RawClient, sleep } from '../../support/raw-client.js';
 import { RecordingUpstream } from '../../support/recording-upstream.js';
+import { until } from '../../support/wait.js';
 
 /**
  * Slow and idle clients against `togather proxy` processes with short
@@ -104,7 +105,7 @@ describe('client timeouts', () => {
     expect(blue.received('/slow-body')).toEqual([]);
     const carrier = blue.connections().find((c) => c.text.includes('/slow-body'));
     expect(carrier).toBeDefined();
-    await eventually(() => !blue.connections().find((c) => c.id === carrier!.id)!.open);
+    await until(() => !blue.connections().find((c) => c.id === carrier!.id)!.open);
     expect(blue.connectionsAccepted).toBeGreaterThan(connectionsBefore);
     await expectServedNormally(proxy, blue);
     expect(blue.unreadable).toEqual([]);
@@ -164,7 +165,7 @@ describe('a client that pipelines and never reads', () => {
     } finally {
       for (const client of clients) client.destroy();
     }
-    await eventually(() => proxy.openFds() <= baselineFds + 2, 5000);
+    await until(() => proxy.openFds() <= baselineFds + 2, { timeout: 5000 });
     await expectServedNormally(proxy, blue);
   });
 });
@@ -223,11 +224,3 @@ describe('connection limit', () => {
     }
   });
 });
-
-async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}

@@ -3,6 +3,7 @@ import { expectProxyError, expectServedNormally } from '../../support/hostile.js
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse, RawClient } from '../../support/raw-client.js';
 import { RecordingUpstream } from '../../support/recording-upstream.js';
+import { until } from '../../support/wait.js';
 
 /**
  * Request smuggling against the public listener of a `togather proxy`
@@ -14,14 +15,6 @@ import { RecordingUpstream } from '../../support/recording-upstream.js';
  */
 
 const HEAD = 'Host: edge.test\r\n';
-
-async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 let blue: RecordingUpstream;
 let green: RecordingUpstream;
@@ -147,9 +140,7 @@ describe('a body that breaks its chunked framing is cut: the slot never gets a w
     expect(reply.closed).toBe(true);
     // The head may have been streamed to the slot before the bad chunk was
     // read; then the connection that carried it is closed, never reused.
-    await eventually(() =>
-      blue.connections().every((c) => !c.text.includes('/smuggle') || !c.open),
-    );
+    await until(() => blue.connections().every((c) => !c.text.includes('/smuggle') || !c.open));
     expect(blue.traffic()).toEqual([]);
     expect(blue.rawText()).not.toContain('/smuggled');
   });

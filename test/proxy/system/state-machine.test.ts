@@ -9,6 +9,7 @@ import { SwitchService, type SwitchOutcome } from '../../../proxy/admin/switch-s
 import { sleep } from '../../support/raw-client.js';
 import { TestRedis } from '../../support/redis.js';
 import { TcpRelay, type StallDirection } from '../../support/tcp-relay.js';
+import { until } from '../../support/wait.js';
 
 /**
  * A state-machine property test of the fleet's control plane: several proxy
@@ -126,16 +127,12 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function waitUntil(
-  check: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) return false;
-    await sleep(10);
-  }
-  return true;
+/** True once `check` holds, false when it has not within `timeoutMs`. */
+function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<boolean> {
+  return until(check, { timeout: timeoutMs }).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function scenario(ops: Op[]): Promise<void> {

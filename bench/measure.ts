@@ -57,7 +57,7 @@ export function flagged(figures: Pick<RunFigures, 'errors' | 'non2xx'>): boolean
   return figures.errors > 0 || figures.non2xx > 0;
 }
 
-type MedianKey = Exclude<keyof RunFigures, 'loader' | 'errors' | 'errorKinds' | 'non2xx'>;
+type MedianKey = Exclude<keyof RunFigures, 'loader' | 'errors' | 'errorKinds' | 'non2xx' | 'bytes'>;
 
 /** The median of every figure over rounds (errors are summed: any error matters). */
 export function medianFigures(rounds: RunFigures[]): RunFigures {
@@ -82,6 +82,7 @@ export function medianFigures(rounds: RunFigures[]): RunFigures {
     upstreamCpuPer10k: pick('upstreamCpuPer10k'),
     loadgenCpuPercent: pick('loadgenCpuPercent'),
     rssBytes: pick('rssBytes'),
+    bytes: median(rounds.map((r) => r.bytes ?? Number.NaN)),
   };
 }
 

@@ -36,6 +36,10 @@ export interface ProxyOptions {
   drainTimeout?: string;
   /** Run under `node --cpu-prof`, writing the profile (one per process) into this directory. */
   cpuProfileDir?: string;
+  /** A TLS listener too (PROXY_TLS_PORT, a free port) serving this certificate; plain HTTP is not redirected. */
+  tls?: { certFile: string; keyFile: string };
+  /** More variables, set last (e.g. COMPRESSION=off). */
+  env?: Readonly<Record<string, string>>;
 }
 
 export interface SwitchAnswer {
@@ -51,6 +55,8 @@ export interface ProxyProcess {
   port: number;
   adminPort: number;
   url: string;
+  /** https://127.0.0.1:<port> when started with `tls`. */
+  tlsUrl?: string;
   process: ManagedProcess;
   /** The proxy process and its workers, for CPU and memory readings. */
   pids(): number[];
@@ -83,6 +89,14 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyProcess> {
     DRAIN_TIMEOUT: options.drainTimeout ?? '5s',
     PROXY_WORKERS: String(options.workers ?? 1),
   };
+  const tlsPort = options.tls ? await freePort() : undefined;
+  if (options.tls) {
+    env.PROXY_TLS_PORT = String(tlsPort);
+    env.TLS_CERT_FILE = options.tls.certFile;
+    env.TLS_KEY_FILE = options.tls.keyFile;
+    env.HTTPS_REDIRECT = 'off';
+  }
+  Object.assign(env, options.env);
   if (options.redisUrl) {
     env.REDIS_URL = options.redisUrl;
     env.REDIS_KEY_PREFIX = options.redisKeyPrefix ?? 'togather-bench:';
@@ -108,6 +122,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyProcess> {
     ]);
     if (!ready) throw new Error('admin /healthz did not answer 200 in 20 s (or the proxy exited)');
     await waitForPort(port);
+    if (tlsPort !== undefined) await waitForPort(tlsPort);
   } catch (error) {
     await child.stop();
     throw new Error(`proxy ${options.name} did not start: ${String(error)}\n${child.output()}`);
@@ -117,6 +132,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyProcess> {
     port,
     adminPort,
     url: `http://127.0.0.1:${port}`,
+    tlsUrl: tlsPort === undefined ? undefined : `https://127.0.0.1:${tlsPort}`,
     process: child,
     pids: () => processTree(child.pid),
     async switchTo(slot: string) {

@@ -21,6 +21,8 @@ import { fleetScenario } from './scenarios/fleet.js';
 import { memoryScenario } from './scenarios/memory.js';
 import { multicoreScenario } from './scenarios/multicore.js';
 import { steadyScenario } from './scenarios/steady.js';
+import { tlsScenario } from './scenarios/tls.js';
+import { compressionScenario } from './scenarios/compression.js';
 import { BODY_NAMES, FRAMINGS, type BodyName, type Framing } from './upstream.js';
 
 const SCENARIOS: Scenario[] = [
@@ -29,6 +31,8 @@ const SCENARIOS: Scenario[] = [
   fleetScenario,
   memoryScenario,
   multicoreScenario,
+  tlsScenario,
+  compressionScenario,
 ];
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -15,6 +15,8 @@ export const UPSTREAM_PATHS = {
   large: '/64k',
   huge: '/1m',
   health: '/health',
+  /** A compressible JSON list of about 16 KiB (the compression scenario). */
+  events: '/events.json',
   /** The request's headers as JSON: what a proxy in front sends (for tests, not measured). */
   headers: '/headers',
 } as const;
@@ -48,6 +50,28 @@ export function smallBody(slot: string): Buffer {
   return Buffer.from(JSON.stringify({ ok: true, slot, items: [1, 2, 3] }));
 }
 
+/**
+ * A page of events as the app lists them (JSON-LD, about 16 KiB): text that
+ * compresses like real API answers, unlike the filler bytes of /64k.
+ */
+export function eventsBody(slot: string): Buffer {
+  const data = Array.from({ length: 40 }, (_, i) => ({
+    '@context': 'https://schema.org',
+    '@type': 'Event',
+    '@id': `https://events.togather.test/api/v1/events/${(0x1000 + i * 7919).toString(16)}-${slot}`,
+    name: `Community event ${i + 1}: ${['music', 'talk', 'market', 'workshop'][i % 4]} in the park`,
+    startDate: `2030-0${(i % 9) + 1}-1${i % 10}T18:00:00Z`,
+    location: {
+      '@type': 'Place',
+      name: `Hall ${i % 5}`,
+      address: `${i + 1} Main Street, Springfield`,
+    },
+    organizer: { '@type': 'Organization', name: `Arts Council ${i % 3}` },
+    description: `An evening of ${['songs', 'ideas', 'local food', 'hands-on craft'][i % 4]} for everyone; free entry, doors open at 17:30.`,
+  }));
+  return Buffer.from(JSON.stringify({ data, next_cursor: null, limit: 40 }));
+}
+
 /** Writes `pieces` × `piece` with back-pressure, then ends the response. */
 function streamPieces(res: ServerResponse, piece: Buffer, pieces: number): void {
   let written = 0;
@@ -71,6 +95,7 @@ export function createUpstreamServer(slot: string): Server {
   const hugePiece = Buffer.alloc(HUGE_PIECE_BYTES, 'y');
   const hugePieces = HUGE_BODY_BYTES / HUGE_PIECE_BYTES;
   const health = Buffer.from(JSON.stringify({ status: 'healthy', slot }));
+  const events = eventsBody(slot);
   // Flat [name, value, name, value…] lists: writeHead takes them without copying into an object.
   // Without content-length, a head written by writeHead makes Node frame the body in chunks.
   const head = (type: string, length: number | undefined) => [
@@ -90,6 +115,7 @@ export function createUpstreamServer(slot: string): Server {
     huge: head(BINARY, HUGE_BODY_BYTES),
     hugeChunked: head(BINARY, undefined),
     health: head(JSON_TYPE, health.length),
+    events: head(JSON_TYPE, events.length),
   };
   const notFound = Buffer.from('{"error":"not_found"}');
   const notFoundHead = head(JSON_TYPE, notFound.length);
@@ -121,6 +147,9 @@ export function createUpstreamServer(slot: string): Server {
         return;
       case UPSTREAM_PATHS.health:
         res.writeHead(200, heads.health).end(health);
+        return;
+      case UPSTREAM_PATHS.events:
+        res.writeHead(200, heads.events).end(events);
         return;
       case UPSTREAM_PATHS.headers: {
         const echo = Buffer.from(JSON.stringify(req.headers));

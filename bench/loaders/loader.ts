@@ -12,10 +12,13 @@ export interface LoadRun {
   url: string;
   connections: number;
   durationSeconds: number;
+  /** Request headers to add (wrk only: the TLS and compression scenarios). */
+  headers?: Readonly<Record<string, string>>;
 }
 
 export interface LoadFigures {
-  loader: LoaderName;
+  /** h2load is no choice of `--loader`: the TLS scenario uses it for HTTP/2 alone. */
+  loader: LoaderName | 'h2load';
   responses: number;
   /** ms over which the responses arrived. */
   elapsedMs: number;
@@ -32,10 +35,12 @@ export interface LoadFigures {
   non2xx: number;
   /** CPU of the load generator during the run, % of one core: near 100 means it was the limit. */
   loadgenCpuPercent: number;
+  /** Bytes received, head and body (wrk and h2load report it). */
+  bytes?: number;
 }
 
 export interface LoadGenerator {
-  name: LoaderName;
+  name: LoaderName | 'h2load';
   /** Seconds the loader really runs for a requested duration (wrk takes whole seconds). */
   effectiveSeconds(durationSeconds: number): number;
   run(run: LoadRun): Promise<LoadFigures>;

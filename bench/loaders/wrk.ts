@@ -99,6 +99,7 @@ export function figuresFromReport(report: WrkReport): Omit<LoadFigures, 'loadgen
     errors: report.connect + report.read + report.write + report.timeout,
     errorKinds,
     non2xx: report.status,
+    bytes: report.bytes,
   };
 }
 
@@ -163,6 +164,10 @@ export function wrkLoader(binary: string): LoadGenerator {
         '10s',
         '-s',
         scriptPath(),
+        ...Object.entries(run.headers ?? {}).flatMap(([name, value]) => [
+          '-H',
+          `${name}: ${value}`,
+        ]),
         run.url,
       ];
       const cpuBefore = reapedChildrenCpuSeconds();

@@ -27,6 +27,33 @@ export interface NginxConfigOptions {
   upstreamPort: number;
   workers: number;
   slot: string;
+  /** A second listener with TLS (HTTP/2 and HTTP/1.1 by ALPN) on this port and certificate. */
+  tls?: { port: number; certFile: string; keyFile: string };
+  /** gzip for JSON answers of 1 KiB or more, like the old edge's configuration. */
+  gzip?: boolean;
+}
+
+function tlsDirectives({ tls }: NginxConfigOptions): string {
+  if (tls === undefined) return '';
+  // The same protocol floor as the togather proxy's TLS listener; nginx's own
+  // cipher defaults and session cache off, so every new connection is a full handshake on both.
+  return `    listen 127.0.0.1:${tls.port} ssl http2 reuseport backlog=4096;
+    ssl_certificate ${tls.certFile};
+    ssl_certificate_key ${tls.keyFile};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+`;
+}
+
+function gzipDirectives({ gzip }: NginxConfigOptions): string {
+  if (gzip !== true) return '';
+  return `    gzip on;
+    gzip_types application/json application/ld+json;
+    gzip_min_length 1024;
+    gzip_vary on;
+    gzip_proxied any;
+`;
 }
 
 export function renderNginxConfig(options: NginxConfigOptions): string {
@@ -67,7 +94,7 @@ http {
 
   server {
     listen 127.0.0.1:${options.port} reuseport backlog=4096;
-
+${tlsDirectives(options)}${gzipDirectives(options)}
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -97,10 +124,18 @@ export interface NginxProcess extends RunningPeer {
    * file). Resolves when the reload command returns, with its duration in ms.
    */
   switchUpstream(upstreamPort: number, slot: string): Promise<number>;
+  /** https://127.0.0.1:<port> when started with `tls`. */
+  tlsUrl?: string;
+}
+
+export interface NginxPeerConfig extends PeerConfig {
+  /** TLS on a second (free) port with this certificate; its URL is `tlsUrl`. */
+  tls?: { certFile: string; keyFile: string };
+  gzip?: boolean;
 }
 
 /** nginx with a generated config; `config.binary` defaults to `nginx` found on PATH or in /usr/sbin. */
-export async function startNginx(config: PeerConfig): Promise<NginxProcess> {
+export async function startNginx(config: NginxPeerConfig): Promise<NginxProcess> {
   const binary = config.binary ?? findCommand('nginx');
   if (binary === undefined) throw new Error(`nginx is not installed (${nginxPeer.installHint})`);
   const workers = config.workers ?? 1;
@@ -109,18 +144,24 @@ export async function startNginx(config: PeerConfig): Promise<NginxProcess> {
   // be able to enter the directory.
   chmodSync(dir, 0o755);
   const port = config.port ?? (await freePort());
+  const tls = config.tls ? { ...config.tls, port: await freePort() } : undefined;
   const configPath = join(dir, 'nginx.conf');
   const write = (upstreamPort: number, slot: string) =>
-    writeFileSync(configPath, renderNginxConfig({ dir, port, upstreamPort, workers, slot }));
+    writeFileSync(
+      configPath,
+      renderNginxConfig({ dir, port, upstreamPort, workers, slot, tls, gzip: config.gzip }),
+    );
   write(config.upstreamPort, config.slot ?? 'blue');
   // -e stderr: nginx otherwise opens its compiled-in error log before reading the config.
   const args = ['-p', dir, '-c', configPath, '-e', 'stderr'];
   const child = startProcess(`nginx-${workers}w`, binary, args, {});
   await waitUntilListening('nginx', child, port);
+  if (tls !== undefined) await waitUntilListening('nginx', child, tls.port);
   return {
     name: 'nginx',
     port,
     url: `http://127.0.0.1:${port}`,
+    tlsUrl: tls ? `https://127.0.0.1:${tls.port}` : undefined,
     workers,
     process: child,
     pids: () => (child.running ? processTree(child.pid) : []),

@@ -290,11 +290,14 @@ describe('togather migrate', () => {
     );
   });
 
+  // PGlite (Postgres in WebAssembly) takes seconds to start, many on a busy 2-core machine.
+  const PGLITE_RUN = { timeoutMs: 75_000 };
+
   it('migrates an embedded PGlite DATA_DIR, and refuses one another process holds', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'togather-migrate-pglite-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const dataDir = join(dir, 'data');
-    const first = await runCli(['migrate', 'up'], { DATA_DIR: dataDir });
+    const first = await runCli(['migrate', 'up'], { DATA_DIR: dataDir }, PGLITE_RUN);
     expect(first.stderr).toContain('using embedded PGlite');
     expect(first.stdout).toBe(
       'applied 0001_create_events\napplied 0002_create_places_and_organizations\n',
@@ -303,7 +306,7 @@ describe('togather migrate', () => {
 
     // This test process plays the other holder: its pid is alive.
     await writeFile(join(dataDir, 'togather.lock'), `${process.pid}\n`);
-    const busy = await runCli(['migrate', 'status'], { DATA_DIR: dataDir });
+    const busy = await runCli(['migrate', 'status'], { DATA_DIR: dataDir }, PGLITE_RUN);
     expect(busy.code).toBe(1);
     expect(busy.stderr).toBe(
       `togather: DATA_DIR ${dataDir} is in use by process ${process.pid}: embedded PGlite serves one process only (stop it, or set DATABASE_URL to share a PostgreSQL database)\n`,
@@ -311,8 +314,8 @@ describe('togather migrate', () => {
 
     // A lock left by a process that is gone is taken over.
     await writeFile(join(dataDir, 'togather.lock'), '999999999\n');
-    const stale = await runCli(['migrate', 'status'], { DATA_DIR: dataDir });
+    const stale = await runCli(['migrate', 'status'], { DATA_DIR: dataDir }, PGLITE_RUN);
     expect(stale.code).toBe(0);
     expect(stale.stdout).toMatch(/^0001_create_events\s+applied/);
-  });
+  }, 240_000);
 });

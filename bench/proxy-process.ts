@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { httpRequest, keepAliveAgent, pollUntil } from './http-client.js';
-import { freePort, waitForPort } from './ports.js';
+import { freePort, waitForPort } from '../harness/ports.js';
 import { processTree } from './proc.js';
 import { makeTempDir, startProcess, type ManagedProcess } from './processes.js';
 

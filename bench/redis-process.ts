@@ -1,4 +1,4 @@
-import { freePort, waitForPort } from './ports.js';
+import { freePort, waitForPort } from '../harness/ports.js';
 import { startProcess, type ManagedProcess } from './processes.js';
 
 export interface RedisProcess {
@@ -18,5 +18,9 @@ export async function startRedis(): Promise<RedisProcess> {
     await child.stop();
     throw new Error(`redis-server did not start: ${String(error)}\n${child.output()}`);
   }
-  return { url: `redis://127.0.0.1:${port}`, process: child, stop: () => child.stop() };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    process: child,
+    stop: async () => void (await child.stop()),
+  };
 }

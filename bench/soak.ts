@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { markdownTable } from './markdown.js';
 import { processTree, rssBytes } from './proc.js';
-import { freePort, waitForPort } from './ports.js';
+import { freePort, waitForPort } from '../harness/ports.js';
 import { installCleanup, sleep, startProcess, stopAll, type ManagedProcess } from './processes.js';
 import { startProxy, type ProxyProcess } from './proxy-process.js';
 import { machineInfo } from './report.js';

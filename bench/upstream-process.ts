@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { freePort, waitForPort } from './ports.js';
+import { freePort, waitForPort } from '../harness/ports.js';
 import { startProcess, type ManagedProcess } from './processes.js';
 
 const UPSTREAM_SCRIPT = fileURLToPath(new URL('./upstream.js', import.meta.url));

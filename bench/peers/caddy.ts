@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../ports.js';
+import { freePort } from '../../harness/ports.js';
 import { makeTempDir, startProcess } from '../processes.js';
 import { singleProcessPeer, versionOutput, type Peer } from './peer.js';
 

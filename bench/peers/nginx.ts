@@ -7,7 +7,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { freePort } from '../ports.js';
+import { freePort } from '../../harness/ports.js';
 import { processNames, processTree } from '../proc.js';
 import { makeTempDir, startProcess } from '../processes.js';
 import {

@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { processTree } from '../proc.js';
-import { waitForPort } from '../ports.js';
+import { waitForPort } from '../../harness/ports.js';
 import type { ManagedProcess } from '../processes.js';
 
 /** The header the togather proxy adds to every response, and its peers with it. */
@@ -144,6 +144,6 @@ export async function singleProcessPeer(
     url: `http://127.0.0.1:${port}`,
     process: child,
     pids: treeOf(child),
-    stop: () => child.stop('SIGTERM', 5_000),
+    stop: async () => void (await child.stop('SIGTERM', 5_000)),
   };
 }

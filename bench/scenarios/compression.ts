@@ -59,7 +59,7 @@ export const compressionScenario: Scenario = {
     const connections = options.connections[0] ?? 50;
     const seconds = loader.effectiveSeconds(options.durationSeconds);
     const upstream = await startUpstream('blue');
-    const stops: (() => Promise<void>)[] = [() => upstream.process.stop()];
+    const stops: (() => Promise<void>)[] = [async () => void (await upstream.process.stop())];
     const systems = new Map<string, System>();
     let rounds = new Map<string, RunFigures[]>();
     try {

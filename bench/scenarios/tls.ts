@@ -164,7 +164,7 @@ export const tlsScenario: Scenario = {
     ];
     const certificate = selfSignedCertificate();
     const upstream = await startUpstream('blue');
-    const stops: (() => Promise<void>)[] = [() => upstream.process.stop()];
+    const stops: (() => Promise<void>)[] = [async () => void (await upstream.process.stop())];
     const results: CaseResult[] = [];
     const cutovers: CutoverResult[] = [];
     const connections = options.connections[0] ?? 50;

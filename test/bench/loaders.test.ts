@@ -7,7 +7,7 @@ import { findWrk, parseWrkReport, wrkLoader } from '../../bench/loaders/wrk.js';
 import type { RunFigures } from '../../bench/measure.js';
 import { stopAll } from '../../bench/processes.js';
 import { UPSTREAM_PATHS, createUpstreamServer } from '../../bench/upstream.js';
-import { closedPort, freePort } from '../support/ports.js';
+import { closedPort, freePort } from '../../harness/ports.js';
 
 /**
  * The bench's wrk loader against the real upstream (figures from its Lua

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PEERS, checkPeers } from '../../bench/peers/index.js';
 import { checkPeer, type RunningPeer } from '../../bench/peers/peer.js';
-import { portOpen } from '../../bench/ports.js';
+import { portOpen } from '../../harness/ports.js';
 import {
   HUGE_BODY_BYTES,
   UPSTREAM_PATHS,
@@ -11,7 +11,7 @@ import {
 } from '../../bench/upstream.js';
 import { stopAll } from '../../bench/processes.js';
 import { httpRequest } from '../support/http-client.js';
-import { freePort } from '../support/ports.js';
+import { freePort } from '../../harness/ports.js';
 
 /**
  * Each installed peer of the bench (nginx, HAProxy, Caddy), started with its

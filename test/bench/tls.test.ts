@@ -9,7 +9,7 @@ import { renderNginxConfig, startNginx } from '../../bench/peers/nginx.js';
 import { stopAll } from '../../bench/processes.js';
 import { selfSignedCertificate } from '../../bench/tls-certificate.js';
 import { UPSTREAM_PATHS, createUpstreamServer, eventsBody } from '../../bench/upstream.js';
-import { freePort } from '../support/ports.js';
+import { freePort } from '../../harness/ports.js';
 
 /**
  * The TLS and compression scenarios' tools against a real nginx: its TLS

@@ -10,10 +10,11 @@ import {
   tempDir,
   writeEnvFile,
 } from '../support/deploy-fixtures.js';
-import { freePorts } from '../support/ports.js';
-import { startCli, waitForHttp, type RunningProcess } from '../support/processes.js';
+import { freePorts } from '../../harness/ports.js';
+import { startCli, waitForHttp } from '../support/processes.js';
 import { TestRedis } from '../support/redis.js';
 import { until } from '../support/wait.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 // `togather deploy --runner local` against a real proxy (its admin API
 // behind AdminFaults, a relay that can answer a switch call itself), with
@@ -29,7 +30,7 @@ class Stack {
   readonly key = secret(32);
   readonly stateDir: string;
   readonly envFile: string;
-  proxy!: RunningProcess;
+  proxy!: WatchedProcess;
   faults!: AdminFaults;
   proxyUrl!: string;
   adminUrl!: string;
@@ -83,7 +84,7 @@ class Stack {
     return makeFakeBuild(join(dir.path, `${this.name}-${++this.builds}`), version, mode);
   }
 
-  deploy(build: string, extra: string[] = []): RunningProcess {
+  deploy(build: string, extra: string[] = []): WatchedProcess {
     return startCli([
       'deploy',
       '--runner',
@@ -145,7 +146,7 @@ describe('togather deploy: switch and rollback calls the proxy answers 429 or 50
     const before = await stack.serving();
     const to = other(before.slot);
     await redis.kill();
-    let deploy: RunningProcess | undefined;
+    let deploy: WatchedProcess | undefined;
     try {
       deploy = stack.deploy(stack.build('2.0.0', 'healthy'));
       await until(() => stack.faults.calls.some((c) => c.status === 503), {

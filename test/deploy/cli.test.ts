@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processAlive } from '../../common/process-alive.js';
-import { closedPort, freePort, freePorts } from '../support/ports.js';
+import { closedPort, freePort, freePorts } from '../../harness/ports.js';
 import { runCli, startCli } from '../support/processes.js';
 import { TestRedis } from '../support/redis.js';
 import {

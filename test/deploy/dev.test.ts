@@ -6,14 +6,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { processAlive } from '../../common/process-alive.js';
 import { MIGRATION_LOCK_KEYS } from '../../server/migrate.js';
 import { killSlotProcesses, makeRelease, tempDir } from '../support/deploy-fixtures.js';
-import { freePorts } from '../support/ports.js';
+import { freePorts } from '../../harness/ports.js';
 import { createTestDatabase } from '../support/postgres.js';
-import { runCli, startCli, type RunningProcess } from '../support/processes.js';
+import { runCli, startCli } from '../support/processes.js';
 import { waitForPort } from '../support/redis.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 const dir = tempDir('dev');
 const stateDir = join(dir.path, 'state');
-let dev: RunningProcess | undefined;
+let dev: WatchedProcess | undefined;
 
 afterAll(async () => {
   await dev?.stop('SIGKILL');
@@ -229,7 +230,7 @@ describe('togather dev', () => {
     await holder.connect();
     const ports = await freePorts(4);
     const startupState = join(dir.path, 'state-startup');
-    let early: RunningProcess | undefined;
+    let early: WatchedProcess | undefined;
     try {
       await holder.query('SELECT pg_advisory_lock($1, $2)', [...MIGRATION_LOCK_KEYS]);
       early = startDev(ports, startupState, { DATABASE_URL: db.url });

@@ -24,8 +24,9 @@ import {
   type Instruction,
   type Stage,
 } from '../support/dockerfile.js';
-import { closedPort, freePorts } from '../support/ports.js';
-import { RunningProcess, waitForHttp } from '../support/processes.js';
+import { closedPort, freePorts } from '../../harness/ports.js';
+import { WatchedProcess } from '../../harness/child-process.js';
+import { waitForHttp } from '../support/processes.js';
 
 // There is no Docker engine on these machines: the image is checked by reading
 // its Dockerfile, and everything it copies or runs is checked against the repo.
@@ -157,8 +158,9 @@ describe('Dockerfile', () => {
       include: string[];
     };
     const copied = instructionsOf(stage('builder'), 'COPY').flatMap((i) => copyPaths(i).sources);
-    // bench/ is compiled for `npm run bench` on a checkout, never run in the image.
-    for (const folder of tsconfig.include.filter((f) => f !== 'bench')) {
+    // bench/ (and harness/, which only bench and the tests use) is compiled for
+    // `npm run bench` on a checkout, never run in the image.
+    for (const folder of tsconfig.include.filter((f) => f !== 'bench' && f !== 'harness')) {
       expect(copied, `COPY ${folder}`).toContain(folder);
     }
     for (const file of [
@@ -302,7 +304,7 @@ describe('the image, replayed on disk', () => {
   let work: string;
   let runtime: string;
   let wrapper: string;
-  const running: RunningProcess[] = [];
+  const running: WatchedProcess[] = [];
 
   beforeAll(() => {
     work = mkdtempSync(join(tmpdir(), 'togather-stages-'));
@@ -379,7 +381,7 @@ describe('the image, replayed on disk', () => {
     const command = execForm(health.text.replace(/^CMD\s+/, ''))!;
     expect(command[0]).toBe('/app/server');
     const child = server(command.slice(1), env);
-    const done = new RunningProcess(child);
+    const done = new WatchedProcess('/app/server', child);
     const { code } = await done.exited;
     return { code, stdout: done.stdout, stderr: done.stderr };
   }
@@ -419,7 +421,7 @@ describe('the image, replayed on disk', () => {
       BLUE_URL: `http://127.0.0.1:${await closedPort()}`,
       GREEN_URL: `http://127.0.0.1:${await closedPort()}`,
     };
-    const proxy = new RunningProcess(server(['proxy'], env));
+    const proxy = new WatchedProcess('/app/server proxy', server(['proxy'], env));
     running.push(proxy);
     await waitForHttp(`http://127.0.0.1:${adminPort}/healthz`);
     expect(readFileSync(env.TOGATHER_COMMAND_FILE!, 'utf8')).toBe('proxy\n');
@@ -473,7 +475,7 @@ describe('the image, replayed on disk', () => {
       METRICS_PORT: String(metricsPort),
     });
 
-    const app = new RunningProcess(server(['serve'], env));
+    const app = new WatchedProcess('/app/server serve', server(['serve'], env));
     running.push(app);
     await app.waitFor(/togather serve listening/, 60_000);
     expect(readFileSync(env.TOGATHER_COMMAND_FILE!, 'utf8')).toBe('serve\n');

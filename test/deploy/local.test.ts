@@ -13,16 +13,17 @@ import {
   writeEnvFile,
 } from '../support/deploy-fixtures.js';
 import { startLoad } from '../support/load.js';
-import { freePorts } from '../support/ports.js';
+import { freePorts } from '../../harness/ports.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { runCli, startCli, waitForHttp, type RunningProcess } from '../support/processes.js';
+import { runCli, startCli, waitForHttp } from '../support/processes.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 // End to end with the local runner: the real proxy, real PostgreSQL, real
 // `togather serve` processes of two releases, and `togather deploy` itself.
 const dir = tempDir('deploy-local');
 const stateDir = join(dir.path, 'state');
 let db: TestDatabase;
-let proxy: RunningProcess;
+let proxy: WatchedProcess;
 let envFile: string;
 let proxyUrl: string;
 let adminUrl: string;

@@ -7,7 +7,7 @@ import { createFileLock } from '../../deploy/locks/lock-file.js';
 import { slotCounts } from '../../deploy/rollout/proxy-metrics.js';
 import { verifyAfterSwitch, type VerifyOptions } from '../../deploy/rollout/verify.js';
 import { CLI } from '../support/processes.js';
-import { freePort } from '../support/ports.js';
+import { freePort } from '../../harness/ports.js';
 import { deploySecrets, tempDir, writeEnvFile, makeFakeBuild } from '../support/deploy-fixtures.js';
 
 const METRICS = `# HELP togather_proxy_requests_total Requests answered.

@@ -4,13 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from '../support/fake-slots.js';
-import { closedPort, freePort } from '../support/ports.js';
-import { runCli, startCli, waitForHttp, type RunningProcess } from '../support/processes.js';
+import { closedPort, freePort } from '../../harness/ports.js';
+import { runCli, startCli, waitForHttp } from '../support/processes.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 const KEY = 'cli-test-admin-key-0123456789abcdefghijkl';
 
 interface ProxyChild {
-  process: RunningProcess;
+  process: WatchedProcess;
   publicUrl: string;
   adminUrl: string;
 }

@@ -10,9 +10,9 @@ import { createLogger } from '../../common/logger.js';
 import { openPostgres } from '../../server/database.js';
 import { slotHealthUrl } from '../../server/healthcheck.js';
 import { loadMigrations } from '../../server/migrate.js';
-import { closedPort, freePort } from '../support/ports.js';
+import { closedPort, freePort } from '../../harness/ports.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { runCli, startCli, type RunningProcess } from '../support/processes.js';
+import { runCli, startCli } from '../support/processes.js';
 import {
   call,
   postgresBackend,
@@ -20,6 +20,7 @@ import {
   type TestApp,
   type TestBackend,
 } from '../support/server.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 let backend: TestBackend;
 let tmp: string;
@@ -249,7 +250,7 @@ describe('togather healthcheck', () => {
 });
 
 describe('togather serve', () => {
-  const running: RunningProcess[] = [];
+  const running: WatchedProcess[] = [];
   afterAll(async () => {
     for (const p of running) await p.stop('SIGKILL');
   });

@@ -12,7 +12,7 @@ import { httpEndpointCheck } from '../../server/http-endpoint-check.js';
 import { Lifecycle } from '../../server/lifecycle.js';
 import { checksumOf, loadMigrations, migrationLabel } from '../../server/migrate.js';
 import healthSchema from '../../server/schemas/health-response.schema.json' with { type: 'json' };
-import { closedPort } from '../support/ports.js';
+import { closedPort } from '../../harness/ports.js';
 import {
   call,
   postgresBackend,

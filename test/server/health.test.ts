@@ -9,7 +9,7 @@ import {
   migrationLabel,
   type Migration,
 } from '../../server/migrate.js';
-import { closedPort } from '../support/ports.js';
+import { closedPort } from '../../harness/ports.js';
 import {
   call,
   postgresBackend,

@@ -12,7 +12,7 @@ import {
   migrationStatus,
   type Migration,
 } from '../../server/migrate.js';
-import { closedPort } from '../support/ports.js';
+import { closedPort } from '../../harness/ports.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { runCli } from '../support/processes.js';
 

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { Lifecycle } from '../../server/lifecycle.js';
 import { createShutdown } from '../../server/shutdown.js';
-import { freePort } from '../support/ports.js';
-import { startCli, waitForHttp, type RunningProcess } from '../support/processes.js';
+import { freePort } from '../../harness/ports.js';
+import { startCli, waitForHttp } from '../support/processes.js';
 import {
   TEST_AUTH,
   call,
@@ -15,6 +15,7 @@ import {
   type TestBackend,
 } from '../support/server.js';
 import { until } from '../support/wait.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 let backend: TestBackend;
 
@@ -153,7 +154,7 @@ describe('graceful shutdown in process', () => {
 });
 
 describe('togather serve on SIGTERM', () => {
-  let child: RunningProcess | undefined;
+  let child: WatchedProcess | undefined;
 
   afterAll(async () => {
     await child?.stop('SIGKILL');

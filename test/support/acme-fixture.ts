@@ -8,7 +8,7 @@ import { createTlsListener, type TlsListener } from '../../proxy/tls/tls-listene
 import { loadTlsConfig } from '../../proxy/tls/tls-config.js';
 import { startTlsLayer, type TlsLayer, type TlsLayerOptions } from '../../proxy/tls/tls-layer.js';
 import { LogCapture } from './edge.js';
-import { freePort } from './ports.js';
+import { freePort } from '../../harness/ports.js';
 import { TestPebble } from './pebble.js';
 import { valueOf } from './wait.js';
 

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './ports.js';
+import { freePort } from '../../harness/ports.js';
 
 const run = promisify(execFile);
 const openssl = (cwd: string, args: string[]) => run('openssl', args, { cwd });

@@ -5,9 +5,10 @@ import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePorts } from './ports.js';
-import { RunningProcess } from './processes.js';
+import { freePorts } from '../../harness/ports.js';
+
 import { waitForPort } from './redis.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 const run = promisify(execFile);
 
@@ -82,7 +83,7 @@ export interface PebbleOptions {
 export class TestPebble {
   private constructor(
     private readonly dir: string,
-    private readonly processes: RunningProcess[],
+    private readonly processes: WatchedProcess[],
     readonly acmePort: number,
     readonly managementPort: number,
     /** pebble's own TLS certificate: what ACME_CA_FILE must trust. */
@@ -107,10 +108,11 @@ export class TestPebble {
       },
     };
     await writeFile(join(dir, 'pebble-config.json'), JSON.stringify(config));
-    const processes: RunningProcess[] = [];
+    const processes: WatchedProcess[] = [];
     const pebble = new TestPebble(dir, processes, acmePort!, managementPort!, certFile);
     try {
-      const dns = new RunningProcess(
+      const dns = new WatchedProcess(
+        'pebble-challtestsrv',
         spawn(
           'pebble-challtestsrv',
           [
@@ -134,7 +136,8 @@ export class TestPebble {
       );
       processes.push(dns);
       await waitForPort(dnsPort!);
-      const ca = new RunningProcess(
+      const ca = new WatchedProcess(
+        'pebble',
         spawn(
           'pebble',
           ['-config', join(dir, 'pebble-config.json'), '-dnsserver', `127.0.0.1:${dnsPort}`],

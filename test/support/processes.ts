@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 /** The built CLI (`npm test` builds first). */
 export const CLI = fileURLToPath(new URL('../../dist/cli/togather.js', import.meta.url));
@@ -39,53 +40,6 @@ function baseEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env };
 }
 
-/** A long-running child process (serve, proxy, dev) with its output captured. */
-export class RunningProcess {
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-
-  constructor(readonly child: ChildProcess) {
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
-    this.exited = new Promise((resolve) =>
-      child.on('exit', (code, signal) => resolve({ code, signal })),
-    );
-  }
-
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
-
-  /** Waits until stdout or stderr matches, or fails with what was printed. */
-  async waitFor(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const match = pattern.exec(this.stdout) ?? pattern.exec(this.stderr);
-      if (match) return match;
-      if (this.child.exitCode !== null || this.child.signalCode !== null) {
-        throw new Error(`process exited before ${pattern}:\n${this.stdout}\n${this.stderr}`);
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`timed out waiting for ${pattern}:\n${this.stdout}\n${this.stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  /** Sends a signal and waits for exit (SIGKILL after the grace period). */
-  async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 15_000) {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      this.child.kill(signal);
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-      const result = await this.exited;
-      clearTimeout(timer);
-      return result;
-    }
-    return this.exited;
-  }
-}
-
 /** Starts `togather <args>` in the background. */
 export function startCli(args: string[], env: Record<string, string> = {}, cwd?: string) {
   const child = spawn(process.execPath, [CLI, ...args], {
@@ -93,7 +47,7 @@ export function startCli(args: string[], env: Record<string, string> = {}, cwd?:
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return new RunningProcess(child);
+  return new WatchedProcess(`togather ${args.join(' ')}`, child);
 }
 
 /** Polls a URL until it answers with the given status. */

@@ -3,9 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports.js';
-import { startCli, type RunningProcess } from './processes.js';
+import { freePort } from '../../harness/ports.js';
+import { startCli } from './processes.js';
 import { waitForPort } from './redis.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 export const PROCESS_ADMIN_KEY = 'reliability-admin-key-0123456789abcdefghij';
 
@@ -40,7 +41,7 @@ export interface AdminAnswer {
 export class ProxyProcess {
   private constructor(
     readonly options: ProxyProcessOptions,
-    readonly process: RunningProcess,
+    readonly process: WatchedProcess,
     readonly port: number,
     readonly adminPort: number,
     readonly stateDir: string,

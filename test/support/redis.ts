@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
-import { freePort } from './ports.js';
-import { RunningProcess } from './processes.js';
+import { freePort } from '../../harness/ports.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 /** A private redis-server on a free loopback port, which a test may kill and restart. */
 export class TestRedis {
-  private process: RunningProcess | undefined;
+  private process: WatchedProcess | undefined;
 
   private constructor(readonly port: number) {}
 
@@ -31,7 +31,7 @@ export class TestRedis {
       ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    this.process = new RunningProcess(child);
+    this.process = new WatchedProcess('redis-server', child);
     await waitForPort(this.port);
   }
 

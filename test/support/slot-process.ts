@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { RunningProcess } from './processes.js';
+
 import { waitForPort } from './redis.js';
+import { WatchedProcess } from '../../harness/child-process.js';
 
 /** The benchmark's bare node:http slot (bench/upstream.ts), built with the CLI. */
 const SLOT_SCRIPT = fileURLToPath(new URL('../../dist/bench/upstream.js', import.meta.url));
@@ -12,7 +13,7 @@ const SLOT_SCRIPT = fileURLToPath(new URL('../../dist/bench/upstream.js', import
  * naming the slot), `/health`, anything else 404.
  */
 export class SlotProcess {
-  private running: RunningProcess | undefined;
+  private running: WatchedProcess | undefined;
 
   constructor(
     readonly slot: string,
@@ -33,7 +34,7 @@ export class SlotProcess {
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    this.running = new RunningProcess(child);
+    this.running = new WatchedProcess('slot', child);
     await this.running.waitFor(/"upstream":"listening"/);
     await waitForPort(this.port);
   }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeProbe, healthUrl, runHealthGate } from '../../../proxy/admin/health-gate.js';
 import { FakeSlot } from '../../support/fake-slots.js';
-import { closedPort } from '../../support/ports.js';
+import { closedPort } from '../../../harness/ports.js';
 
 describe('health gate', () => {
   let slot: FakeSlot;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
 import { httpRequest, type HttpAnswer } from '../../support/http-client.js';
-import { freePort } from '../../support/ports.js';
+import { freePort } from '../../../harness/ports.js';
 import { runCli } from '../../support/processes.js';
 import { PROCESS_ADMIN_KEY, ProxyProcess } from '../../support/proxy-process.js';
 import { TestRedis } from '../../support/redis.js';

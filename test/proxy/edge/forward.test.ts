@@ -3,7 +3,7 @@ import { connect, createServer as createTcpServer, type Server as TcpServer } fr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
-import { freePort } from '../../support/ports.js';
+import { freePort } from '../../../harness/ports.js';
 import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
 import { until } from '../../support/wait.js';
 

@@ -3,7 +3,7 @@ import { createServer as createTcpServer, type Server as TcpServer, type Socket 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { rawHttp } from '../../support/http-client.js';
-import { freePort } from '../../support/ports.js';
+import { freePort } from '../../../harness/ports.js';
 import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
 import {
   closeOf,

@@ -1,9 +1,10 @@
 import autocannon from 'autocannon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
-import { freePort } from '../../support/ports.js';
-import { startCli, waitForHttp, type RunningProcess } from '../../support/processes.js';
+import { freePort } from '../../../harness/ports.js';
+import { startCli, waitForHttp } from '../../support/processes.js';
 import { TestRedis } from '../../support/redis.js';
+import { WatchedProcess } from '../../../harness/child-process.js';
 
 const KEY = 'cutover-test-admin-key-0123456789abcdefgh';
 const LOAD_SECONDS = 11;
@@ -30,7 +31,7 @@ function headerValue(headers: Record<string, unknown> | undefined, name: string)
 describe('cutover under load', () => {
   let redis: TestRedis;
   let slots: Record<'blue' | 'green', FakeSlot>;
-  let proxy: RunningProcess;
+  let proxy: WatchedProcess;
   let publicUrl: string;
   let adminUrl: string;
 

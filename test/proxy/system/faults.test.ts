@@ -2,7 +2,7 @@ import { Agent, request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../support/ports.js';
+import { freePort } from '../../../harness/ports.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { sleep } from '../../support/raw-client.js';
 import { RecordingUpstream } from '../../support/recording-upstream.js';

@@ -3,10 +3,11 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { otherSlot, type Slot } from '../../../proxy/state/slot-state.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
-import { freePort } from '../../support/ports.js';
-import { startCli, waitForHttp, type RunningProcess } from '../../support/processes.js';
+import { freePort } from '../../../harness/ports.js';
+import { startCli, waitForHttp } from '../../support/processes.js';
 import { TestRedis, waitForPort } from '../../support/redis.js';
 import { valueOf } from '../../support/wait.js';
+import { WatchedProcess } from '../../../harness/child-process.js';
 
 /**
  * Two `togather proxy` processes on one Redis (issue 3, Fleet and Redis
@@ -65,7 +66,7 @@ class FleetProxy {
 
   private constructor(
     readonly name: string,
-    readonly process: RunningProcess,
+    readonly process: WatchedProcess,
     readonly url: string,
     readonly adminUrl: string,
   ) {}

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../support/ports.js';
+import { freePort } from '../../../harness/ports.js';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.js';
-import { RunningProcess, runCli, startCli, waitForHttp } from '../../support/processes.js';
+import { runCli, startCli, waitForHttp } from '../../support/processes.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { waitForPort } from '../../support/redis.js';
+import { WatchedProcess } from '../../../harness/child-process.js';
 
 /**
  * Known secrets given to a `togather serve` app and a `togather proxy` in
@@ -64,9 +65,9 @@ function exchange(
 }
 
 let database: TestDatabase;
-let redis: RunningProcess;
+let redis: WatchedProcess;
 let redisPort: number;
-let app: RunningProcess;
+let app: WatchedProcess;
 let appPort: number;
 let appMetricsPort: number;
 let proxy: ProxyProcess;
@@ -74,7 +75,8 @@ let proxy: ProxyProcess;
 beforeAll(async () => {
   database = await createTestDatabase();
   redisPort = await freePort();
-  redis = new RunningProcess(
+  redis = new WatchedProcess(
+    'redis-server',
     spawn(
       'redis-server',
       [

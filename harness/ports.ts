@@ -1,4 +1,10 @@
-import { createServer } from 'node:net';
+/**
+ * Ports for the tests and the benchmarks alike (this folder is the harness
+ * both share): free ones to hand to a child process, closed ones for
+ * "unreachable" cases, and waiting for a port to open.
+ */
+import { createConnection, createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /*
  * Ports handed to child processes are picked below the kernel's ephemeral
@@ -46,4 +52,26 @@ export async function freePorts(count: number): Promise<number[]> {
 /** A loopback port where nothing listens, for "unreachable" cases. */
 export function closedPort(): Promise<number> {
   return pickPort(CLOSED_RANGE, new Set());
+}
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Waits until the port accepts connections; fails after the timeout. */
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await portOpen(port)) return;
+    await sleep(25);
+  }
+  throw new Error(`port ${port} did not open in ${timeoutMs} ms`);
 }

@@ -6,6 +6,13 @@ import type { Slot } from '../state/slot-state.js';
 import type { UpstreamErrorReason } from './upstream-errors.js';
 import type { Upstream, UpstreamExchange } from './upstream.js';
 
+/** Watches a request body that declared no length as it flows (body-limit.ts). */
+export interface BodyWatch {
+  readonly maxBytes: number;
+  /** The body grew past maxBytes: called once, before the chunk that crossed it is forwarded. */
+  exceeded(req: EdgeRequest): void;
+}
+
 /** Told when a forwarded exchange is over (answered, failed or abandoned by the client). */
 export interface ExchangeObserver {
   finished(req: EdgeRequest, res: EdgeResponse): void;
@@ -42,6 +49,10 @@ export class EdgeRequest extends IncomingMessage implements UpstreamExchange {
   passRequest: ClientRequest | null = null;
   passServer: EventEmitter | null = null;
   passOptions: ServerOptions | null = null;
+  /** MAX_BODY_SIZE on a chunked body: what watches it, the bytes seen, whether it went over. */
+  bodyWatch: BodyWatch | null = null;
+  bodyBytes = 0;
+  bodyTooLarge = false;
 
   abortUpstream(error: Error): void {
     const upstreamRequest = this.proxyReq;
@@ -84,6 +95,8 @@ const implicitHeader = nodeImplicitHeader as ImplicitHeader;
 export class EdgeResponse extends ServerResponse<EdgeRequest> {
   /** Extra header names the slot's Connection header marked hop-by-hop. */
   droppedTokens: string[] | null = null;
+  /** The proxy answers by itself (error-response.ts): nothing of a slot answer may be written. */
+  proxyAnswered = false;
   /** The slot's answer head, as [name, value, name, value...], until it goes out. */
   private stagedHead: string[] | null = null;
   private stagedMessage = '';

@@ -6,7 +6,8 @@ import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-pr
 import type { Logger } from 'pino';
 import { newRequestId, requestIdFrom } from '../../common/request-id.js';
 import type { AccessLog } from './access-log.js';
-import { rawProxyError, sendProxyError } from './error-response.js';
+import type { EdgePolicy } from './edge-policy.js';
+import type { ErrorAnswers } from './error-response.js';
 import { EdgeRequest, EdgeResponse, type ExchangeObserver } from './exchange.js';
 import {
   clientAddress,
@@ -49,6 +50,8 @@ export interface ForwarderOptions {
   /** TRUST_PROXY: keep an incoming X-Forwarded-* chain instead of replacing it. */
   trustProxy: boolean;
   lifecycle: Lifecycle;
+  /** Compression, body limit, security headers, host names (edge-policy.ts). */
+  policy: EdgePolicy;
 }
 
 /** An upstream answer, linked back to the client answer it is piped into. */
@@ -84,6 +87,10 @@ export class Forwarder implements ExchangeObserver {
   private readonly logger: Logger;
   private readonly trustProxy: boolean;
   private readonly lifecycle: Lifecycle;
+  private readonly policy: EdgePolicy;
+  private readonly errors: ErrorAnswers;
+  /** Slot answer headers never copied (the security headers add Server to them). */
+  private readonly droppedResponseHeaders: Readonly<Record<string, true>> | undefined;
   /** http-proxy-3 options per slot, built once. */
   private readonly slotOptions: Readonly<Record<Slot, ServerOptions>>;
   /**
@@ -107,6 +114,9 @@ export class Forwarder implements ExchangeObserver {
     this.logger = options.logger;
     this.trustProxy = options.trustProxy;
     this.lifecycle = options.lifecycle;
+    this.policy = options.policy;
+    this.errors = options.policy.errors;
+    this.droppedResponseHeaders = options.policy.securityHeaders?.droppedResponseHeaders;
     this.slotOptions = {
       blue: upstreamOptions(options.upstreams.blue),
       green: upstreamOptions(options.upstreams.green),
@@ -174,20 +184,29 @@ export class Forwarder implements ExchangeObserver {
     if (req.httpVersionMajor !== 1) {
       // An HTTP/0.9 request line, or HTTP/2.0 and above in HTTP/1 syntax: only HTTP/1.x is spoken here.
       res.shouldKeepAlive = false;
-      sendProxyError(res, 505, 'http_version_not_supported', slot, requestId);
+      this.errors.send(res, 505, 'http_version_not_supported', slot, requestId);
       return;
     }
     const url = req.url;
     if (url === undefined || url.charCodeAt(0) !== 47 /* "/" */) {
       if (!toOriginForm(req)) {
-        sendProxyError(res, 400, 'bad_request_target', slot, requestId);
+        this.errors.send(res, 400, 'bad_request_target', slot, requestId);
         return;
       }
     }
     // Node's own check of a missing Host would answer before this handler, without X-Togather-Slot.
     const hostProblem = hostHeaderProblem(req);
     if (hostProblem !== null) {
-      sendProxyError(res, 400, hostProblem, slot, requestId);
+      this.errors.send(res, 400, hostProblem, slot, requestId);
+      return;
+    }
+    const { allowedHosts, bodyLimit } = this.policy;
+    if (allowedHosts !== null && !allowedHosts.allows(req.headers.host, req.url!)) {
+      this.errors.send(res, 421, 'misdirected_request', slot, requestId);
+      return;
+    }
+    if (bodyLimit !== null && bodyLimit.declaresTooMuch(req)) {
+      bodyLimit.refuse(req, res);
       return;
     }
     prepareRequestHeaders(req.headers, req.socket, {
@@ -195,6 +214,8 @@ export class Forwarder implements ExchangeObserver {
       trustProxy: this.trustProxy,
       upgrade: false,
     });
+    // Before the pass pipes the body, so the limit sees each chunk first.
+    bodyLimit?.watch(req);
     this.forward(req, res);
   }
 
@@ -209,12 +230,13 @@ export class Forwarder implements ExchangeObserver {
     if (upstream === null) return;
     upstream.end(req);
     const aborted = !res.writableFinished;
-    const status = aborted && !res.headersSent ? 499 : res.statusCode;
+    // A body over MAX_BODY_SIZE counts as 413 even when it could only be cut.
+    const status = req.bodyTooLarge ? 413 : aborted && !res.headersSent ? 499 : res.statusCode;
     const durationMs = performance.now() - req.startedAt;
     this.metrics.observeRequest(req.slot, req.method, status, durationMs / 1000);
-    if (aborted) {
-      // The client left: nothing may keep running on the slot for it.
-      const upstreamRequest = req.proxyReq;
+    if (aborted || req.bodyTooLarge) {
+      // The client left, or its body was refused: nothing may keep running on the slot for it.
+      const upstreamRequest = req.proxyReq ?? req.passRequest;
       if (upstreamRequest !== null && !upstreamRequest.destroyed) upstreamRequest.destroy();
     }
     if (this.accessLog !== null) {
@@ -236,6 +258,8 @@ export class Forwarder implements ExchangeObserver {
 
   /** The slot cut its answer short after the headers were sent: the client answer is cut too. */
   upstreamAnswerCut(req: EdgeRequest, res: EdgeResponse): void {
+    // The proxy answers by itself (a refused body): the slot's answer was dropped on purpose.
+    if (res.proxyAnswered) return;
     if (req.upstreamError === null) {
       req.upstreamError = 'reset';
       this.metrics.countUpstreamError(req.slot, 'reset');
@@ -272,7 +296,7 @@ export class Forwarder implements ExchangeObserver {
     const [status, code] = clientErrorAnswer(error);
     const slot = this.registry.current.active;
     const requestId = newRequestId();
-    socket.write(rawProxyError(status, code, slot, requestId));
+    socket.write(this.errors.raw(status, code, slot, requestId));
     socket.destroySoon();
     this.metrics.countRequest(slot, undefined, status);
     this.accessLog?.write({
@@ -289,6 +313,17 @@ export class Forwarder implements ExchangeObserver {
     });
   };
 
+  /**
+   * 'checkContinue' (registered with MAX_BODY_SIZE): a body declared over
+   * the limit is refused before the client is told to send it; any other
+   * request gets its 100 Continue as Node would send it.
+   */
+  readonly onCheckContinue = (req: EdgeRequest, res: EdgeResponse): void => {
+    const bodyLimit = this.policy.bodyLimit;
+    if (bodyLimit === null || !bodyLimit.declaresTooMuch(req)) res.writeContinue();
+    this.handle(req, res);
+  };
+
   /** 'checkExpectation': an Expect header other than 100-continue. */
   readonly onCheckExpectation = (req: EdgeRequest, res: EdgeResponse): void => {
     this.answerLocally(req, res, 417, 'expectation_failed');
@@ -300,7 +335,7 @@ export class Forwarder implements ExchangeObserver {
     const slot = this.registry.current.active;
     const requestId = requestIdFrom(req.headers['x-request-id']);
     socket.on('error', ignoreError);
-    socket.write(rawProxyError(405, 'method_not_allowed', slot, requestId));
+    socket.write(this.errors.raw(405, 'method_not_allowed', slot, requestId));
     socket.destroySoon();
     this.metrics.countRequest(slot, req.method, 405);
   };
@@ -308,7 +343,7 @@ export class Forwarder implements ExchangeObserver {
   private answerLocally(req: EdgeRequest, res: EdgeResponse, status: number, error: string): void {
     const slot = this.registry.current.active;
     const requestId = requestIdFrom(req.headers['x-request-id']);
-    sendProxyError(res, status, error, slot, requestId);
+    this.errors.send(res, status, error, slot, requestId);
     this.metrics.countRequest(slot, req.method, status);
   }
 
@@ -321,7 +356,8 @@ export class Forwarder implements ExchangeObserver {
   /**
    * The slot answered (selfHandleResponse: http-proxy-3 leaves the answer to
    * this handler instead of copying it header by header): its head is staged
-   * in one list and its body relayed (relayBody).
+   * in one list, with the security headers and compression's edits, and its
+   * body relayed (relayBody, or compressed).
    */
   private readonly onProxyRes = (
     proxyRes: UpstreamResponse,
@@ -329,13 +365,30 @@ export class Forwarder implements ExchangeObserver {
     response: ServerResponse,
   ): void => {
     const res = response as EdgeResponse;
-    const dropped = connectionTokens(proxyRes.headers.connection);
+    if (res.proxyAnswered) return;
+    const headers = proxyRes.headers;
+    const dropped = connectionTokens(headers.connection);
     res.droppedTokens = dropped;
     proxyRes.edgeResponse = res;
     proxyRes.on('close', onUpstreamResponseClose);
     if (!res.headersSent) {
-      const lines = responseHeaderLines(req.slot, req.requestId, proxyRes.headers, dropped);
-      res.stageHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, lines);
+      const status = proxyRes.statusCode ?? 502;
+      const lines = responseHeaderLines(
+        req.slot,
+        req.requestId,
+        headers,
+        dropped,
+        this.droppedResponseHeaders,
+      );
+      this.policy.securityHeaders?.addMissing(lines, headers);
+      const compression = this.policy.compression;
+      const decision = compression === null ? 'leave' : compression.decide(req, status, headers);
+      if (decision !== 'leave') compression!.editHead(lines, decision);
+      res.stageHead(status, proxyRes.statusMessage, lines);
+      if (decision !== 'leave' && decision !== 'vary') {
+        compression!.relay(proxyRes, res, decision);
+        return;
+      }
     }
     if (!res.writableEnded) relayBody(proxyRes, res);
   };
@@ -349,7 +402,8 @@ export class Forwarder implements ExchangeObserver {
     if (!(target instanceof EdgeResponse)) return;
     const res = target;
     const upstream = req.upstream;
-    if (upstream === null || res.writableEnded) return;
+    // The proxy answered by itself (a refused body destroys the slot's request on purpose).
+    if (upstream === null || res.writableEnded || res.proxyAnswered || req.bodyTooLarge) return;
     if (res.destroyed || req.socket.destroyed) {
       // The client left: not the slot's failure.
       req.proxyReq?.destroy();
@@ -376,7 +430,7 @@ export class Forwarder implements ExchangeObserver {
       res.destroy();
       return;
     }
-    sendProxyError(res, failure.status, failure.error, req.slot, req.requestId);
+    this.errors.send(res, failure.status, failure.error, req.slot, req.requestId);
   };
 
   private warn(req: EdgeRequest, failure: UpstreamFailure, error: Error | undefined): void {
@@ -489,13 +543,13 @@ function relayBody(proxyRes: UpstreamResponse, res: EdgeResponse): void {
 
 function onUpstreamData(this: UpstreamResponse, chunk: Buffer): void {
   const res = this.edgeResponse;
-  if (res === undefined || res.destroyed || res.writableEnded) return;
+  if (res === undefined || res.destroyed || res.writableEnded || res.proxyAnswered) return;
   if (!res.write(chunk)) waitForDrain(this, res);
 }
 
 function onUpstreamEnd(this: UpstreamResponse): void {
   const res = this.edgeResponse;
-  if (res !== undefined && !res.destroyed && !res.writableEnded) res.end();
+  if (res !== undefined && !res.destroyed && !res.writableEnded && !res.proxyAnswered) res.end();
 }
 
 function waitForDrain(proxyRes: UpstreamResponse, res: EdgeResponse): void {

@@ -97,6 +97,7 @@ describe('the data plane pass forwards as http-proxy-3 stream does', () => {
       ['accept', 'application/json, text/plain'],
       ['cookie', 'a=1; b=2'],
       ['x-keep', 'Stays As Is'],
+      ['x-real-ip', '127.0.0.1'],
       ['x-forwarded-for', '127.0.0.1'],
       ['x-forwarded-proto', 'http'],
       ['x-forwarded-host', 'edge.test'],

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { redactUrl } from '../../common/logger.js';
 import { AccessLog } from './access-log.js';
 import type { ProxyConfig } from '../config.js';
+import { ClientRefusals } from './client-refusals.js';
 import { SlotDrainer } from './drain.js';
 import { edgePolicyFrom, type EdgePolicyConfig } from './edge-policy.js';
 import { EdgeRequest, EdgeResponse } from './exchange.js';
@@ -183,11 +184,12 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
   server.maxHeadersCount = 0;
   if (config.MAX_CONNECTIONS > 0) server.maxConnections = config.MAX_CONNECTIONS;
   server.on('upgrade', websockets.handleUpgrade);
-  server.on('clientError', forwarder.onClientError);
-  server.on('checkExpectation', forwarder.onCheckExpectation);
+  const refusals = new ClientRefusals({ registry, metrics, accessLog, errors: policy.errors });
+  server.on('clientError', refusals.onClientError);
+  server.on('checkExpectation', refusals.onCheckExpectation);
   // Without a body limit Node sends 100 Continue itself.
   if (policy.bodyLimit !== null) server.on('checkContinue', forwarder.onCheckContinue);
-  server.on('connect', forwarder.onConnect);
+  server.on('connect', refusals.onConnect);
   server.on('drop', () => metrics.countDroppedConnection());
 
   // Every client connection, upgraded ones included, so shutdown can end them all.

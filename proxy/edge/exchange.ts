@@ -1,10 +1,17 @@
 import type { EventEmitter } from 'node:events';
 import { IncomingMessage, ServerResponse, type ClientRequest } from 'node:http';
-import type { ServerOptions } from 'http-proxy-3';
+import type { ProxyServer, ServerOptions } from 'http-proxy-3';
 import { DROPPED_RESPONSE_HEADERS } from './headers.js';
 import type { Slot } from '../state/slot-state.js';
 import type { UpstreamErrorReason } from './upstream-errors.js';
 import type { Upstream, UpstreamExchange } from './upstream.js';
+
+/**
+ * The public listener is created with EdgeRequest and EdgeResponse, so every
+ * request and response http-proxy-3 hands back is one of those (its response
+ * type parameter is too narrow to say so: handlers narrow it themselves).
+ */
+export type EdgeProxyServer = ProxyServer<typeof EdgeRequest>;
 
 /** Watches a request body that declared no length as it flows (body-limit.ts). */
 export interface BodyWatch {

@@ -2,12 +2,13 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
+import { createProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { requestIdFrom } from '../../common/request-id.js';
 import type { AccessLog } from './access-log.js';
 import type { EdgePolicy } from './edge-policy.js';
-import { EdgeResponse, type EdgeRequest } from './exchange.js';
-import type { EdgeProxyServer, Forwarder, Lifecycle } from './forward.js';
+import { EdgeResponse, type EdgeProxyServer, type EdgeRequest } from './exchange.js';
+import type { Forwarder, Lifecycle } from './forward.js';
 import { clientAddress, hostHeaderProblem, prepareRequestHeaders } from './headers.js';
 import type { ProxyMetrics } from '../metrics.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
@@ -164,7 +165,8 @@ export class WebSocketProxy {
 
   constructor(options: WebSocketProxyOptions) {
     this.forwarder = options.forwarder;
-    this.proxy = options.forwarder.proxy;
+    // Its own http-proxy-3 server: handshakes take the library's ws passes, with the slot's options.
+    this.proxy = createProxyServer<typeof EdgeRequest>({});
     this.registry = options.registry;
     this.upstreams = options.upstreams;
     this.metrics = options.metrics;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseConfig, withoutEmpty } from '../common/config.js';
 import { durationSchema } from '../common/duration.js';
 import { LOG_LEVELS } from '../common/logger.js';
+import { sizeSchema } from '../common/size.js';
 import { SLOTS } from './state/slot-state.js';
 import { readUpstreamCa, type UpstreamCa } from './edge/upstream-trust.js';
 
@@ -24,6 +25,45 @@ const httpUrl = (fallback: string) =>
     .refine((v) => /^https?:\/\/[^/]+/.test(v) && URL.canParse(v), 'must be an http(s) URL');
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/** One DNS label: letters, digits and inner hyphens. */
+const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+/** A bracketed IPv6 literal, as it stands in a Host header. */
+const IPV6_LITERAL = /^\[[0-9a-f:.]+\]$/;
+
+/** A host name as a Host header carries it without its port (lower-case, no trailing dot). */
+function isHostName(name: string): boolean {
+  if (IPV4.test(name) || IPV6_LITERAL.test(name)) return true;
+  return name.length <= 253 && name.split('.').every((label) => DNS_LABEL.test(label));
+}
+
+/** `ALLOWED_HOSTS`: comma-separated host names, lower-cased, a trailing dot dropped. */
+const allowedHosts = z
+  .string()
+  .optional()
+  .transform((text, ctx): readonly string[] | undefined => {
+    if (text === undefined) return undefined;
+    const names = text
+      .split(',')
+      .map((name) => name.trim().toLowerCase().replace(/\.$/, ''))
+      .filter((name) => name !== '');
+    const bad = names.filter((name) => !isHostName(name));
+    for (const name of bad) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${name}" is not a host name (list names such as events.example.org, without scheme, port, path or wildcard)`,
+      });
+    }
+    if (names.length === 0) ctx.addIssue({ code: 'custom', message: 'lists no host name' });
+    return bad.length > 0 || names.length === 0 ? z.NEVER : [...new Set(names)];
+  });
+
+/** A value Node can write as a header: printable ASCII and tabs, one line. */
+const headerValue = z
+  .string()
+  .regex(/^[\t\x20-\x7e]+$/, 'must be one line of printable ASCII (a header value)')
+  .optional();
 
 /** Every variable `togather proxy` reads (docs/architecture.md, Configuration → Proxy). */
 const proxyEnvSchema = z
@@ -73,6 +113,14 @@ const proxyEnvSchema = z
     SHUTDOWN_TIMEOUT: durationSchema('30s'),
     TRUST_PROXY: onOff('off'),
     ACCESS_LOG: onOff('on'),
+    /** Edge policy (proxy/edge): compression, request body limit, security headers, host names. */
+    COMPRESSION: onOff('on'),
+    /** Largest request body forwarded; 0: no limit. */
+    MAX_BODY_SIZE: sizeSchema('10mb'),
+    SECURITY_HEADERS: onOff('on'),
+    CONTENT_SECURITY_POLICY: headerValue,
+    /** Unset: every host name is served. */
+    ALLOWED_HOSTS: allowedHosts,
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
     LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
     /** Worker processes serving the public port (node:cluster); 1: this process serves it. */

@@ -4,7 +4,9 @@ import type { Logger } from 'pino';
 import { redactUrl } from '../../common/logger.js';
 import { AccessLog } from './access-log.js';
 import type { ProxyConfig } from '../config.js';
+import { ClientRefusals } from './client-refusals.js';
 import { SlotDrainer } from './drain.js';
+import { edgePolicyFrom, type EdgePolicyConfig } from './edge-policy.js';
 import { EdgeRequest, EdgeResponse } from './exchange.js';
 import { Forwarder, type Lifecycle } from './forward.js';
 import type { ProxyMetrics } from '../metrics.js';
@@ -15,25 +17,26 @@ import { Upstream } from './upstream.js';
 import { WebSocketProxy, WS_CLOSE_GOING_AWAY } from './websocket.js';
 
 /** The configuration the data plane reads. */
-export type EdgeProxyConfig = Pick<
-  ProxyConfig,
-  | 'PROXY_HOST'
-  | 'PROXY_PORT'
-  | 'BLUE_URL'
-  | 'GREEN_URL'
-  | 'DEFAULT_SLOT'
-  | 'DRAIN_TIMEOUT'
-  | 'UPSTREAM_TIMEOUT'
-  | 'UPSTREAM_CA_FILE'
-  | 'HEADERS_TIMEOUT'
-  | 'REQUEST_TIMEOUT'
-  | 'KEEP_ALIVE_TIMEOUT'
-  | 'MAX_HEADER_SIZE'
-  | 'MAX_CONNECTIONS'
-  | 'SHUTDOWN_TIMEOUT'
-  | 'TRUST_PROXY'
-  | 'ACCESS_LOG'
->;
+export type EdgeProxyConfig = EdgePolicyConfig &
+  Pick<
+    ProxyConfig,
+    | 'PROXY_HOST'
+    | 'PROXY_PORT'
+    | 'BLUE_URL'
+    | 'GREEN_URL'
+    | 'DEFAULT_SLOT'
+    | 'DRAIN_TIMEOUT'
+    | 'UPSTREAM_TIMEOUT'
+    | 'UPSTREAM_CA_FILE'
+    | 'HEADERS_TIMEOUT'
+    | 'REQUEST_TIMEOUT'
+    | 'KEEP_ALIVE_TIMEOUT'
+    | 'MAX_HEADER_SIZE'
+    | 'MAX_CONNECTIONS'
+    | 'SHUTDOWN_TIMEOUT'
+    | 'TRUST_PROXY'
+    | 'ACCESS_LOG'
+  >;
 
 /**
  * What the data plane needs of a store: the state to start from and its
@@ -134,6 +137,7 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
 
   const lifecycle: Lifecycle = { closing: false };
   const accessLog = config.ACCESS_LOG ? new AccessLog(logger) : null;
+  const policy = edgePolicyFrom(config);
   const forwarder = new Forwarder({
     registry,
     upstreams,
@@ -142,6 +146,7 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
     logger,
     trustProxy: config.TRUST_PROXY,
     lifecycle,
+    policy,
   });
   const websockets = new WebSocketProxy({
     forwarder,
@@ -152,6 +157,7 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
     logger,
     trustProxy: config.TRUST_PROXY,
     lifecycle,
+    policy,
   });
 
   const server = createServer<typeof EdgeRequest, typeof EdgeResponse>(
@@ -178,9 +184,12 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
   server.maxHeadersCount = 0;
   if (config.MAX_CONNECTIONS > 0) server.maxConnections = config.MAX_CONNECTIONS;
   server.on('upgrade', websockets.handleUpgrade);
-  server.on('clientError', forwarder.onClientError);
-  server.on('checkExpectation', forwarder.onCheckExpectation);
-  server.on('connect', forwarder.onConnect);
+  const refusals = new ClientRefusals({ registry, metrics, accessLog, errors: policy.errors });
+  server.on('clientError', refusals.onClientError);
+  server.on('checkExpectation', refusals.onCheckExpectation);
+  // Without a body limit Node sends 100 Continue itself.
+  if (policy.bodyLimit !== null) server.on('checkContinue', forwarder.onCheckContinue);
+  server.on('connect', refusals.onConnect);
   server.on('drop', () => metrics.countDroppedConnection());
 
   // Every client connection, upgraded ones included, so shutdown can end them all.

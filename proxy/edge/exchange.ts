@@ -1,10 +1,24 @@
 import type { EventEmitter } from 'node:events';
 import { IncomingMessage, ServerResponse, type ClientRequest } from 'node:http';
-import type { ServerOptions } from 'http-proxy-3';
+import type { ProxyServer, ServerOptions } from 'http-proxy-3';
 import { DROPPED_RESPONSE_HEADERS } from './headers.js';
 import type { Slot } from '../state/slot-state.js';
 import type { UpstreamErrorReason } from './upstream-errors.js';
 import type { Upstream, UpstreamExchange } from './upstream.js';
+
+/**
+ * The public listener is created with EdgeRequest and EdgeResponse, so every
+ * request and response http-proxy-3 hands back is one of those (its response
+ * type parameter is too narrow to say so: handlers narrow it themselves).
+ */
+export type EdgeProxyServer = ProxyServer<typeof EdgeRequest>;
+
+/** Watches a request body that declared no length as it flows (body-limit.ts). */
+export interface BodyWatch {
+  readonly maxBytes: number;
+  /** The body grew past maxBytes: called once, before the chunk that crossed it is forwarded. */
+  exceeded(req: EdgeRequest): void;
+}
 
 /** Told when a forwarded exchange is over (answered, failed or abandoned by the client). */
 export interface ExchangeObserver {
@@ -42,6 +56,10 @@ export class EdgeRequest extends IncomingMessage implements UpstreamExchange {
   passRequest: ClientRequest | null = null;
   passServer: EventEmitter | null = null;
   passOptions: ServerOptions | null = null;
+  /** MAX_BODY_SIZE on a chunked body: what watches it, the bytes seen, whether it went over. */
+  bodyWatch: BodyWatch | null = null;
+  bodyBytes = 0;
+  bodyTooLarge = false;
 
   abortUpstream(error: Error): void {
     const upstreamRequest = this.proxyReq;
@@ -84,6 +102,8 @@ const implicitHeader = nodeImplicitHeader as ImplicitHeader;
 export class EdgeResponse extends ServerResponse<EdgeRequest> {
   /** Extra header names the slot's Connection header marked hop-by-hop. */
   droppedTokens: string[] | null = null;
+  /** The proxy answers by itself (error-response.ts): nothing of a slot answer may be written. */
+  proxyAnswered = false;
   /** The slot's answer head, as [name, value, name, value...], until it goes out. */
   private stagedHead: string[] | null = null;
   private stagedMessage = '';

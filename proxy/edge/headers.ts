@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 /** Set by the proxy on every forwarded request; a Connection token never removes them. */
 const PROXY_REQUEST_HEADERS = new Set([
   'x-request-id',
+  'x-real-ip',
   'x-forwarded-for',
   'x-forwarded-proto',
   'x-forwarded-host',
@@ -69,17 +70,19 @@ export const DROPPED_RESPONSE_HEADERS: Readonly<Record<string, true>> = Object.a
  * The head of a slot's answer as the client gets it, as header lines
  * ([name, value, ...], names lower-cased as Node parsed them): the proxy's
  * own X-Togather-Slot and X-Request-Id first, then every header of the slot
- * except the dropped ones and those its Connection header names.
+ * except the dropped ones (DROPPED_RESPONSE_HEADERS, or a larger set the
+ * security headers ask for) and those its Connection header names.
  */
 export function responseHeaderLines(
   slot: string,
   requestId: string,
   headers: IncomingHttpHeaders,
   connectionTokens: readonly string[] | null,
+  dropped: Readonly<Record<string, true>> = DROPPED_RESPONSE_HEADERS,
 ): string[] {
   const lines = ['x-togather-slot', slot, 'x-request-id', requestId];
   for (const name in headers) {
-    if (DROPPED_RESPONSE_HEADERS[name] === true) continue;
+    if (dropped[name] === true) continue;
     if (connectionTokens !== null && connectionTokens.includes(name)) continue;
     const value = headers[name];
     if (value === undefined) continue;
@@ -151,7 +154,8 @@ export interface RequestHeaderContext {
 /**
  * Rewrites the client's request headers, in place, into the headers sent to
  * the slot (http-proxy-3 copies `req.headers` when it builds the upstream
- * request).
+ * request): X-Request-Id, X-Real-IP (the client socket's address, replacing
+ * any value the client sent) and the X-Forwarded-* chain.
  */
 export function prepareRequestHeaders(
   headers: IncomingHttpHeaders,
@@ -176,6 +180,8 @@ export function prepareRequestHeaders(
   headers['x-request-id'] = context.requestId;
 
   const address = clientAddress(socket);
+  // The socket's peer, whatever the client claims (nginx's `proxy_set_header X-Real-IP $remote_addr`).
+  headers['x-real-ip'] = address;
   const host = headers.host;
   const port = String(socket.localPort ?? '');
   if (context.trustProxy) {

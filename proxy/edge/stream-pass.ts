@@ -1,25 +1,30 @@
 import {
-  request,
+  request as httpRequest,
   type Agent,
   type ClientRequest,
   type IncomingMessage,
   type ServerResponse,
 } from 'node:http';
-import type { Socket } from 'node:net';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { isIP, type Socket } from 'node:net';
 import type { ServerOptions } from 'http-proxy-3';
-import type { EdgeRequest } from './exchange.js';
-import type { EdgeProxyServer } from './forward.js';
+import type { EdgeProxyServer, EdgeRequest } from './exchange.js';
 
 /**
- * The web pass the data plane puts before http-proxy-3's own `stream` pass
- * (ProxyServer.before, its public API): it sends the request to the slot the
- * way `stream` does for this proxy's options, and emits the same events
- * (`proxyReq` once the upstream request has a socket, `proxyRes`, `error`),
- * but without the per-request work `stream` does for options this proxy
- * never sets: no options object rebuilt from the target URL, the headers
- * handed to Node as one list instead of one setHeader each, no environment
- * read. Targets it does not cover (https, or a slot URL with a path prefix,
- * which `stream` joins with the request path) go on to `stream` unchanged.
+ * The data plane's web pass, the first of the pass list of its http-proxy-3
+ * servers (inserted with ProxyServer.before, the library's public API; see
+ * slot-proxies.ts). It forwards every request to its slot, http or https,
+ * with or without a path prefix in the slot URL, the way http-proxy-3's
+ * `stream` pass does for this proxy's options, and emits the same events
+ * (`proxyReq` once the upstream request has a socket, `proxyRes`, `error`);
+ * it always answers true, so none of the library's own passes runs (its
+ * `deleteLength` would turn a chunked DELETE or OPTIONS body into
+ * `Content-Length: 0` followed by the body bytes, a request-smuggling hazard
+ * on a keep-alive slot connection; timeout and XHeaders are replaced by the
+ * agent's timeout and headers.ts). Compared with `stream` it spares the
+ * per-request work for options this proxy never sets: no options object
+ * rebuilt from the target URL, the headers handed to Node as one list
+ * instead of one setHeader each, no environment read.
  */
 
 /** A web pass as http-proxy-3 calls it; true: handled, the passes after it do not run. */
@@ -33,26 +38,47 @@ export type WebPass = (
 
 /** Where the upstream requests of one target go, worked out once. */
 interface UpstreamAddress {
+  /** node:http's or node:https's request(). */
+  request: (options: RequestOptions) => ClientRequest;
   hostname: string;
   port: number;
   /** What Node would send as Host for a request that has none (HTTP/1.0). */
   hostHeader: string;
+  /**
+   * The TLS server name (SNI and the certificate's name check) of an https
+   * slot: its own host name, or '' (none) for an IP address. Set here because
+   * Node would otherwise take it from the request's Host, the client's name
+   * for the site rather than the slot's.
+   */
+  servername: string | undefined;
+  /** The slot URL's path and query when it has one: put in front of every request target. */
+  prefix: { path: string; query: string } | null;
 }
 
 const addresses = new WeakMap<URL, UpstreamAddress | null>();
 
-/** The address of an http: target without a path; null for anything `stream` must handle. */
+/** The address of an http: or https: target; null for anything else. */
 function addressOf(target: unknown): UpstreamAddress | null {
   if (!(target instanceof URL)) return null;
   let address = addresses.get(target);
   if (address === undefined) {
     address = null;
-    if (target.protocol === 'http:' && target.pathname === '/' && target.search === '') {
+    const secure = target.protocol === 'https:';
+    if (secure || target.protocol === 'http:') {
       const bracketed = target.hostname.startsWith('[');
       const hostname = bracketed ? target.hostname.slice(1, -1) : target.hostname;
-      const port = Number(target.port) || 80;
+      const defaultPort = secure ? 443 : 80;
+      const port = Number(target.port) || defaultPort;
       const host = hostname.includes(':') ? `[${hostname}]` : hostname;
-      address = { hostname, port, hostHeader: port === 80 ? host : `${host}:${port}` };
+      const hasPrefix = target.pathname !== '/' || target.search !== '';
+      address = {
+        request: secure ? httpsRequest : httpRequest,
+        hostname,
+        port,
+        hostHeader: port === defaultPort ? host : `${host}:${port}`,
+        servername: secure ? (isIP(hostname) === 0 ? hostname : '') : undefined,
+        prefix: hasPrefix ? { path: target.pathname, query: target.search.slice(1) } : null,
+      };
     }
     addresses.set(target, address);
   }
@@ -67,6 +93,27 @@ function addressOf(target: unknown): UpstreamAddress | null {
 export function upstreamPath(url: string): string {
   const query = url.indexOf('?');
   return query !== -1 && query === url.length - 1 ? url.slice(0, query) : url;
+}
+
+/**
+ * The request target sent to a slot URL with a path (and maybe a query), as
+ * `stream` joins them (its urlJoin(prefix, url)): the paths with one slash
+ * between them, the slot URL's query and the request's joined with `&`, an
+ * empty query dropped.
+ */
+export function prefixedPath(prefix: { path: string; query: string }, url: string): string {
+  const mark = url.indexOf('?');
+  const path = mark === -1 ? url : url.slice(0, mark);
+  const query = mark === -1 ? '' : url.slice(mark + 1);
+  let joined = prefix.path;
+  if (path !== '') {
+    const slashes = (joined.endsWith('/') ? 1 : 0) + (path.startsWith('/') ? 1 : 0);
+    joined =
+      slashes === 2 ? joined + path.slice(1) : slashes === 1 ? joined + path : `${joined}/${path}`;
+  }
+  const queries =
+    prefix.query !== '' && query !== '' ? `${prefix.query}&${query}` : prefix.query || query;
+  return queries === '' ? joined : `${joined}?${queries}`;
 }
 
 /**
@@ -105,16 +152,22 @@ export function createStreamPass(): WebPass {
  * the client-side listeners are added on its first pass only.
  */
 const streamPass: WebPass = (req, res, options, _head, server) => {
-  const address = options.prependPath === false ? addressOf(options.target) : null;
-  if (address === null || req.url === undefined) return false;
-  const proxyReq = request({
+  const address = addressOf(options.target);
+  const url = req.url;
+  if (address === null || url === undefined) {
+    // Neither can happen (slot URLs are http(s) URLs, a request has a target): refused, not passed on.
+    server.emit('error', new Error('no http(s) slot target for this request'), req, res);
+    return true;
+  }
+  const proxyReq = address.request({
     host: address.hostname,
     hostname: address.hostname,
     port: address.port,
     method: req.method,
-    path: upstreamPath(req.url),
+    path: address.prefix === null ? upstreamPath(url) : prefixedPath(address.prefix, url),
     headers: headerLines(req, address),
-    // The slot's keep-alive agent, passed on as `stream` does.
+    servername: address.servername,
+    // The slot's keep-alive agent (an https.Agent for an https slot), passed on as `stream` does.
     agent: options.agent as Agent | undefined,
   }) as PassRequest;
   proxyReq.edgeRequest = req;

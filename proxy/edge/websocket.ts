@@ -2,12 +2,13 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
+import { createProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { requestIdFrom } from '../../common/request-id.js';
 import type { AccessLog } from './access-log.js';
-import { rawProxyError } from './error-response.js';
-import { EdgeResponse, type EdgeRequest } from './exchange.js';
-import type { EdgeProxyServer, Forwarder, Lifecycle } from './forward.js';
+import type { EdgePolicy } from './edge-policy.js';
+import { EdgeResponse, type EdgeProxyServer, type EdgeRequest } from './exchange.js';
+import type { Forwarder, Lifecycle } from './forward.js';
 import { clientAddress, hostHeaderProblem, prepareRequestHeaders } from './headers.js';
 import type { ProxyMetrics } from '../metrics.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
@@ -33,6 +34,8 @@ export interface WebSocketProxyOptions {
   logger: Logger;
   trustProxy: boolean;
   lifecycle: Lifecycle;
+  /** Host names and security headers apply to handshakes too. */
+  policy: EdgePolicy;
 }
 
 /**
@@ -156,12 +159,14 @@ export class WebSocketProxy {
   private readonly logger: Logger;
   private readonly trustProxy: boolean;
   private readonly lifecycle: Lifecycle;
+  private readonly policy: EdgePolicy;
   private readonly tunnels = new WeakMap<IncomingMessage, TunnelledWebSocket>();
   private readonly byUpstreamSocket = new WeakMap<Socket, TunnelledWebSocket>();
 
   constructor(options: WebSocketProxyOptions) {
     this.forwarder = options.forwarder;
-    this.proxy = options.forwarder.proxy;
+    // Its own http-proxy-3 server: handshakes take the library's ws passes, with the slot's options.
+    this.proxy = createProxyServer<typeof EdgeRequest>({});
     this.registry = options.registry;
     this.upstreams = options.upstreams;
     this.metrics = options.metrics;
@@ -169,6 +174,7 @@ export class WebSocketProxy {
     this.logger = options.logger;
     this.trustProxy = options.trustProxy;
     this.lifecycle = options.lifecycle;
+    this.policy = options.policy;
     this.proxy.on('proxyReqWs', this.onProxyReqWs);
     this.proxy.on('open', this.onOpen);
     this.proxy.on('error', this.onError);
@@ -186,7 +192,7 @@ export class WebSocketProxy {
     const refusal = this.refusalOf(req);
     if (refusal !== null) {
       socket.on('error', ignoreError);
-      socket.write(rawProxyError(refusal[0], refusal[1], slot, requestId));
+      socket.write(this.policy.errors.raw(refusal[0], refusal[1], slot, requestId));
       socket.destroySoon();
       this.record(req, slot, requestId, startedAt, socket, refusal[0], null);
       return;
@@ -224,6 +230,10 @@ export class WebSocketProxy {
     if (req.httpVersionMajor !== 1) return [505, 'http_version_not_supported'];
     const hostProblem = hostHeaderProblem(req);
     if (hostProblem !== null) return [400, hostProblem];
+    const allowedHosts = this.policy.allowedHosts;
+    if (allowedHosts !== null && !allowedHosts.allows(req.headers.host, req.url)) {
+      return [421, 'misdirected_request'];
+    }
     return null;
   }
 
@@ -240,6 +250,7 @@ export class WebSocketProxy {
       proxyRes.headers['x-togather-slot'] = tunnel.slot;
       proxyRes.headers['x-request-id'] = tunnel.requestId;
       proxyRes.headers.connection = 'close';
+      this.policy.securityHeaders?.applyTo(proxyRes.headers);
       tunnel.answered = true;
       this.record(
         req,
@@ -299,7 +310,9 @@ export class WebSocketProxy {
     );
     // http-proxy-3 ends the socket right after this handler.
     if (socket.writable) {
-      socket.write(rawProxyError(failure.status, failure.error, tunnel.slot, tunnel.requestId));
+      socket.write(
+        this.policy.errors.raw(failure.status, failure.error, tunnel.slot, tunnel.requestId),
+      );
     }
     this.record(
       req,

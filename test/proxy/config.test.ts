@@ -168,4 +168,74 @@ describe('proxy configuration', () => {
       ]);
     });
   });
+
+  describe('edge policy', () => {
+    it('applies the documented defaults', () => {
+      const config = loadProxyConfig({ ADMIN_API_KEY: KEY });
+      expect(config).toMatchObject({
+        COMPRESSION: true,
+        MAX_BODY_SIZE: 10 * 1024 * 1024,
+        SECURITY_HEADERS: true,
+      });
+      expect(config.CONTENT_SECURITY_POLICY).toBeUndefined();
+      expect(config.ALLOWED_HOSTS).toBeUndefined();
+    });
+
+    it('reads every documented form', () => {
+      const config = loadProxyConfig({
+        ADMIN_API_KEY: KEY,
+        COMPRESSION: 'off',
+        MAX_BODY_SIZE: '512kb',
+        SECURITY_HEADERS: '0',
+        CONTENT_SECURITY_POLICY: "default-src 'self'; frame-ancestors 'none'",
+        ALLOWED_HOSTS: ' Events.Example.org., www.example.org,[::1],127.0.0.1,www.example.org,',
+      });
+      expect(config).toMatchObject({
+        COMPRESSION: false,
+        MAX_BODY_SIZE: 524_288,
+        SECURITY_HEADERS: false,
+        CONTENT_SECURITY_POLICY: "default-src 'self'; frame-ancestors 'none'",
+        ALLOWED_HOSTS: ['events.example.org', 'www.example.org', '[::1]', '127.0.0.1'],
+      });
+      for (const [text, bytes] of [
+        ['0', 0],
+        ['100b', 100],
+        ['1.5kb', 1536],
+        ['10MB', 10_485_760],
+        ['2048', 2048],
+      ] as const) {
+        expect(loadProxyConfig({ ADMIN_API_KEY: KEY, MAX_BODY_SIZE: text }).MAX_BODY_SIZE).toBe(
+          bytes,
+        );
+      }
+    });
+
+    it('lists every bad value with its reason', () => {
+      expect(
+        problems({
+          ADMIN_API_KEY: KEY,
+          COMPRESSION: 'gzip',
+          MAX_BODY_SIZE: '10gb',
+          SECURITY_HEADERS: 'yes',
+          CONTENT_SECURITY_POLICY: "default-src 'self'\r\nX-Injected: 1",
+          ALLOWED_HOSTS:
+            'https://events.example.org,*.example.org,ok.example.org,events.example.org:8080',
+        }),
+      ).toEqual([
+        'COMPRESSION: Invalid option: expected one of "0"|"1"|"on"|"off"|"true"|"false"',
+        'MAX_BODY_SIZE: "10gb" is not a size (use 512kb, 10mb or plain bytes)',
+        'SECURITY_HEADERS: Invalid option: expected one of "0"|"1"|"on"|"off"|"true"|"false"',
+        'CONTENT_SECURITY_POLICY: must be one line of printable ASCII (a header value)',
+        'ALLOWED_HOSTS: "https://events.example.org" is not a host name (list names such as events.example.org, without scheme, port, path or wildcard)',
+        'ALLOWED_HOSTS: "*.example.org" is not a host name (list names such as events.example.org, without scheme, port, path or wildcard)',
+        'ALLOWED_HOSTS: "events.example.org:8080" is not a host name (list names such as events.example.org, without scheme, port, path or wildcard)',
+      ]);
+      expect(problems({ ADMIN_API_KEY: KEY, MAX_BODY_SIZE: '-1kb', ALLOWED_HOSTS: ' , ' })).toEqual(
+        [
+          'MAX_BODY_SIZE: "-1kb" is not a size (use 512kb, 10mb or plain bytes)',
+          'ALLOWED_HOSTS: lists no host name',
+        ],
+      );
+    });
+  });
 });

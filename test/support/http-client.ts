@@ -5,6 +5,8 @@ export interface HttpAnswer {
   status: number;
   headers: IncomingHttpHeaders;
   body: string;
+  /** The body's bytes as received (still compressed, when the answer is). */
+  raw: Buffer;
   /** The request went over a connection used before (keep-alive). */
   reusedSocket: boolean;
   /** Local port of the client connection: equal ports mean the same connection. */
@@ -47,6 +49,7 @@ export function httpRequest(url: string, options: HttpRequestOptions = {}): Prom
             status: res.statusCode ?? 0,
             headers: res.headers,
             body: Buffer.concat(chunks).toString('utf8'),
+            raw: Buffer.concat(chunks),
             reusedSocket: req.reusedSocket,
             localPort: res.socket?.localPort,
           }),

@@ -25,7 +25,12 @@ export interface RecordedRequest {
  * - `/slow?ms=N`: 200 JSON {slot} after N ms
  * - `/hang`: never answers
  * - `/stream?chunks=N&interval=MS`: `chunk i\n` every MS
- * - `/upload`: streams the request body back as it arrives
+ * - `/upload[?type=T]`: streams the request body back as it arrives (Content-Type T,
+ *   default application/octet-stream)
+ * - `/answer?bytes=N&status=S&h-<name>=<value>&chunked=1&cut=1`: status S (200) with N
+ *   (4096) bytes of text and the headers named (Content-Type application/json unless
+ *   given); `chunked`: no Content-Length, sent in two writes; `cut`: half the body, then
+ *   the connection is destroyed
  * - `/hop-headers`: an answer full of hop-by-hop and proxy-owned headers
  * - `/close-connection`: answers with `Connection: close`
  * - `/reset`: destroys the connection without answering
@@ -127,7 +132,10 @@ export class TestUpstream {
 
     if (path === '/upload') {
       this.record(req, '(streamed)');
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-slot': this.slot });
+      res.writeHead(200, {
+        'content-type': url.searchParams.get('type') ?? 'application/octet-stream',
+        'x-slot': this.slot,
+      });
       res.flushHeaders();
       req.pipe(res);
       return;
@@ -161,6 +169,10 @@ export class TestUpstream {
     const slot = this.slot;
     if (path.startsWith('/echo')) {
       json(res, 200, { slot, method: req.method, url: req.url, headers: req.headers, body });
+      return;
+    }
+    if (path === '/answer') {
+      answer(url, req, res);
       return;
     }
     const status = /^\/status\/(\d{3})$/.exec(path);
@@ -227,6 +239,35 @@ export class TestUpstream {
         json(res, 200, { slot, path: req.url });
     }
   }
+}
+
+/** The body of `/answer`: N bytes of repetitive text, as JSON lists of events are. */
+export function answerBody(bytes: number): Buffer {
+  const unit = '{"name":"Open mic night","place":"Town hall","starts":"2026-01-01T19:00:00Z"},';
+  return Buffer.from(unit.repeat(Math.ceil(bytes / unit.length)).slice(0, bytes));
+}
+
+function answer(url: URL, req: IncomingMessage, res: ServerResponse): void {
+  const body = answerBody(Number(url.searchParams.get('bytes') ?? 4096));
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  for (const [name, value] of url.searchParams) {
+    if (name.startsWith('h-')) headers[name.slice(2)] = value;
+  }
+  const chunked = url.searchParams.has('chunked');
+  if (!chunked) headers['content-length'] = String(body.length);
+  const status = Number(url.searchParams.get('status') ?? 200);
+  res.writeHead(status, headers);
+  if (req.method === 'HEAD' || status === 204 || status === 304) {
+    res.end();
+    return;
+  }
+  const half = Math.floor(body.length / 2);
+  res.write(body.subarray(0, half));
+  if (url.searchParams.has('cut')) {
+    setTimeout(() => req.socket.destroy(), 50);
+    return;
+  }
+  res.end(body.subarray(half));
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -86,6 +86,11 @@ describe('https slot URLs', () => {
         expect(answer.slot).toBe('blue');
         expect(answer.body).toMatchObject({ slot: 'blue', method: 'GET', url: '/echo?x=1' });
 
+        // The certificate is checked against the slot's name, not the client's Host.
+        const named = await get(`${proxy.url}/echo`, { headers: { host: 'events.example.test' } });
+        expect(named.status).toBe(200);
+        expect(named.body).toMatchObject({ headers: { host: 'events.example.test' } });
+
         const posted = await get(`${proxy.url}/echo`, { method: 'POST', body: 'over tls' });
         expect(posted.status).toBe(200);
         expect(posted.body).toMatchObject({ slot: 'blue', method: 'POST', body: 'over tls' });
@@ -186,6 +191,9 @@ describe('https slot URLs', () => {
           slot: 'blue',
           request_id: 'name-1',
         });
+        // A client naming the certificate's host does not make the slot's certificate right.
+        const named = await get(`${proxy.url}/`, { headers: { host: 'other.example' } });
+        expect(named.status).toBe(502);
         const status = await proxy.status();
         expect(status.slots).toMatchObject({
           blue: {

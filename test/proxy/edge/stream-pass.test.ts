@@ -1,16 +1,17 @@
+import { urlJoin } from 'http-proxy-3/dist/lib/http-proxy/common.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { upstreamPath } from '../../../proxy/edge/stream-pass.js';
+import { prefixedPath, upstreamPath } from '../../../proxy/edge/stream-pass.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse } from '../../support/raw-client.js';
 import { RecordingUpstream, type RecordedRequest } from '../../support/recording-upstream.js';
 
 /**
- * The data plane's own web pass (stream-pass.ts) forwards requests to a slot
- * URL without a path; a slot URL with a path prefix still goes through
- * http-proxy-3's `stream` pass. Both proxies here send to one recording slot
- * (its own strict HTTP/1.1 reader): every request must reach it byte for
- * byte the same through both passes, apart from the prefix and the
- * proxies' own ports.
+ * The data plane's own web pass (stream-pass.ts) forwards every request, to
+ * a slot URL with or without a path prefix. Both proxies here send to one
+ * recording slot (its own strict HTTP/1.1 reader), one of them through a
+ * prefix: every request must reach it byte for byte the same, apart from the
+ * prefix and the proxies' own ports. The joining of prefix and target is
+ * checked against http-proxy-3's own urlJoin, which its `stream` pass uses.
  */
 
 const PREFIX = '/prefix';
@@ -97,6 +98,7 @@ describe('the data plane pass forwards as http-proxy-3 stream does', () => {
       ['accept', 'application/json, text/plain'],
       ['cookie', 'a=1; b=2'],
       ['x-keep', 'Stays As Is'],
+      ['x-real-ip', '127.0.0.1'],
       ['x-forwarded-for', '127.0.0.1'],
       ['x-forwarded-proto', 'http'],
       ['x-forwarded-host', 'edge.test'],
@@ -137,6 +139,36 @@ describe('the data plane pass forwards as http-proxy-3 stream does', () => {
     );
     expect(empty.body).toBe('');
     expect(empty.headers).toContainEqual(['content-length', '0']);
+
+    // http-proxy-3's deleteLength pass would send `Content-Length: 0` and then the body bytes.
+    for (const method of ['DELETE', 'OPTIONS']) {
+      const framed = await throughBoth(
+        `${method} /events/1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`,
+      );
+      expect(framed.body).toBe('abc');
+      expect(framed.headers).toContainEqual(['transfer-encoding', 'chunked']);
+      expect(framed.headers.some(([name]) => name.toLowerCase() === 'content-length')).toBe(false);
+    }
+    expect(slot.unreadable).toEqual([]);
+  });
+});
+
+describe('prefixedPath joins as http-proxy-3 urlJoin does', () => {
+  it.each([
+    ['/prefix', '', '/'],
+    ['/prefix', '', '/events?from=1'],
+    ['/prefix/', '', '/events'],
+    ['/prefix/', '', '//twice//over'],
+    ['/prefix', '', '/search?'],
+    ['/prefix', '', '/q??x=%20'],
+    ['/prefix', 'token=1', '/events?page=2'],
+    ['/prefix', 'token=1', '/events'],
+    ['/', 'token=1', '/events?page=2'],
+    ['/', 'token=1', '/'],
+    ['/a/b', '', '/c/d?e=f&g'],
+  ])('%s?%s + %s', (path, query, url) => {
+    const target = query === '' ? path : `${path}?${query}`;
+    expect(prefixedPath({ path, query }, url)).toBe(urlJoin(target, url));
   });
 });
 

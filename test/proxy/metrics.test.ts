@@ -6,7 +6,7 @@ import { startTestEdge, type TestEdge } from '../support/edge.js';
 import { httpRequest, rawHttp } from '../support/http-client.js';
 import { checkMetrics } from '../support/promtool.js';
 import { ProxyProcess } from '../support/proxy-process.js';
-import { startUpstreams, type TestUpstream } from '../support/upstreams.js';
+import { headerOf, startFakeSlots, type FakeSlot } from '../support/fake-slot.js';
 import { until } from '../support/wait.js';
 
 function value(text: string, series: string): number | undefined {
@@ -15,12 +15,12 @@ function value(text: string, series: string): number | undefined {
 }
 
 describe('proxy metrics', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
   });
 
@@ -60,7 +60,7 @@ describe('proxy metrics', () => {
     const count = 'togather_proxy_request_duration_seconds_count{slot="blue"}';
     const before = value(await t.metrics.metrics(), count) ?? 0;
     const slow = httpRequest(`${t.url}/slow?ms=1500`, { headers: { 'x-request-id': 'm-slow' } });
-    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'm-slow'));
+    await until(() => blue.requests.some((r) => headerOf(r, 'x-request-id') === 'm-slow'));
     let text = await t.metrics.metrics();
     expect(value(text, 'togather_proxy_inflight_requests{slot="blue"}')).toBe(1);
     expect(value(text, 'togather_proxy_inflight_requests{slot="green"}')).toBe(0);
@@ -119,12 +119,12 @@ describe('proxy metrics', () => {
 });
 
 describe('proxy /metrics scraped from the admin listener of a real process', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   const proxies: ProxyProcess[] = [];
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
   });
 
   afterAll(async () => {

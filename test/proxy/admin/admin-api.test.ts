@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadProxyConfig } from '../../../proxy/config.js';
 import { startProxy } from '../../../proxy/main.js';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { TestRedis } from '../../support/redis.js';
 
 const KEY = 'test-admin-key-0123456789-abcdefghijklmnop';

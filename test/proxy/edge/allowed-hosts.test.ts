@@ -2,15 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostName } from '../../../proxy/edge/allowed-hosts.js';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 /** ALLOWED_HOSTS: requests for other authorities get 421 and never reach a slot. */
 
-let blue: TestUpstream;
-let green: TestUpstream;
+let blue: FakeSlot;
+let green: FakeSlot;
 
 beforeAll(async () => {
-  ({ blue, green } = await startUpstreams());
+  ({ blue, green } = await startFakeSlots());
 });
 
 afterAll(async () => {

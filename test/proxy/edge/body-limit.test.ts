@@ -3,8 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
 import { RawClient } from '../../support/raw-client.js';
-import { RecordingUpstream } from '../../support/recording-upstream.js';
-import { TestUpstream } from '../../support/upstreams.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 
 /**
  * MAX_BODY_SIZE: 413 for a declared body over the limit before the slot sees
@@ -59,14 +58,14 @@ function chunkedPost(
 }
 
 describe('MAX_BODY_SIZE=1kb', () => {
-  let blue: RecordingUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
     [blue, green] = await Promise.all([
-      RecordingUpstream.start('blue'),
-      TestUpstream.start('green'),
+      FakeSlot.start('blue', { wire: 'raw' }),
+      FakeSlot.start('green'),
     ]);
     t = await startTestEdge({
       blueUrl: blue.url,
@@ -228,12 +227,12 @@ describe('MAX_BODY_SIZE=1kb', () => {
 });
 
 describe('MAX_BODY_SIZE=0 (no limit)', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    [blue, green] = await Promise.all([TestUpstream.start('blue'), TestUpstream.start('green')]);
+    [blue, green] = await Promise.all([FakeSlot.start('blue'), FakeSlot.start('green')]);
     t = await startTestEdge({
       blueUrl: blue.url,
       greenUrl: green.url,
@@ -260,12 +259,12 @@ describe('MAX_BODY_SIZE=0 (no limit)', () => {
 });
 
 describe('MAX_BODY_SIZE default (10mb)', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    [blue, green] = await Promise.all([TestUpstream.start('blue'), TestUpstream.start('green')]);
+    [blue, green] = await Promise.all([FakeSlot.start('blue'), FakeSlot.start('green')]);
     t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url, env: { ACCESS_LOG: 'off' } });
   });
 
@@ -285,7 +284,7 @@ describe('MAX_BODY_SIZE default (10mb)', () => {
     } finally {
       client.destroy();
     }
-    expect(blue.requests.some((r) => r.url === '/echo/huge')).toBe(false);
+    expect(blue.requests.some((r) => r.target === '/echo/huge')).toBe(false);
     const body = 'm'.repeat(1024 * 1024);
     const ok = await httpRequest(`${t.url}/echo/mib`, { method: 'POST', body });
     expect(ok.status).toBe(200);

@@ -3,15 +3,15 @@ import { brotliDecompressSync, createGunzip, gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest, type HttpAnswer } from '../../support/http-client.js';
-import { answerBody, startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { answerBody, startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 /** COMPRESSION: gzip and brotli of slot answers, decoded for real. */
 
-let blue: TestUpstream;
-let green: TestUpstream;
+let blue: FakeSlot;
+let green: FakeSlot;
 
 beforeAll(async () => {
-  ({ blue, green } = await startUpstreams());
+  ({ blue, green } = await startFakeSlots());
 });
 
 afterAll(async () => {

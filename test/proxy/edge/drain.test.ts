@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import type { Slot } from '../../../proxy/state/slot-state.js';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { headerOf, startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
 
 async function activate(t: TestEdge, slot: Slot): Promise<void> {
@@ -32,12 +32,12 @@ async function roundTrip(ws: WebSocket, text: string): Promise<string> {
 }
 
 describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({
       blueUrl: blue.url,
       greenUrl: green.url,
@@ -55,7 +55,7 @@ describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
     const inFlight = httpRequest(`${t.url}/slow?ms=3000`, {
       headers: { 'x-request-id': 'long-1' },
     });
-    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'long-1'), {
+    await until(() => blue.requests.some((r) => headerOf(r, 'x-request-id') === 'long-1'), {
       timeout: 15_000,
     });
 
@@ -70,7 +70,7 @@ describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
     const answer = await inFlight;
     expect(answer.status).toBe(200);
     expect(answer.headers['x-togather-slot']).toBe('blue');
-    expect(JSON.parse(answer.body)).toEqual({ slot: 'blue' });
+    expect(JSON.parse(answer.body)).toEqual({ slot: 'blue', path: '/slow?ms=3000' });
 
     const line = await t.logs.waitFor((l) => l.msg === 'slot switched' && l.epoch === state.epoch);
     expect(line).toMatchObject({
@@ -83,7 +83,7 @@ describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
     });
     expect(t.edge.traffic('blue')).toMatchObject({ inflight: 0, draining: false });
     // The drained slot's pooled connections are closed once nothing runs on it.
-    await until(async () => (await blue.openConnections()) === 0, { timeout: 15_000 });
+    await until(() => blue.openConnections === 0, { timeout: 15_000 });
   });
 
   it('never closes a keep-alive client connection at a switch', async () => {
@@ -112,12 +112,12 @@ describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
 
 describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
   const DRAIN_MS = 1500;
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({
       blueUrl: blue.url,
       greenUrl: green.url,
@@ -136,7 +136,7 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
     const inFlight = httpRequest(`${t.url}/slow?ms=60000`, {
       headers: { 'x-request-id': 'too-long-1' },
     });
-    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'too-long-1'), {
+    await until(() => blue.requests.some((r) => headerOf(r, 'x-request-id') === 'too-long-1'), {
       timeout: 15_000,
     });
     const state = await t.switchTo('green');
@@ -167,7 +167,7 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
     const inFlight = httpRequest(`${t.url}/slow?ms=${DRAIN_MS + 1000}`, {
       headers: { 'x-request-id': 'back-again-1' },
     });
-    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'back-again-1'), {
+    await until(() => blue.requests.some((r) => headerOf(r, 'x-request-id') === 'back-again-1'), {
       timeout: 15_000,
     });
     const away = await t.switchTo('green');

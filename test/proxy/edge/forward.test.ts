@@ -4,18 +4,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
 import { freePort } from '../../../harness/ports.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 describe('edge proxy forwarding', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({
       blueUrl: blue.url,
       greenUrl: green.url,
@@ -414,7 +414,7 @@ describe('edge proxy forwarding', () => {
     const controller = new AbortController();
     const pending = httpRequest(`${t.url}/slow?ms=30000`, { signal: controller.signal });
     pending.catch(() => undefined);
-    await until(() => blue.requests.some((r) => r.url === '/slow?ms=30000'));
+    await until(() => blue.requests.some((r) => r.target === '/slow?ms=30000'));
     controller.abort();
     await expect(pending).rejects.toThrow();
     await until(() => blue.aborted > abortedBefore);
@@ -441,12 +441,12 @@ describe('edge proxy forwarding', () => {
 });
 
 describe('edge proxy forwarding with TRUST_PROXY on', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({
       blueUrl: blue.url,
       greenUrl: green.url,
@@ -493,11 +493,11 @@ describe('edge proxy forwarding with TRUST_PROXY on', () => {
 });
 
 describe('edge proxy upstream failures', () => {
-  let blue: TestUpstream;
+  let blue: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue } = await startUpstreams().then(async (u) => {
+    ({ blue } = await startFakeSlots().then(async (u) => {
       await u.green.close();
       return u;
     }));
@@ -560,7 +560,7 @@ describe('edge proxy and stale pooled connections', () => {
   let slot: TcpServer;
   let connections = 0;
   let t: TestEdge;
-  let green: TestUpstream;
+  let green: FakeSlot;
 
   beforeAll(async () => {
     slot = createTcpServer((socket) => {
@@ -580,7 +580,7 @@ describe('edge proxy and stale pooled connections', () => {
     });
     await new Promise<void>((resolve) => slot.listen(0, '127.0.0.1', () => resolve()));
     const address = slot.address() as { port: number };
-    ({ green } = await startUpstreams().then(async (u) => {
+    ({ green } = await startFakeSlots().then(async (u) => {
       await u.blue.close();
       return u;
     }));
@@ -625,12 +625,12 @@ describe('edge proxy and stale pooled connections', () => {
 });
 
 describe('edge proxy with a slot URL that has a path', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({ blueUrl: `${blue.url}/echo/prefix`, greenUrl: green.url });
   });
 
@@ -647,12 +647,12 @@ describe('edge proxy with a slot URL that has a path', () => {
 });
 
 describe('edge proxy client-side limits', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({
       blueUrl: blue.url,
       greenUrl: green.url,
@@ -691,12 +691,12 @@ describe('edge proxy client-side limits', () => {
 });
 
 describe('edge proxy connection limit', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({
       blueUrl: blue.url,
       greenUrl: green.url,

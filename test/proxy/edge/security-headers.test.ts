@@ -3,7 +3,7 @@ import { DEFAULT_SECURITY_HEADERS } from '../../../proxy/edge/security-headers.j
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
 import { freePort } from '../../../harness/ports.js';
-import { TestUpstream } from '../../support/upstreams.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 
 /** SECURITY_HEADERS and CONTENT_SECURITY_POLICY on slot answers and the proxy's own. */
 
@@ -17,12 +17,12 @@ const DEFAULTS = {
 };
 const CSP = "default-src 'self'; img-src 'self' data:";
 
-let blue: TestUpstream;
+let blue: FakeSlot;
 /** A green slot nothing listens on: the proxy answers 502 itself. */
 let greenUrl: string;
 
 beforeAll(async () => {
-  blue = await TestUpstream.start('blue');
+  blue = await FakeSlot.start('blue');
   greenUrl = `http://127.0.0.1:${await freePort()}`;
 });
 

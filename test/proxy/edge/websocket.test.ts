@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { rawHttp } from '../../support/http-client.js';
 import { freePort } from '../../../harness/ports.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import {
   closeOf,
   nextMessage,
@@ -14,12 +14,12 @@ import {
 import { until } from '../../support/wait.js';
 
 describe('WebSocket proxying', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
   });
 
@@ -113,11 +113,11 @@ describe('WebSocket proxying', () => {
 });
 
 describe('WebSocket handshake failures', () => {
-  let blue: TestUpstream;
+  let blue: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    const upstreams = await startUpstreams();
+    const upstreams = await startFakeSlots();
     blue = upstreams.blue;
     await upstreams.green.close();
     t = await startTestEdge({
@@ -210,7 +210,7 @@ class HalfFrameSlot {
 describe('WebSocket close at the drain timeout, mid-frame', () => {
   it('finishes the frame in progress before sending the close frame', async () => {
     const slot = await HalfFrameSlot.start('hello, whole frame', 7);
-    const green = await startUpstreams().then(async (u) => {
+    const green = await startFakeSlots().then(async (u) => {
       await u.blue.close();
       return u.green;
     });
@@ -242,7 +242,7 @@ describe('WebSocket close at the drain timeout, mid-frame', () => {
 
   it('cuts the tunnel when the frame in progress never ends', async () => {
     const slot = await HalfFrameSlot.start('never finished', 3);
-    const green = await startUpstreams().then(async (u) => {
+    const green = await startFakeSlots().then(async (u) => {
       await u.blue.close();
       return u.green;
     });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge, type TestEdge } from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 /** X-Real-IP: the client socket's address, whatever the client sent. */
 
@@ -9,12 +9,12 @@ describe.each([
   ['off', '127.0.0.1'],
   ['on', '203.0.113.9, 127.0.0.1'],
 ])('X-Real-IP with TRUST_PROXY=%s', (trustProxy, forwardedFor) => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let t: TestEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     t = await startTestEdge({
       blueUrl: blue.url,
       greenUrl: green.url,

@@ -2,7 +2,7 @@ import { Agent, request } from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { otherSlot, type Slot } from '../../../proxy/state/slot-state.js';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { freePort } from '../../../harness/ports.js';
 import { startCli, waitForHttp } from '../../support/processes.js';
 import { TestRedis, waitForPort } from '../../support/redis.js';

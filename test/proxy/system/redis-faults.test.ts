@@ -1,7 +1,7 @@
 import { Agent, request } from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { ProxyProcess, type AdminAnswer } from '../../support/proxy-process.js';
 import { sleep } from '../../support/raw-client.js';
 import { TestRedis } from '../../support/redis.js';

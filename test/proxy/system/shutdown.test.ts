@@ -2,15 +2,15 @@ import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { headerOf, startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
 
 describe('edge proxy shutdown', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
   });
 
   afterAll(async () => {
@@ -27,7 +27,7 @@ describe('edge proxy shutdown', () => {
         headers: { 'x-request-id': 'last-1' },
         agent: new Agent({ keepAlive: true }),
       });
-      await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'last-1'));
+      await until(() => blue.requests.some((r) => headerOf(r, 'x-request-id') === 'last-1'));
 
       let closed = false;
       const closing = t.edge.close(10_000).then(() => (closed = true));
@@ -57,7 +57,7 @@ describe('edge proxy shutdown', () => {
       const inFlight = httpRequest(`${t.url}/slow?ms=60000`, {
         headers: { 'x-request-id': 'stuck-1' },
       });
-      await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'stuck-1'));
+      await until(() => blue.requests.some((r) => headerOf(r, 'x-request-id') === 'stuck-1'));
       await t.edge.close(300);
       await expect(inFlight).rejects.toThrow(/socket hang up|ECONNRESET/);
       expect(await t.logs.waitFor((l) => l.msg === 'edge proxy closed')).toMatchObject({

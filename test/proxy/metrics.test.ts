@@ -2,7 +2,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LINT_FAILING_DEFAULT_METRICS } from '../../common/process-metrics.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
-import { startTestEdge, type TestEdge } from '../support/edge.js';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../support/edge.js';
 import { httpRequest, rawHttp } from '../support/http-client.js';
 import { checkMetrics } from '../support/promtool.js';
 import { ProxyProcess } from '../support/proxy-process.js';
@@ -15,28 +15,22 @@ function value(text: string, series: string): number | undefined {
 }
 
 describe('proxy metrics', () => {
-  let blue: FakeSlot;
-  let green: FakeSlot;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startFakeSlots());
-    t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
+    t = await twoSlotsAndEdge();
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('counts requests by slot, bounded method and status, across scrapes', async () => {
     const series = 'togather_proxy_requests_total{slot="blue",method="GET",code="200"}';
-    const before = value(await t.metrics.metrics(), series) ?? 0;
+    const before = value(await t.metrics(), series) ?? 0;
     for (let i = 0; i < 3; i++) await httpRequest(`${t.url}/echo/${i}`);
-    expect(value(await t.metrics.metrics(), series)).toBe(before + 3);
+    expect(value(await t.metrics(), series)).toBe(before + 3);
     await httpRequest(`${t.url}/echo/again`);
     await httpRequest(`${t.url}/status/404`);
-    const text = await t.metrics.metrics();
+    const text = await t.metrics();
     expect(value(text, series)).toBe(before + 4);
     expect(value(text, 'togather_proxy_requests_total{slot="blue",method="GET",code="404"}')).toBe(
       1,
@@ -49,7 +43,7 @@ describe('proxy metrics', () => {
       'PROPFIND /echo/dav HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n',
     );
     expect(answer.status).toBe(200);
-    const text = await t.metrics.metrics();
+    const text = await t.metrics();
     expect(
       value(text, 'togather_proxy_requests_total{slot="blue",method="OTHER",code="200"}'),
     ).toBe(1);
@@ -58,14 +52,14 @@ describe('proxy metrics', () => {
 
   it('observes durations and reports in-flight requests, the active slot and the epoch', async () => {
     const count = 'togather_proxy_request_duration_seconds_count{slot="blue"}';
-    const before = value(await t.metrics.metrics(), count) ?? 0;
+    const before = value(await t.metrics(), count) ?? 0;
     const slow = httpRequest(`${t.url}/slow?ms=1500`, { headers: { 'x-request-id': 'm-slow' } });
-    await until(() => blue.requests.some((r) => headerOf(r, 'x-request-id') === 'm-slow'));
-    let text = await t.metrics.metrics();
+    await until(() => t.blue.requests.some((r) => headerOf(r, 'x-request-id') === 'm-slow'));
+    let text = await t.metrics();
     expect(value(text, 'togather_proxy_inflight_requests{slot="blue"}')).toBe(1);
     expect(value(text, 'togather_proxy_inflight_requests{slot="green"}')).toBe(0);
     await slow;
-    text = await t.metrics.metrics();
+    text = await t.metrics();
     expect(value(text, 'togather_proxy_inflight_requests{slot="blue"}')).toBe(0);
     expect(value(text, count)).toBe(before + 1);
     expect(value(text, 'togather_proxy_request_duration_seconds_bucket{le="1",slot="blue"}')).toBe(
@@ -73,7 +67,7 @@ describe('proxy metrics', () => {
     );
 
     const state = await t.switchTo('green');
-    text = await t.metrics.metrics();
+    text = await t.metrics();
     expect(value(text, 'togather_proxy_active_slot{slot="green"}')).toBe(1);
     expect(value(text, 'togather_proxy_active_slot{slot="blue"}')).toBe(0);
     expect(value(text, 'togather_proxy_slot_epoch')).toBe(state.epoch);
@@ -81,7 +75,7 @@ describe('proxy metrics', () => {
   });
 
   it('starts every bounded series at zero and shows the store up', async () => {
-    const text = await t.metrics.metrics();
+    const text = await t.metrics();
     for (const slot of ['blue', 'green']) {
       for (const reason of ['refused', 'dns', 'unreachable', 'reset', 'timeout', 'drain_aborted']) {
         expect(
@@ -112,7 +106,7 @@ describe('proxy metrics', () => {
     metrics.countUpstreamError('green', 'timeout');
     const own = await metrics.metrics();
     expect(checkMetrics(own)).toEqual({ status: 0, output: '' });
-    expect(checkMetrics(await t.metrics.metrics())).toEqual({ status: 0, output: '' });
+    expect(checkMetrics(await t.metrics())).toEqual({ status: 0, output: '' });
     expect(own).toContain('process_cpu_seconds_total');
     for (const name of LINT_FAILING_DEFAULT_METRICS) expect(own).not.toContain(name);
   });

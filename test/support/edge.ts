@@ -9,6 +9,7 @@ import { FileSlotStore } from '../../proxy/state/file-store.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
 import { createEdgeProxy, type EdgeProxy } from '../../proxy/edge/edge-proxy.js';
 import type { Slot, SlotState } from '../../proxy/state/slot-state.js';
+import { FakeSlot, type FakeSlotName, type FakeSlotOptions } from './fake-slot.js';
 import { valueOf } from './wait.js';
 
 export const TEST_ADMIN_KEY = 'test-admin-key-0123456789abcdefghijklmnop';
@@ -50,10 +51,11 @@ export interface TestEdge {
   url: string;
   port: number;
   store: FileSlotStore;
-  metrics: ProxyMetrics;
   logs: LogCapture;
   /** The temp dir holding the state file (removed by stop() unless passed in). */
   dir: string;
+  /** The text of /metrics. */
+  metrics(): Promise<string>;
   /** Switches the way the switch service does: compare-and-set on the store, then apply. */
   switchTo(slot: Slot, actor?: string): Promise<SlotState>;
   /** Closes the edge (and the store); removes the temp dir it created. */
@@ -94,9 +96,9 @@ export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge>
     url,
     port: address.port,
     store,
-    metrics,
     logs,
     dir,
+    metrics: () => metrics.metrics(),
     async switchTo(slot, actor = 'test') {
       const current = edge.registry.current;
       const next: SlotState = {
@@ -115,6 +117,61 @@ export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge>
       await edge.close(5000);
       await store.close();
       if (ownDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Two fake slots and an edge in front of them, stopped together. */
+export type SlotsAndEdge = Omit<TestEdge, 'stop'> & {
+  blue: FakeSlot;
+  green: FakeSlot;
+  /** Stops the edge, then both slots. */
+  close(): Promise<void>;
+};
+
+export interface SlotsAndEdgeOptions {
+  /** Proxy variables on top of the test defaults (ACCESS_LOG, DRAIN_TIMEOUT...). */
+  env?: Record<string, string>;
+  /** Options of one fake (`{ wire: 'raw' }`, `{ tls }`...). */
+  blue?: FakeSlotOptions;
+  green?: FakeSlotOptions;
+  /**
+   * What the proxy is told instead of a fake's own URL: a slot URL with a
+   * path (from the fake's), or a port nothing listens on (the fake then
+   * gets no traffic).
+   */
+  urls?: Partial<Record<FakeSlotName, string | ((fake: FakeSlot) => string)>>;
+}
+
+/**
+ * The repeated setup of the edge suites: blue and green fakes on free
+ * ports and an edge whose slots they are; `blue` is active. Use it from
+ * beforeAll (and `close()` from afterAll) or per test.
+ */
+export async function twoSlotsAndEdge(options: SlotsAndEdgeOptions = {}): Promise<SlotsAndEdge> {
+  const [blue, green] = await Promise.all([
+    FakeSlot.start('blue', options.blue),
+    FakeSlot.start('green', options.green),
+  ]);
+  const urlOf = (fake: FakeSlot): string => {
+    const url = options.urls?.[fake.slot];
+    return typeof url === 'function' ? url(fake) : (url ?? fake.url);
+  };
+  let edge: TestEdge;
+  try {
+    edge = await startTestEdge({ blueUrl: urlOf(blue), greenUrl: urlOf(green), env: options.env });
+  } catch (error) {
+    await Promise.all([blue.close(), green.close()]);
+    throw error;
+  }
+  const { stop, ...rest } = edge;
+  return {
+    ...rest,
+    blue,
+    green,
+    async close() {
+      await stop();
+      await Promise.all([blue.close(), green.close()]);
     },
   };
 }

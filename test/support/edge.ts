@@ -2,12 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { Registry } from 'prom-client';
 import { createLogger } from '../../common/logger.js';
 import { loadProxyConfig } from '../../proxy/config.js';
-import { FileSlotStore } from '../../proxy/state/file-store.js';
-import { ProxyMetrics } from '../../proxy/metrics.js';
-import { createEdgeProxy, type EdgeProxy } from '../../proxy/edge/edge-proxy.js';
+import type { EdgeProxy } from '../../proxy/edge/edge-proxy.js';
+import { startProxy, type RunningProxy } from '../../proxy/main.js';
 import type { Slot, SlotState } from '../../proxy/state/slot-state.js';
 import { FakeSlot, type FakeSlotName, type FakeSlotOptions } from './fake-slot.js';
 import { valueOf } from './wait.js';
@@ -47,75 +45,99 @@ export class LogCapture {
 }
 
 export interface TestEdge {
+  /** The whole proxy, as `togather proxy` runs it: data plane, control plane, store. */
+  proxy: RunningProxy;
+  /** The data plane (`proxy.edge`). */
   edge: EdgeProxy;
+  /** The public listener. */
   url: string;
   port: number;
-  store: FileSlotStore;
+  /** The admin listener (key: TEST_ADMIN_KEY unless env says otherwise). */
+  adminUrl: string;
   logs: LogCapture;
   /** The temp dir holding the state file (removed by stop() unless passed in). */
   dir: string;
-  /** The text of /metrics. */
+  /** The text of the admin listener's /metrics. */
   metrics(): Promise<string>;
-  /** Switches the way the switch service does: compare-and-set on the store, then apply. */
+  /**
+   * Switches through the proxy's switch service (as POST /admin/switch with
+   * force: the health gate skipped, so a test may switch to a slot that is
+   * down); returns the state written.
+   */
   switchTo(slot: Slot, actor?: string): Promise<SlotState>;
-  /** Closes the edge (and the store); removes the temp dir it created. */
+  /** Closes the proxy (requests in flight get up to 5 s); removes the temp dir it created. */
   stop(): Promise<void>;
 }
 
 export interface TestEdgeOptions {
   blueUrl: string;
   greenUrl: string;
-  /** Proxy variables on top of the test defaults (ACCESS_LOG, DRAIN_TIMEOUT...). */
+  /** Proxy variables on top of the test defaults (ACCESS_LOG, DRAIN_TIMEOUT, REDIS_URL...). */
   env?: Record<string, string>;
   /** Reuse a state directory (a restart); not removed by stop(). */
   dir?: string;
+  /**
+   * The health poll of both slots for /admin/status. Ten minutes by default:
+   * only the start-up probe of each slot runs during a test, so a slot sees
+   * no health request the test did not cause.
+   */
+  healthPollIntervalMs?: number;
 }
 
-/** The edge proxy in-process with a file store in a temp dir, listening on a free port. */
+/**
+ * The proxy in this process, `startProxy(loadProxyConfig(…))` as the CLI
+ * runs it, on a file store in a temp dir (unless env sets REDIS_URL), both
+ * listeners on free loopback ports, every log line captured in `logs`.
+ */
 export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge> {
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'togather-edge-')));
-  const config = loadProxyConfig({
-    ADMIN_API_KEY: TEST_ADMIN_KEY,
-    PROXY_HOST: '127.0.0.1',
-    PROXY_PORT: '0',
-    BLUE_URL: options.blueUrl,
-    GREEN_URL: options.greenUrl,
-    STATE_FILE: join(dir, 'proxy-state.json'),
-    ...options.env,
-  });
   const logs = new LogCapture();
-  const logger = createLogger({ level: 'debug', destination: logs.stream });
-  const store = new FileSlotStore({ stateFile: config.STATE_FILE });
-  const metrics = new ProxyMetrics(new Registry(), { processMetrics: false });
-  const edge = await createEdgeProxy({ config, store, logger, metrics });
-  const address = await edge.listen();
-  const url = `http://127.0.0.1:${address.port}`;
+  let proxy: RunningProxy;
+  let key: string;
+  try {
+    const config = loadProxyConfig({
+      ADMIN_API_KEY: TEST_ADMIN_KEY,
+      PROXY_HOST: '127.0.0.1',
+      PROXY_PORT: '0',
+      ADMIN_PORT: '0',
+      BLUE_URL: options.blueUrl,
+      GREEN_URL: options.greenUrl,
+      STATE_FILE: join(dir, 'proxy-state.json'),
+      ...options.env,
+    });
+    key = config.ADMIN_API_KEY;
+    proxy = await startProxy(config, {
+      logger: createLogger({ level: 'debug', destination: logs.stream }),
+      healthPollIntervalMs: options.healthPollIntervalMs ?? 600_000,
+    });
+  } catch (error) {
+    if (ownDir) await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
-    edge,
-    url,
-    port: address.port,
-    store,
+    proxy,
+    edge: proxy.edge,
+    url: proxy.publicUrl,
+    port: Number(new URL(proxy.publicUrl).port),
+    adminUrl: proxy.adminUrl,
     logs,
     dir,
-    metrics: () => metrics.metrics(),
+    async metrics() {
+      const response = await fetch(`${proxy.adminUrl}/metrics`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      const text = await response.text();
+      if (response.status !== 200) throw new Error(`/metrics answered ${response.status}: ${text}`);
+      return text;
+    },
     async switchTo(slot, actor = 'test') {
-      const current = edge.registry.current;
-      const next: SlotState = {
-        active: slot,
-        previous: current.active,
-        epoch: current.epoch + 1,
-        switched_at: new Date().toISOString(),
-        actor,
-      };
-      const result = await store.compareAndSet(current.epoch, next);
-      if (!result.ok) throw new Error(`switch to ${slot} lost to epoch ${result.state.epoch}`);
-      edge.registry.apply(result.state);
-      return result.state;
+      const outcome = await proxy.control.switches.switch(slot, { force: true, actor });
+      if (!outcome.ok) throw new Error(`switch to ${slot} refused: ${outcome.message}`);
+      return outcome.state;
     },
     async stop() {
-      await edge.close(5000);
-      await store.close();
+      await proxy.close(5000);
       if (ownDir) await rm(dir, { recursive: true, force: true });
     },
   };

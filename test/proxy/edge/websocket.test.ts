@@ -156,6 +156,11 @@ class HalfFrameSlot {
         if (slot.socket === socket) return;
         head += chunk.toString('latin1');
         if (!head.includes('\r\n\r\n')) return;
+        if (!/\r\nupgrade: *websocket\r\n/i.test(head)) {
+          // Not a handshake (the proxy's health probe): a plain answer, and this connection is done.
+          socket.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+          return;
+        }
         const key = /sec-websocket-key: *(\S+)/i.exec(head)?.[1] ?? '';
         const accept = createHash('sha1')
           .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { parseConfig, withoutEmpty } from '../common/config.js';
 import { durationSchema } from '../common/duration.js';
 import { LOG_LEVELS } from '../common/logger.js';
-import { SLOTS } from './state/slot-state.js';
+import { SLOTS } from '../common/slot.js';
 import { readUpstreamCa, type UpstreamCa } from './edge/upstream-trust.js';
 
 const port = (fallback: number) =>

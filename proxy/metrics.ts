@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { collectProcessMetrics } from '../common/process-metrics.js';
 import type { SlotRegistry } from './state/slot-registry.js';
-import { SLOTS, type Slot } from './state/slot-state.js';
+import { SLOTS, type Slot } from '../common/slot.js';
 import type { SwitchRecord } from './state/store.js';
 import { UPSTREAM_ERROR_REASONS, type UpstreamErrorReason } from './edge/upstream-errors.js';
 import type { Upstream } from './edge/upstream.js';

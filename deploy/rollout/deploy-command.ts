@@ -4,7 +4,7 @@ import { userInfo } from 'node:os';
 import { Redis } from 'ioredis';
 import { CommandFailed, UsageError } from '../../cli/errors.js';
 import { createAdminClient, type AdminClient } from '../../proxy/admin/client.js';
-import { isSlot, otherSlot, type Slot } from '../../proxy/state/slot-state.js';
+import { isSlot, otherSlot, type Slot } from '../../common/slot.js';
 import { DEFAULT_RETRY_POLICY } from './admin-retry.js';
 import { runDeploy } from './deploy.js';
 import {

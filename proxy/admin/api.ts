@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from 'pino';
 import type { AdminAuth } from './auth.js';
 import type { HealthGateResult } from './health-gate.js';
-import { isSlot, type Slot } from '../state/slot-state.js';
+import { isSlot, type Slot } from '../../common/slot.js';
 import { StoreUnavailableError, type SwitchRecord } from '../state/store.js';
 import type {
   SwitchOutcome,

@@ -1,4 +1,4 @@
-import type { Slot } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 import type { SwitchRecord } from '../state/store.js';
 
 /** The admin API answered with an error: its status and JSON body. */

@@ -1,6 +1,6 @@
 import type { SlotHealthMonitor } from './health-monitor.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
-import { SLOTS, type Slot } from '../state/slot-state.js';
+import { SLOTS, type Slot } from '../../common/slot.js';
 import type { SlotStore } from '../state/store.js';
 import type { SlotTls } from '../edge/upstream-trust.js';
 

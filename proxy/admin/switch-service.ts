@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { describeProbe, type HealthGateResult } from './health-gate.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
-import type { Slot, SlotState } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from '../state/slot-state.js';
 import {
   StoreCorruptError,
   StoreOutcomeUnknownError,

@@ -8,7 +8,7 @@ import type { ProxyConfig } from '../config.js';
 import { createControlPlane, type ControlPlane } from '../admin/control-plane.js';
 import { ProxyMetrics } from '../metrics.js';
 import { SlotRegistry } from '../state/slot-registry.js';
-import { SLOTS, type Slot } from '../state/slot-state.js';
+import { SLOTS, type Slot } from '../../common/slot.js';
 import type { SlotStore } from '../state/store.js';
 import { WorkerPool, type WorkerAnswer } from './worker-pool.js';
 

@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
-import { invalidStateReason, type Slot, type SlotState } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import { invalidStateReason, type SlotState } from '../state/slot-state.js';
 
 /**
  * The messages between the primary of a `PROXY_WORKERS > 1` proxy and its

@@ -1,5 +1,6 @@
 import type { SlotStateSource } from '../edge/edge-proxy.js';
-import type { Slot, SlotState } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from '../state/slot-state.js';
 import { StoreUnavailableError } from '../state/store.js';
 
 /**

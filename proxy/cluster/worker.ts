@@ -10,7 +10,7 @@ import type { ProxyConfig } from '../config.js';
 import { ProxyMetrics } from '../metrics.js';
 import { createEdgeProxy, type EdgeProxy } from '../edge/edge-proxy.js';
 import { RelayedSlotState } from './relayed-state.js';
-import type { Slot } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 
 /** The IPC channel to the primary: `process` in a cluster worker. */
 export interface PrimaryChannel {

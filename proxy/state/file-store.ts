@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { appendFile, link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
+import { isSlot, type Slot } from '../../common/slot.js';
 import {
   initialState,
   assertValidSuccessor,
   invalidStateReason,
-  isSlot,
-  type Slot,
   type SlotState,
 } from './slot-state.js';
 import {

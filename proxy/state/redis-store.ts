@@ -2,12 +2,11 @@ import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { redactUrl } from '../../common/logger.js';
+import { isSlot, type Slot } from '../../common/slot.js';
 import {
   initialState,
   assertValidSuccessor,
   invalidStateReason,
-  isSlot,
-  type Slot,
   type SlotState,
 } from './slot-state.js';
 import {

@@ -2,8 +2,10 @@
  * The slot state shared by every proxy of a fleet, and the rule that orders
  * changes to it: a state is applied only when its epoch is newer.
  */
-export const SLOTS = ['blue', 'green'] as const;
-export type Slot = (typeof SLOTS)[number];
+import { isSlot, type Slot } from '../../common/slot.js';
+
+// The data plane (proxy/edge/) still names the slot type through this module.
+export type { Slot } from '../../common/slot.js';
 
 export interface SlotState {
   active: Slot;
@@ -14,14 +16,6 @@ export interface SlotState {
   switched_at: string;
   /** Who switched: X-Actor of the admin request, `api`, `deploy`, `init`. */
   actor: string;
-}
-
-export function isSlot(value: unknown): value is Slot {
-  return value === 'blue' || value === 'green';
-}
-
-export function otherSlot(slot: Slot): Slot {
-  return slot === 'blue' ? 'green' : 'blue';
 }
 
 export function initialState(defaultSlot: Slot, now = new Date()): SlotState {

@@ -1,4 +1,5 @@
-import type { Slot, SlotState } from './slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from './slot-state.js';
 
 /** One attempt to switch, successful or not: the audit history's entry. */
 export interface SwitchRecord {

@@ -8,7 +8,8 @@ import { loadProxyConfig } from '../../proxy/config.js';
 import { FileSlotStore } from '../../proxy/state/file-store.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
 import { createEdgeProxy, type EdgeProxy } from '../../proxy/edge/edge-proxy.js';
-import type { Slot, SlotState } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from '../../proxy/state/slot-state.js';
 import { valueOf } from './wait.js';
 
 export const TEST_ADMIN_KEY = 'test-admin-key-0123456789abcdefghijklmnop';

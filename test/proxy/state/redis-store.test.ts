@@ -3,7 +3,8 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../common/logger.js';
 import { RedisStore, redisKeys, type RedisStoreOptions } from '../../../proxy/state/redis-store.js';
-import { otherSlot, type Slot, type SlotState } from '../../../proxy/state/slot-state.js';
+import { otherSlot, type Slot } from '../../../common/slot.js';
+import type { SlotState } from '../../../proxy/state/slot-state.js';
 import {
   StoreCorruptError,
   StoreUnavailableError,

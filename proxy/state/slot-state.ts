@@ -28,6 +28,17 @@ export function initialState(defaultSlot: Slot, now = new Date()): SlotState {
   };
 }
 
+/** Whether two states are the same in every field. */
+export function sameState(a: SlotState, b: SlotState): boolean {
+  return (
+    a.active === b.active &&
+    a.previous === b.previous &&
+    a.epoch === b.epoch &&
+    a.switched_at === b.switched_at &&
+    a.actor === b.actor
+  );
+}
+
 /** Checks a state read from a store; returns a reason when it is not a valid state. */
 export function invalidStateReason(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null) return 'not an object';

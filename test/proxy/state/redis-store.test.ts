@@ -2,7 +2,8 @@ import { PassThrough } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../common/logger.js';
-import { RedisStore, redisKeys, type RedisStoreOptions } from '../../../proxy/state/redis-store.js';
+import { redisKeys } from '../../../proxy/state/redis-keys.js';
+import { RedisStore, type RedisStoreOptions } from '../../../proxy/state/redis-store.js';
 import { otherSlot, type Slot } from '../../../common/slot.js';
 import type { SlotState } from '../../../proxy/state/slot-state.js';
 import {

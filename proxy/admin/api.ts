@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { AdminAuth } from './auth.js';
 import type { HealthGateResult } from './health-gate.js';
 import { isSlot, type Slot } from '../../common/slot.js';
-import { StoreUnavailableError, type SwitchRecord } from '../state/store.js';
+import { StoreUnavailableError } from '../state/store.js';
+import type { SwitchRecord } from '../state/switch-record.js';
 import type {
   SwitchOutcome,
   SwitchRefusal,

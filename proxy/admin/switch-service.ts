@@ -8,10 +8,8 @@ import {
   StoreOutcomeUnknownError,
   StoreUnavailableError,
   type SlotStore,
-  type SwitchRecord,
 } from '../state/store.js';
-
-export type SwitchResult = SwitchRecord['result'];
+import type { SwitchRecord, SwitchResult } from '../state/switch-record.js';
 
 /** Why a switch did not happen; the admin API maps each to its status. */
 export type SwitchRefusal =

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { appendFile, link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { isSlot, type Slot } from '../../common/slot.js';
+import type { Slot } from '../../common/slot.js';
 import {
   initialState,
   assertValidSuccessor,
@@ -13,8 +13,8 @@ import {
   StoreUnavailableError,
   type CompareAndSetResult,
   type SlotStore,
-  type SwitchRecord,
 } from './store.js';
+import { parseSwitchRecord, type SwitchRecord } from './switch-record.js';
 
 export interface FileSlotStoreOptions {
   /** STATE_FILE. */
@@ -22,14 +22,6 @@ export interface FileSlotStoreOptions {
   /** Switch records kept in the history file (default 1000). */
   historyLimit?: number;
 }
-
-const RESULTS: ReadonlySet<string> = new Set([
-  'switched',
-  'unchanged',
-  'refused',
-  'conflict',
-  'unavailable',
-]);
 
 /** The history file next to a state file: `proxy-state.json` → `proxy-state.history.jsonl`. */
 export function historyFileFor(stateFile: string): string {
@@ -222,7 +214,7 @@ export class FileSlotStore implements SlotStore {
     const lastSwitch = (parsed as { last_switch?: unknown }).last_switch;
     return {
       state: pick(parsed as SlotState),
-      lastSwitch: lastSwitch === undefined ? null : parseRecord(JSON.stringify(lastSwitch)),
+      lastSwitch: lastSwitch === undefined ? null : (parseSwitchRecord(lastSwitch) ?? null),
     };
   }
 
@@ -292,7 +284,7 @@ export class FileSlotStore implements SlotStore {
     this.historyLines = lines.length;
     const records: SwitchRecord[] = [];
     for (const line of lines) {
-      const record = parseRecord(line);
+      const record = parseLine(line);
       if (record) records.push(record);
     }
     this.records = records.slice(Math.max(0, records.length - this.historyLimit));
@@ -328,36 +320,13 @@ function serialise(state: SlotState, lastSwitch?: SwitchRecord): string {
   return JSON.stringify(content, null, 2) + '\n';
 }
 
-function parseRecord(line: string): SwitchRecord | null {
-  let value: unknown;
+/** A history file line as a switch record, null when it is not one. */
+function parseLine(line: string): SwitchRecord | null {
   try {
-    value = JSON.parse(line);
+    return parseSwitchRecord(JSON.parse(line)) ?? null;
   } catch {
     return null;
   }
-  if (typeof value !== 'object' || value === null) return null;
-  const r = value as Record<string, unknown>;
-  if (
-    typeof r.time !== 'string' ||
-    typeof r.actor !== 'string' ||
-    (r.from !== null && !isSlot(r.from)) ||
-    !isSlot(r.to) ||
-    typeof r.epoch !== 'number' ||
-    typeof r.result !== 'string' ||
-    !RESULTS.has(r.result) ||
-    (r.reason !== undefined && typeof r.reason !== 'string')
-  ) {
-    return null;
-  }
-  return {
-    time: r.time,
-    actor: r.actor,
-    from: r.from as Slot | null,
-    to: r.to,
-    epoch: r.epoch,
-    result: r.result as SwitchRecord['result'],
-    ...(typeof r.reason === 'string' ? { reason: r.reason } : {}),
-  };
 }
 
 async function syncDirectory(directory: string): Promise<void> {

@@ -1,6 +1,6 @@
-import { isSlot } from '../../common/slot.js';
 import { invalidStateReason, type SlotState } from './slot-state.js';
-import { StoreCorruptError, type SwitchRecord } from './store.js';
+import { StoreCorruptError } from './store.js';
+import { parseSwitchRecord, type SwitchRecord } from './switch-record.js';
 
 /*
  * How the slot state and the switch records are laid out in Redis: the state
@@ -44,14 +44,6 @@ export function parseSlotHash(fields: Map<string, string>, key: string): SlotSta
   return candidate as SlotState;
 }
 
-const RESULTS: readonly SwitchRecord['result'][] = [
-  'switched',
-  'unchanged',
-  'refused',
-  'conflict',
-  'unavailable',
-];
-
 /** A switch record as the field/value pairs of a history stream entry. */
 export function historyFields(record: SwitchRecord): string[] {
   const fields = [
@@ -72,23 +64,22 @@ export function historyFields(record: SwitchRecord): string[] {
   return fields;
 }
 
-/** A history stream entry as a switch record; undefined when it is not one. */
+/**
+ * A history stream entry as a switch record (undefined when it is not one):
+ * the fields decoded as historyFields wrote them, then read by the one rule
+ * of every store.
+ */
 export function parseHistoryEntry(flat: unknown[]): SwitchRecord | undefined {
-  const f = pairs(flat);
-  const from = f.get('from');
-  const to = f.get('to');
-  const epoch = Number(f.get('epoch'));
-  const result = f.get('result') as SwitchRecord['result'] | undefined;
-  const time = f.get('time');
-  const actor = f.get('actor');
-  if (time === undefined || actor === undefined || !isSlot(to)) return undefined;
-  if (from !== '' && !isSlot(from)) return undefined;
-  if (!Number.isSafeInteger(epoch) || result === undefined || !RESULTS.includes(result)) {
-    return undefined;
-  }
-  const record: SwitchRecord = { time, actor, from: from === '' ? null : from, to, epoch, result };
-  const reason = f.get('reason');
-  if (reason !== undefined) record.reason = reason;
-  return record;
+  const fields = pairs(flat);
+  const from = fields.get('from');
+  const epoch = fields.get('epoch');
+  return parseSwitchRecord({
+    time: fields.get('time'),
+    actor: fields.get('actor'),
+    from: from === '' ? null : from,
+    to: fields.get('to'),
+    epoch: epoch !== undefined && /^\d+$/.test(epoch) ? Number(epoch) : epoch,
+    result: fields.get('result'),
+    reason: fields.get('reason'),
+  });
 }
-

@@ -26,8 +26,8 @@ import {
   StoreUnavailableError,
   type CompareAndSetResult,
   type SlotStore,
-  type SwitchRecord,
 } from './store.js';
+import type { SwitchRecord } from './switch-record.js';
 
 // The certificate layer (proxy/tls/) connects to Redis the same way and imports these from here.
 export { describeRedisFailure, fastFailRedisOptions } from './redis-connection.js';

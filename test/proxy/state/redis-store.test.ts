@@ -6,11 +6,8 @@ import { redisKeys } from '../../../proxy/state/redis-keys.js';
 import { RedisStore, type RedisStoreOptions } from '../../../proxy/state/redis-store.js';
 import { otherSlot, type Slot } from '../../../common/slot.js';
 import type { SlotState } from '../../../proxy/state/slot-state.js';
-import {
-  StoreCorruptError,
-  StoreUnavailableError,
-  type SwitchRecord,
-} from '../../../proxy/state/store.js';
+import { StoreCorruptError, StoreUnavailableError } from '../../../proxy/state/store.js';
+import type { SwitchRecord } from '../../../proxy/state/switch-record.js';
 import { TestRedis } from '../../support/redis.js';
 import { until, valueOf } from '../../support/wait.js';
 

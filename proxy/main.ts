@@ -47,7 +47,7 @@ export function storeFor(config: ProxyConfig, logger: Logger): SlotStore {
   if (config.REDIS_URL) {
     return new RedisStore({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger });
   }
-  return new FileSlotStore({ stateFile: config.STATE_FILE });
+  return new FileSlotStore({ stateFile: config.STATE_FILE, logger });
 }
 
 function warnIfAdminOffLoopback(config: ProxyConfig, logger: Logger): void {

@@ -51,7 +51,7 @@ const WORKER_ANSWER_TIMEOUT_MS = 2000;
 export async function startClusterProxy(options: ClusterProxyOptions): Promise<RunningCluster> {
   const { config, store, logger } = options;
   const state = await store.init(config.DEFAULT_SLOT);
-  const registry = new SlotRegistry(state);
+  const registry = new SlotRegistry(state, logger);
   const metrics = new ProxyMetrics(new Registry());
   metrics.attach({ registry });
   metrics.setStoreUp(store.isUp());

@@ -1,7 +1,16 @@
+import type { Logger } from 'pino';
 import type { SlotStateSource } from '../edge/edge-proxy.js';
 import type { Slot } from '../../common/slot.js';
 import type { SlotState } from '../state/slot-state.js';
+import { ListenerList } from '../state/listeners.js';
 import { StoreUnavailableError } from '../state/store.js';
+
+export interface RelayedSlotStateOptions {
+  /** Where a failing listener is logged. */
+  logger?: Logger;
+  /** How long init() waits for the primary's `init` (default 10 s). */
+  initTimeoutMs?: number;
+}
 
 /**
  * A worker's slot state source: the primary owns the store and relays its
@@ -13,13 +22,16 @@ export class RelayedSlotState implements SlotStateSource {
   private latest: SlotState | null = null;
   private up = false;
   private storeKind: 'redis' | 'file' = 'file';
-  private readonly stateListeners: Array<(state: SlotState) => void> = [];
-  private readonly availabilityListeners: Array<(up: boolean) => void> = [];
+  private readonly stateListeners: ListenerList<[SlotState]>;
+  private readonly availabilityListeners: ListenerList<[boolean]>;
   private readonly initialised: Promise<SlotState>;
   private markInitialised!: (state: SlotState) => void;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly initTimeoutMs = 10_000) {
+  constructor(options: RelayedSlotStateOptions = {}) {
+    const initTimeoutMs = options.initTimeoutMs ?? 10_000;
+    this.stateListeners = new ListenerList('slot state', options.logger);
+    this.availabilityListeners = new ListenerList('store availability', options.logger);
     this.initialised = new Promise<SlotState>((resolve, reject) => {
       this.markInitialised = resolve;
       this.timer = setTimeout(
@@ -57,13 +69,13 @@ export class RelayedSlotState implements SlotStateSource {
   relay(state: SlotState): void {
     if (this.latest !== null && state.epoch <= this.latest.epoch) return;
     this.latest = state;
-    for (const listener of this.stateListeners) listener(state);
+    this.stateListeners.emit(state);
   }
 
   setUp(up: boolean): void {
     if (up === this.up) return;
     this.up = up;
-    for (const listener of this.availabilityListeners) listener(up);
+    this.availabilityListeners.emit(up);
   }
 
   /** Resolves with the newest state once the primary has sent its `init`. */
@@ -73,7 +85,7 @@ export class RelayedSlotState implements SlotStateSource {
   }
 
   onState(listener: (state: SlotState) => void): void {
-    this.stateListeners.push(listener);
+    this.stateListeners.add(listener);
   }
 
   isUp(): boolean {
@@ -81,6 +93,6 @@ export class RelayedSlotState implements SlotStateSource {
   }
 
   onAvailability(listener: (up: boolean) => void): void {
-    this.availabilityListeners.push(listener);
+    this.availabilityListeners.add(listener);
   }
 }

@@ -36,7 +36,7 @@ export interface ClusterWorkerOptions {
  */
 export async function runClusterWorker(options: ClusterWorkerOptions): Promise<number> {
   const { config, logger, channel } = options;
-  const source = new RelayedSlotState();
+  const source = new RelayedSlotState({ logger });
   const metrics = new ProxyMetrics(new Registry());
   let edge: EdgeProxy | null = null;
   let stopping: Promise<number> | null = null;

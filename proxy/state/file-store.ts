@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { appendFile, link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
 import type { Slot } from '../../common/slot.js';
 import {
   initialState,
@@ -14,6 +15,7 @@ import {
   type CompareAndSetResult,
   type SlotStore,
 } from './store.js';
+import { ListenerList } from './listeners.js';
 import { parseSwitchRecord, type SwitchRecord } from './switch-record.js';
 
 export interface FileSlotStoreOptions {
@@ -21,6 +23,8 @@ export interface FileSlotStoreOptions {
   stateFile: string;
   /** Switch records kept in the history file (default 1000). */
   historyLimit?: number;
+  /** Where a failing state listener is logged. */
+  logger?: Logger;
 }
 
 /** The history file next to a state file: `proxy-state.json` → `proxy-state.history.jsonl`. */
@@ -51,13 +55,14 @@ export class FileSlotStore implements SlotStore {
   private historyLines = 0;
   /** Writes run one after another. */
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly stateListeners: Array<(state: SlotState) => void> = [];
+  private readonly stateListeners: ListenerList<[SlotState]>;
   private closed = false;
 
   constructor(options: FileSlotStoreOptions) {
     this.location = resolve(options.stateFile);
     this.historyFile = historyFileFor(this.location);
     this.historyLimit = Math.max(1, Math.trunc(options.historyLimit ?? 1000));
+    this.stateListeners = new ListenerList('slot state', options.logger);
   }
 
   async init(defaultSlot: Slot): Promise<SlotState> {
@@ -110,7 +115,7 @@ export class FileSlotStore implements SlotStore {
       const stored = pick(next);
       await this.replaceStateFile(serialise(stored, record));
       this.state = stored;
-      for (const listener of this.stateListeners) listener(stored);
+      this.stateListeners.emit(stored);
       if (record === undefined) return { ok: true, state: stored };
       try {
         await this.appendRecord(record);
@@ -123,7 +128,7 @@ export class FileSlotStore implements SlotStore {
   }
 
   onState(listener: (state: SlotState) => void): void {
-    this.stateListeners.push(listener);
+    this.stateListeners.add(listener);
   }
 
   isUp(): boolean {

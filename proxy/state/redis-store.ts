@@ -10,6 +10,7 @@ import {
   storeError,
   type RedisConnectionSettings,
 } from './redis-connection.js';
+import { ListenerList } from './listeners.js';
 import { historyFields, parseHistoryEntry, stateArgs } from './redis-codec.js';
 import { redisKeys, type RedisKeys } from './redis-keys.js';
 import { COMPARE_AND_SET, HEAL_FORK, SEED, scriptReply } from './redis-scripts.js';
@@ -86,8 +87,8 @@ export class RedisStore implements SlotStore {
   private readonly historyMaxLength: number;
   private readonly restoreGraceMs: number;
   private readonly commandTimeoutMs: number;
-  private readonly stateListeners: ((state: SlotState) => void)[] = [];
-  private readonly availabilityListeners: ((up: boolean) => void)[] = [];
+  private readonly stateListeners: ListenerList<[SlotState]>;
+  private readonly availabilityListeners: ListenerList<[boolean]>;
 
   /** The newest state this store has seen: what it restores into an emptied Redis. */
   private newest: SlotState | undefined;
@@ -102,6 +103,8 @@ export class RedisStore implements SlotStore {
   constructor(options: RedisStoreOptions) {
     this.keys = redisKeys(options.keyPrefix);
     this.logger = options.logger.child({ store: 'redis' });
+    this.stateListeners = new ListenerList('slot state', this.logger);
+    this.availabilityListeners = new ListenerList('store availability', this.logger);
     this.location = `${redactUrl(options.url)} (prefix ${options.keyPrefix})`;
     this.reconcileIntervalMs = options.reconcileIntervalMs ?? 1000;
     this.historyMaxLength = options.historyMaxLength ?? 1000;
@@ -224,7 +227,7 @@ export class RedisStore implements SlotStore {
   }
 
   onState(listener: (state: SlotState) => void): void {
-    this.stateListeners.push(listener);
+    this.stateListeners.add(listener);
   }
 
   isUp(): boolean {
@@ -232,7 +235,7 @@ export class RedisStore implements SlotStore {
   }
 
   onAvailability(listener: (up: boolean) => void): void {
-    this.availabilityListeners.push(listener);
+    this.availabilityListeners.add(listener);
   }
 
   async appendHistory(record: SwitchRecord): Promise<void> {
@@ -368,13 +371,7 @@ export class RedisStore implements SlotStore {
 
   private deliver(state: SlotState): void {
     this.remember(state);
-    for (const listener of this.stateListeners) {
-      try {
-        listener(state);
-      } catch (error) {
-        this.logger.error({ err: error }, 'a slot state listener failed');
-      }
-    }
+    this.stateListeners.emit(state);
   }
 
   /** Reads the stored state and hands it to the listeners; runs every interval and on reconnect. */
@@ -435,12 +432,6 @@ export class RedisStore implements SlotStore {
     if (this.closed && up) return;
     if (up === this.up) return;
     this.up = up;
-    for (const listener of this.availabilityListeners) {
-      try {
-        listener(up);
-      } catch (error) {
-        this.logger.error({ err: error }, 'a store availability listener failed');
-      }
-    }
+    this.availabilityListeners.emit(up);
   }
 }

@@ -85,7 +85,7 @@ export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge>
   });
   const logs = new LogCapture();
   const logger = createLogger({ level: 'debug', destination: logs.stream });
-  const store = new FileSlotStore({ stateFile: config.STATE_FILE });
+  const store = new FileSlotStore({ stateFile: config.STATE_FILE, logger });
   const metrics = new ProxyMetrics(new Registry(), { processMetrics: false });
   const edge = await createEdgeProxy({ config, store, logger, metrics });
   const address = await edge.listen();

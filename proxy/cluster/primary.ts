@@ -66,16 +66,14 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     size: config.PROXY_WORKERS,
     exec: options.workerScript,
     logger,
-    start: () => ({ state: registry.current, storeUp: store.isUp(), storeKind: store.kind }),
+    start: () => ({ state: registry.current, storeKind: store.kind }),
     onReplace: () => restarts.inc(),
     onExit: (workerId) => clusterMetrics.retire(workerId),
   });
   const clusterMetrics = new ClusterMetrics(metrics.registry, pool, WORKER_ANSWER_TIMEOUT_MS);
   store.onState((next) => registry.apply(next));
-  store.onAvailability((up) => {
-    metrics.setStoreUp(up);
-    pool.broadcastStoreUp(up);
-  });
+  // togather_proxy_store_up is the primary's alone (aggregated `first`): the workers have no store.
+  store.onAvailability((up) => metrics.setStoreUp(up));
   registry.onChange((next, previous) => {
     logger.info(
       { actor: next.actor, from: previous.active, to: next.active, epoch: next.epoch },

@@ -14,16 +14,18 @@ export interface RelayedSlotStateOptions {
 
 /**
  * A worker's slot state source: the primary owns the store and relays its
- * state and availability over IPC; this hands them to the worker's data
- * plane as a store would. States that arrive before the data plane exists
- * are kept (the newest wins), so none is lost while the worker starts.
+ * states over IPC; this hands them to the worker's data plane as a store
+ * would. States that arrive before the data plane exists are kept (the
+ * newest wins), so none is lost while the worker starts.
+ *
+ * The store's availability is not relayed: a worker has no store, and
+ * togather_proxy_store_up is the primary's (aggregated `first`, see
+ * ProxyMetrics), so a worker's own copy of that gauge is never shown.
  */
 export class RelayedSlotState implements SlotStateSource {
   private latest: SlotState | null = null;
-  private up = false;
   private storeKind: 'redis' | 'file' = 'file';
   private readonly stateListeners: ListenerList<[SlotState]>;
-  private readonly availabilityListeners: ListenerList<[boolean]>;
   private readonly initialised: Promise<SlotState>;
   private markInitialised!: (state: SlotState) => void;
   private timer: NodeJS.Timeout | null = null;
@@ -31,7 +33,6 @@ export class RelayedSlotState implements SlotStateSource {
   constructor(options: RelayedSlotStateOptions = {}) {
     const initTimeoutMs = options.initTimeoutMs ?? 10_000;
     this.stateListeners = new ListenerList('slot state', options.logger);
-    this.availabilityListeners = new ListenerList('store availability', options.logger);
     this.initialised = new Promise<SlotState>((resolve, reject) => {
       this.markInitialised = resolve;
       this.timer = setTimeout(
@@ -56,9 +57,8 @@ export class RelayedSlotState implements SlotStateSource {
   }
 
   /** The primary's `init`: the state this worker starts from. */
-  start(state: SlotState, storeUp: boolean, storeKind: 'redis' | 'file'): void {
+  start(state: SlotState, storeKind: 'redis' | 'file'): void {
     this.storeKind = storeKind;
-    this.up = storeUp;
     this.relay(state);
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
@@ -72,12 +72,6 @@ export class RelayedSlotState implements SlotStateSource {
     this.stateListeners.emit(state);
   }
 
-  setUp(up: boolean): void {
-    if (up === this.up) return;
-    this.up = up;
-    this.availabilityListeners.emit(up);
-  }
-
   /** Resolves with the newest state once the primary has sent its `init`. */
   async init(_defaultSlot: Slot): Promise<SlotState> {
     const first = await this.initialised;
@@ -88,11 +82,11 @@ export class RelayedSlotState implements SlotStateSource {
     this.stateListeners.add(listener);
   }
 
+  /** A worker has no store of its own to be up (see above). */
   isUp(): boolean {
-    return this.up;
+    return false;
   }
 
-  onAvailability(listener: (up: boolean) => void): void {
-    this.availabilityListeners.add(listener);
-  }
+  /** Nothing to tell: availability is the primary's. */
+  onAvailability(_listener: (up: boolean) => void): void {}
 }

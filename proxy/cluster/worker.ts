@@ -69,14 +69,11 @@ export async function runClusterWorker(options: ClusterWorkerOptions): Promise<n
   async function onMessage(message: PrimaryMessage): Promise<void> {
     switch (message.type) {
       case 'togather:init':
-        source.start(message.state, message.storeUp, message.storeKind);
+        source.start(message.state, message.storeKind);
         return;
       case 'togather:state':
         source.relay(message.state);
         send({ type: 'togather:applied', epoch: edge?.registry.current.epoch ?? source.epoch });
-        return;
-      case 'togather:store-up':
-        source.setUp(message.up);
         return;
       case 'togather:ask':
         if (message.question === 'traffic') {

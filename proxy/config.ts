@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseConfig, withoutEmpty } from '../common/config.js';
 import { durationSchema } from '../common/duration.js';
+import { isLoopbackHost } from '../common/listen-address.js';
 import { LOG_LEVELS } from '../common/logger.js';
 import { SLOTS } from '../common/slot.js';
 import { readUpstreamCa, type UpstreamCa } from './edge/upstream-trust.js';
@@ -22,8 +23,6 @@ const httpUrl = (fallback: string) =>
     .string()
     .default(fallback)
     .refine((v) => /^https?:\/\/[^/]+/.test(v) && URL.canParse(v), 'must be an http(s) URL');
-
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 /** Every variable `togather proxy` reads (docs/architecture.md, Configuration → Proxy). */
 const proxyEnvSchema = z
@@ -85,7 +84,7 @@ const proxyEnvSchema = z
   })
   .superRefine(
     (env, ctx) => {
-      if (!env.ADMIN_ALLOW_REMOTE && !LOOPBACK.test(env.ADMIN_HOST)) {
+      if (!env.ADMIN_ALLOW_REMOTE && !isLoopbackHost(env.ADMIN_HOST)) {
         ctx.addIssue({
           code: 'custom',
           path: ['ADMIN_HOST'],

@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { collectProcessMetrics } from '../common/process-metrics.js';
 import type { SlotRegistry } from './state/slot-registry.js';
 import { SLOTS, type Slot } from '../common/slot.js';
-import { SWITCH_RESULTS, type SwitchResult } from './state/switch-record.js';
+import { SWITCH_RESULTS } from './state/switch-record.js';
 import { UPSTREAM_ERROR_REASONS, type UpstreamErrorReason } from './edge/upstream-errors.js';
 import type { Upstream } from './edge/upstream.js';
 
@@ -198,10 +198,6 @@ export class ProxyMetrics {
   /** Connects the scrape-time gauges to the live slot state and traffic. */
   attach(sources: ProxyMetricsSources): void {
     this.sources = sources;
-  }
-
-  recordSwitch(result: SwitchResult): void {
-    this.switches.inc({ result });
   }
 
   setStoreUp(up: boolean): void {

@@ -1,7 +1,8 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { AdminAuth } from './auth.js';
-import type { HealthGateResult } from './health-gate.js';
+import { pathOf } from '../edge/upstream.js';
+import { shownGateResult } from './health-gate.js';
 import { isSlot, type Slot } from '../../common/slot.js';
 import { StoreUnavailableError } from '../state/store.js';
 import type { SwitchRecord } from '../state/switch-record.js';
@@ -222,12 +223,8 @@ function sendOutcome(reply: FastifyReply, outcome: SwitchOutcome, slot: Slot | u
     details.active = outcome.state.active;
     details.epoch = outcome.state.epoch;
   }
-  if (outcome.health) details.health = healthDetails(outcome.health);
+  if (outcome.health) details.health = shownGateResult(outcome.health);
   throw new AdminError(REFUSAL_STATUS[outcome.error], outcome.error, outcome.message, details);
-}
-
-function healthDetails(health: HealthGateResult) {
-  return { url: health.url, attempts: health.attempts };
 }
 
 function switchRequest(request: FastifyRequest, params: Params): SwitchRequest {
@@ -423,11 +420,6 @@ function renderError(error: unknown): AdminError {
     return new AdminError(statusCode, 'bad_request', message);
   }
   return new AdminError(500, 'internal_error', 'the admin API failed to answer; see the proxy log');
-}
-
-function pathOf(url: string): string {
-  const q = url.indexOf('?');
-  return q === -1 ? url : url.slice(0, q);
 }
 
 function isAdminPath(path: string): boolean {

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { urlOf } from '../../common/listen-address.js';
 import type { Logger } from 'pino';
 import { AdminAuth } from './auth.js';
 import { buildAdminApi, type MetricsSource } from './api.js';
@@ -118,9 +119,4 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await app.close();
     },
   };
-}
-
-export function urlOf(address: AddressInfo): string {
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
 }

@@ -1,7 +1,7 @@
 import type { Cluster } from 'node:cluster';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import { redactUrl } from '../../common/logger.js';
+import { urlOf } from '../../common/listen-address.js';
 import type { SlotTraffic, TrafficReport, WorkerStatus } from '../admin/status.js';
 import { ClusterMetrics } from './metrics.js';
 import type { ProxyConfig } from '../config.js';
@@ -106,8 +106,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
       },
     });
     const adminUrl = await control.listen();
-    const host = listening.address.includes(':') ? `[${listening.address}]` : listening.address;
-    const publicUrl = `http://${host}:${listening.port}`;
+    const publicUrl = urlOf(listening);
     logger.info(
       {
         public: publicUrl,
@@ -159,7 +158,7 @@ function trafficReport(
   const urls: Record<Slot, string> = { blue: config.BLUE_URL, green: config.GREEN_URL };
   const slots = {} as Record<Slot, SlotTraffic>;
   for (const slot of SLOTS) {
-    slots[slot] = { url: shownUrl(urls[slot]), inflight: 0, websockets: 0, draining: false };
+    slots[slot] = { url: urls[slot], inflight: 0, websockets: 0, draining: false };
   }
   const byId = new Map(answers.map((a) => [a.worker.id, a.answer?.traffic]));
   const workers: WorkerStatus[] = pool.views().map((worker) => {
@@ -192,8 +191,4 @@ function trafficReport(
     };
   });
   return { slots, workers };
-}
-
-function shownUrl(url: string): string {
-  return new URL(url).password ? redactUrl(url) : url;
 }

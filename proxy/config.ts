@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { parseConfig, withoutEmpty } from '../common/config.js';
 import { durationSchema } from '../common/duration.js';
+import { isLoopbackHost } from '../common/listen-address.js';
 import { LOG_LEVELS } from '../common/logger.js';
 import { sizeSchema } from '../common/size.js';
-import { SLOTS } from './state/slot-state.js';
+import { SLOTS } from '../common/slot.js';
 import { readUpstreamCa, type UpstreamCa } from './edge/upstream-trust.js';
 
 const port = (fallback: number) =>
@@ -23,8 +24,6 @@ const httpUrl = (fallback: string) =>
     .string()
     .default(fallback)
     .refine((v) => /^https?:\/\/[^/]+/.test(v) && URL.canParse(v), 'must be an http(s) URL');
-
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 /** One DNS label: letters, digits and inner hyphens. */
 const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
@@ -133,7 +132,7 @@ const proxyEnvSchema = z
   })
   .superRefine(
     (env, ctx) => {
-      if (!env.ADMIN_ALLOW_REMOTE && !LOOPBACK.test(env.ADMIN_HOST)) {
+      if (!env.ADMIN_ALLOW_REMOTE && !isLoopbackHost(env.ADMIN_HOST)) {
         ctx.addIssue({
           code: 'custom',
           path: ['ADMIN_HOST'],

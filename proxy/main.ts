@@ -7,7 +7,8 @@ import { exitOnFatalErrors } from '../common/fatal-errors.js';
 import { createLogger } from '../common/logger.js';
 import { startClusterProxy } from './cluster/primary.js';
 import type { ProxyConfig } from './config.js';
-import { createControlPlane, urlOf, type ControlPlane } from './admin/control-plane.js';
+import { isLoopbackHost, urlOf } from '../common/listen-address.js';
+import { createControlPlane, type ControlPlane } from './admin/control-plane.js';
 import { FileSlotStore } from './state/file-store.js';
 import { ProxyMetrics } from './metrics.js';
 import { tuneHeapForProxying } from './heap-tuning.js';
@@ -37,8 +38,6 @@ export interface StartProxyOptions {
   healthPollIntervalMs?: number;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
-
 /** What a cluster worker runs (built next to this file). */
 const WORKER_SCRIPT = fileURLToPath(new URL('./cluster/worker-main.js', import.meta.url));
 
@@ -47,11 +46,11 @@ export function storeFor(config: ProxyConfig, logger: Logger): SlotStore {
   if (config.REDIS_URL) {
     return new RedisStore({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger });
   }
-  return new FileSlotStore({ stateFile: config.STATE_FILE });
+  return new FileSlotStore({ stateFile: config.STATE_FILE, logger });
 }
 
 function warnIfAdminOffLoopback(config: ProxyConfig, logger: Logger): void {
-  if (!LOOPBACK.test(config.ADMIN_HOST)) {
+  if (!isLoopbackHost(config.ADMIN_HOST)) {
     logger.warn(
       { admin_host: config.ADMIN_HOST },
       'the admin API listens off loopback (ADMIN_ALLOW_REMOTE): anyone who can reach it and guesses the key can move traffic; keep it on a private network',

@@ -1,14 +1,17 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { urlOf } from '../../common/listen-address.js';
 import type { Logger } from 'pino';
 import { AdminAuth } from './auth.js';
-import { buildAdminApi, type MetricsSource } from './api.js';
+import { buildAdminApi } from './api.js';
+import type { MetricsSource } from './routes/operations.js';
 import { adminStatus, type TrafficReport } from './status.js';
 import type { ProxyConfig } from '../config.js';
 import { healthUrl, runHealthGate, type HealthGateOptions } from './health-gate.js';
 import { SlotHealthMonitor } from './health-monitor.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
-import type { Slot, SlotState } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from '../state/slot-state.js';
 import type { SlotStore } from '../state/store.js';
 import { slotTls, type SlotTls } from '../edge/upstream-trust.js';
 import { SwitchService, type SwitchCounter, type SwitchOutcome } from './switch-service.js';
@@ -117,9 +120,4 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await app.close();
     },
   };
-}
-
-export function urlOf(address: AddressInfo): string {
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
 }

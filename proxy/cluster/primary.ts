@@ -1,14 +1,14 @@
 import type { Cluster } from 'node:cluster';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import { redactUrl } from '../../common/logger.js';
+import { urlOf } from '../../common/listen-address.js';
 import type { SlotTraffic, TrafficReport, WorkerStatus } from '../admin/status.js';
 import { ClusterMetrics } from './metrics.js';
 import type { ProxyConfig } from '../config.js';
 import { createControlPlane, type ControlPlane } from '../admin/control-plane.js';
 import { ProxyMetrics } from '../metrics.js';
 import { SlotRegistry } from '../state/slot-registry.js';
-import { SLOTS, type Slot } from '../state/slot-state.js';
+import { SLOTS, type Slot } from '../../common/slot.js';
 import type { SlotStore } from '../state/store.js';
 import { WorkerPool, type WorkerAnswer } from './worker-pool.js';
 
@@ -51,7 +51,7 @@ const WORKER_ANSWER_TIMEOUT_MS = 2000;
 export async function startClusterProxy(options: ClusterProxyOptions): Promise<RunningCluster> {
   const { config, store, logger } = options;
   const state = await store.init(config.DEFAULT_SLOT);
-  const registry = new SlotRegistry(state);
+  const registry = new SlotRegistry(state, logger);
   const metrics = new ProxyMetrics(new Registry());
   metrics.attach({ registry });
   metrics.setStoreUp(store.isUp());
@@ -66,16 +66,14 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     size: config.PROXY_WORKERS,
     exec: options.workerScript,
     logger,
-    start: () => ({ state: registry.current, storeUp: store.isUp(), storeKind: store.kind }),
+    start: () => ({ state: registry.current, storeKind: store.kind }),
     onReplace: () => restarts.inc(),
     onExit: (workerId) => clusterMetrics.retire(workerId),
   });
   const clusterMetrics = new ClusterMetrics(metrics.registry, pool, WORKER_ANSWER_TIMEOUT_MS);
   store.onState((next) => registry.apply(next));
-  store.onAvailability((up) => {
-    metrics.setStoreUp(up);
-    pool.broadcastStoreUp(up);
-  });
+  // togather_proxy_store_up is the primary's alone (aggregated `first`): the workers have no store.
+  store.onAvailability((up) => metrics.setStoreUp(up));
   registry.onChange((next, previous) => {
     logger.info(
       { actor: next.actor, from: previous.active, to: next.active, epoch: next.epoch },
@@ -108,8 +106,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
       },
     });
     const adminUrl = await control.listen();
-    const host = listening.address.includes(':') ? `[${listening.address}]` : listening.address;
-    const publicUrl = `http://${host}:${listening.port}`;
+    const publicUrl = urlOf(listening);
     logger.info(
       {
         public: publicUrl,
@@ -161,7 +158,7 @@ function trafficReport(
   const urls: Record<Slot, string> = { blue: config.BLUE_URL, green: config.GREEN_URL };
   const slots = {} as Record<Slot, SlotTraffic>;
   for (const slot of SLOTS) {
-    slots[slot] = { url: shownUrl(urls[slot]), inflight: 0, websockets: 0, draining: false };
+    slots[slot] = { url: urls[slot], inflight: 0, websockets: 0, draining: false };
   }
   const byId = new Map(answers.map((a) => [a.worker.id, a.answer?.traffic]));
   const workers: WorkerStatus[] = pool.views().map((worker) => {
@@ -194,8 +191,4 @@ function trafficReport(
     };
   });
   return { slots, workers };
-}
-
-function shownUrl(url: string): string {
-  return new URL(url).password ? redactUrl(url) : url;
 }

@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
-import { invalidStateReason, type Slot, type SlotState } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import { invalidStateReason, type SlotState } from '../state/slot-state.js';
 
 /**
  * The messages between the primary of a `PROXY_WORKERS > 1` proxy and its
@@ -30,10 +31,9 @@ export type Question = 'traffic' | 'metrics';
 
 export type PrimaryMessage =
   /** The answer to `hello`: where the worker starts from. */
-  | { type: 'togather:init'; state: SlotState; storeUp: boolean; storeKind: 'redis' | 'file' }
+  | { type: 'togather:init'; state: SlotState; storeKind: 'redis' | 'file' }
   /** A newer slot state to apply (answered with `applied`). */
   | { type: 'togather:state'; state: SlotState }
-  | { type: 'togather:store-up'; up: boolean }
   | { type: 'togather:ask'; id: number; question: Question }
   /** Stop accepting, finish what runs (up to timeoutMs), exit 0. */
   | { type: 'togather:stop'; timeoutMs: number };
@@ -48,13 +48,7 @@ export type WorkerMessage =
   | { type: 'togather:applied'; epoch: number }
   | { type: 'togather:answer'; id: number; traffic?: WorkerTraffic; metrics?: MetricsJson };
 
-const PRIMARY_TYPES = new Set([
-  'togather:init',
-  'togather:state',
-  'togather:store-up',
-  'togather:ask',
-  'togather:stop',
-]);
+const PRIMARY_TYPES = new Set(['togather:init', 'togather:state', 'togather:ask', 'togather:stop']);
 const WORKER_TYPES = new Set([
   'togather:hello',
   'togather:listening',

@@ -11,7 +11,6 @@ import type { SlotState } from '../state/slot-state.js';
 /** What a (re)started worker begins with: the primary's view right now. */
 export interface WorkerStart {
   state: SlotState;
-  storeUp: boolean;
   storeKind: 'redis' | 'file';
 }
 
@@ -89,7 +88,7 @@ const STOP_GRACE_MS = 5_000;
 /**
  * The workers of a `PROXY_WORKERS > 1` proxy, seen from the primary: forks
  * them on the public port (node:cluster), hands each the current slot state,
- * relays every newer state and store availability, asks them for their
+ * relays every newer state, asks them for their
  * traffic and metrics (request/response with a timeout), replaces a worker
  * that dies (with a backoff when they die young), and stops them all.
  */
@@ -141,12 +140,6 @@ export class WorkerPool {
   broadcastState(state: SlotState): void {
     for (const member of this.members.values()) {
       if (member.initialised) send(member, { type: 'togather:state', state });
-    }
-  }
-
-  broadcastStoreUp(up: boolean): void {
-    for (const member of this.members.values()) {
-      if (member.initialised) send(member, { type: 'togather:store-up', up });
     }
   }
 
@@ -278,7 +271,6 @@ export class WorkerPool {
         send(member, {
           type: 'togather:init',
           state: start.state,
-          storeUp: start.storeUp,
           storeKind: start.storeKind,
         });
         return;

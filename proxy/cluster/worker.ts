@@ -10,7 +10,7 @@ import type { ProxyConfig } from '../config.js';
 import { ProxyMetrics } from '../metrics.js';
 import { createEdgeProxy, type EdgeProxy } from '../edge/edge-proxy.js';
 import { RelayedSlotState } from './relayed-state.js';
-import type { Slot } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 
 /** The IPC channel to the primary: `process` in a cluster worker. */
 export interface PrimaryChannel {
@@ -36,7 +36,7 @@ export interface ClusterWorkerOptions {
  */
 export async function runClusterWorker(options: ClusterWorkerOptions): Promise<number> {
   const { config, logger, channel } = options;
-  const source = new RelayedSlotState();
+  const source = new RelayedSlotState({ logger });
   const metrics = new ProxyMetrics(new Registry());
   let edge: EdgeProxy | null = null;
   let stopping: Promise<number> | null = null;
@@ -69,14 +69,11 @@ export async function runClusterWorker(options: ClusterWorkerOptions): Promise<n
   async function onMessage(message: PrimaryMessage): Promise<void> {
     switch (message.type) {
       case 'togather:init':
-        source.start(message.state, message.storeUp, message.storeKind);
+        source.start(message.state, message.storeKind);
         return;
       case 'togather:state':
         source.relay(message.state);
         send({ type: 'togather:applied', epoch: edge?.registry.current.epoch ?? source.epoch });
-        return;
-      case 'togather:store-up':
-        source.setUp(message.up);
         return;
       case 'togather:ask':
         if (message.question === 'traffic') {

@@ -8,7 +8,8 @@ import { loadProxyConfig } from '../../proxy/config.js';
 import { FileSlotStore } from '../../proxy/state/file-store.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
 import { createEdgeProxy, type EdgeProxy } from '../../proxy/edge/edge-proxy.js';
-import type { Slot, SlotState } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from '../../proxy/state/slot-state.js';
 import { valueOf } from './wait.js';
 
 export const TEST_ADMIN_KEY = 'test-admin-key-0123456789abcdefghijklmnop';
@@ -84,7 +85,7 @@ export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge>
   });
   const logs = new LogCapture();
   const logger = createLogger({ level: 'debug', destination: logs.stream });
-  const store = new FileSlotStore({ stateFile: config.STATE_FILE });
+  const store = new FileSlotStore({ stateFile: config.STATE_FILE, logger });
   const metrics = new ProxyMetrics(new Registry(), { processMetrics: false });
   const edge = await createEdgeProxy({ config, store, logger, metrics });
   const address = await edge.listen();

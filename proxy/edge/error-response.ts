@@ -34,6 +34,7 @@ export function sendProxyError(
   res.setOwnHeader('content-type', 'application/json; charset=utf-8');
   res.setOwnHeader('content-length', String(Buffer.byteLength(text)));
   res.setOwnHeader('cache-control', 'no-store');
+  if (res.hsts !== null) res.setOwnHeader('strict-transport-security', res.hsts);
   res.end(text);
 }
 

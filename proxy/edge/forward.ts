@@ -16,6 +16,7 @@ import {
   responseHeaderLines,
 } from './headers.js';
 import type { ProxyMetrics } from '../metrics.js';
+import { isTlsSocket, type EdgeFront } from './plain-front.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
 import { createStreamPass } from './stream-pass.js';
 import type { Slot } from '../state/slot-state.js';
@@ -49,6 +50,8 @@ export interface ForwarderOptions {
   /** TRUST_PROXY: keep an incoming X-Forwarded-* chain instead of replacing it. */
   trustProxy: boolean;
   lifecycle: Lifecycle;
+  /** With TLS on: the plain listener's own answers and HSTS (null: forward everything). */
+  front?: EdgeFront | null;
 }
 
 /** An upstream answer, linked back to the client answer it is piped into. */
@@ -84,6 +87,7 @@ export class Forwarder implements ExchangeObserver {
   private readonly logger: Logger;
   private readonly trustProxy: boolean;
   private readonly lifecycle: Lifecycle;
+  private readonly front: EdgeFront | null;
   /** http-proxy-3 options per slot, built once. */
   private readonly slotOptions: Readonly<Record<Slot, ServerOptions>>;
   /**
@@ -107,6 +111,7 @@ export class Forwarder implements ExchangeObserver {
     this.logger = options.logger;
     this.trustProxy = options.trustProxy;
     this.lifecycle = options.lifecycle;
+    this.front = options.front ?? null;
     this.slotOptions = {
       blue: upstreamOptions(options.upstreams.blue),
       green: upstreamOptions(options.upstreams.green),
@@ -150,6 +155,8 @@ export class Forwarder implements ExchangeObserver {
     req.response = res;
     req.observer = this;
     if (this.accessLog !== null) req.bytesBefore = req.socket.bytesWritten;
+    const front = this.front;
+    if (front !== null && front.hsts !== null && isTlsSocket(req.socket)) res.hsts = front.hsts;
     // X-Togather-Slot and X-Request-Id go out with the slot's head or the proxy's error answer.
     res.on('close', onResponseClose);
     if (this.lifecycle.closing) res.shouldKeepAlive = false;
@@ -170,6 +177,9 @@ export class Forwarder implements ExchangeObserver {
     const slot = req.slot;
     const requestId = req.requestId;
     this.upstreams[slot].begin(req);
+    const front = this.front;
+    const plain = front !== null && !isTlsSocket(req.socket);
+    if (plain && front.challenge(req, res)) return;
 
     if (req.httpVersionMajor !== 1) {
       // An HTTP/0.9 request line, or HTTP/2.0 and above in HTTP/1 syntax: only HTTP/1.x is spoken here.
@@ -190,6 +200,7 @@ export class Forwarder implements ExchangeObserver {
       sendProxyError(res, 400, hostProblem, slot, requestId);
       return;
     }
+    if (plain && front.redirect(req, res)) return;
     prepareRequestHeaders(req.headers, req.socket, {
       requestId,
       trustProxy: this.trustProxy,

@@ -32,6 +32,11 @@ export interface TlsLayerOptions {
   logger: Logger;
   /** The admin listener's registry; the layer's metrics are registered on it. */
   registry: Registry;
+  /**
+   * Start ordering at once (default). togather proxy passes false and calls
+   * start() once its plain listener answers the HTTP-01 challenges.
+   */
+  autoStart?: boolean;
   /** Timings for tests; production uses the defaults. */
   tuning?: {
     watch?: { debounceMs?: number; pollMs?: number };
@@ -63,6 +68,8 @@ export interface TlsLayer {
   metrics: TlsMetrics;
   /** For /admin/status. */
   status(): TlsStatus;
+  /** Starts ACME's work (with autoStart: false); no-op when started or without ACME. */
+  start(): void;
   close(): Promise<void>;
 }
 
@@ -195,7 +202,13 @@ export async function startTlsLayer(options: TlsLayerOptions): Promise<TlsLayer 
   metrics.attach(() => source.certificates());
   const ocsp = new OcspStapler({ source, logger });
   cleanups.push(() => ocsp.close());
-  acme?.start();
+  let started = false;
+  const start = () => {
+    if (started) return;
+    started = true;
+    acme?.start();
+  };
+  if (options.autoStart ?? true) start();
   logger.info({ sources: kinds, acme_store: storeLocation || null }, 'certificate layer started');
   return {
     source,
@@ -203,6 +216,7 @@ export async function startTlsLayer(options: TlsLayerOptions): Promise<TlsLayer 
     acme,
     ocsp,
     metrics,
+    start,
     status: () => ({
       certificates: source.certificates().map((served) => ({
         name: served.name,

@@ -14,7 +14,7 @@ import { tuneHeapForProxying } from './heap-tuning.js';
 import { createEdgeProxy, type EdgeProxy } from './edge/edge-proxy.js';
 import { RedisStore } from './state/redis-store.js';
 import { StoreCorruptError, StoreUnavailableError, type SlotStore } from './state/store.js';
-import { startEdgeTls, type EdgeTls } from './tls/edge-tls.js';
+import { httpsUrlOf, startEdgeTls, type EdgeTls } from './tls/edge-tls.js';
 
 export interface RunningProxy {
   /** The public listener, e.g. http://127.0.0.1:8080 */
@@ -98,7 +98,8 @@ export async function startProxy(
       tls: tls?.status,
     });
     const publicUrl = urlOf(await data.listen());
-    const tlsUrl = await tls?.listen(data);
+    const tlsAddress = await tls?.listen(data);
+    const tlsUrl = tlsAddress && httpsUrlOf(tlsAddress);
     const adminUrl = await control.listen();
     logger.info(
       {

@@ -7,12 +7,14 @@ import {
   type WorkerMessage,
 } from './protocol.js';
 import type { SlotState } from '../state/slot-state.js';
+import type { AcmeSnapshot } from '../tls/acme-relay.js';
 
 /** What a (re)started worker begins with: the primary's view right now. */
 export interface WorkerStart {
   state: SlotState;
   storeUp: boolean;
   storeKind: 'redis' | 'file';
+  tls?: AcmeSnapshot | undefined;
 }
 
 export interface WorkerPoolOptions {
@@ -51,6 +53,8 @@ export interface WorkerAnswer {
 export interface ListeningAddress {
   address: string;
   port: number;
+  /** The TLS listener's port, when the workers serve TLS. */
+  tlsPort?: number | undefined;
 }
 
 interface Member {
@@ -141,6 +145,13 @@ export class WorkerPool {
   broadcastState(state: SlotState): void {
     for (const member of this.members.values()) {
       if (member.initialised) send(member, { type: 'togather:state', state });
+    }
+  }
+
+  /** Relays the primary's ACME certificates and pending tokens. */
+  broadcastTls(tls: AcmeSnapshot): void {
+    for (const member of this.members.values()) {
+      if (member.initialised) send(member, { type: 'togather:tls', tls });
     }
   }
 
@@ -280,11 +291,16 @@ export class WorkerPool {
           state: start.state,
           storeUp: start.storeUp,
           storeKind: start.storeKind,
+          ...(start.tls === undefined ? {} : { tls: start.tls }),
         });
         return;
       }
       case 'togather:listening':
-        this.onListening(member, { address: message.address, port: message.port });
+        this.onListening(member, {
+          address: message.address,
+          port: message.port,
+          tlsPort: message.tlsPort,
+        });
         return;
       case 'togather:failed':
         member.failure = message.message;

@@ -2,11 +2,15 @@ import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import type { ProxyConfig } from '../config.js';
 import type { EdgeHandlers, EdgeProxy } from '../edge/edge-proxy.js';
 import { EdgeRequest, EdgeResponse } from '../edge/exchange.js';
+import { Registry } from 'prom-client';
+import type { AcmeRelay } from './acme-relay.js';
+import { combineSources } from './certificate-source.js';
+import type { ChallengeResponder } from './challenge-responder.js';
 import { HttpsFront } from './https-front.js';
+import { OcspStapler } from './ocsp-stapler.js';
 import { createTlsListener, type TlsListener } from './tls-listener.js';
 import { startTlsLayer, type TlsLayer, type TlsLayerOptions, type TlsStatus } from './tls-layer.js';
 
@@ -29,12 +33,24 @@ export interface EdgeTlsOptions {
 }
 
 /**
- * TLS for `togather proxy`: the certificate layer, the front the plain
- * listener consults (challenges, redirect, HSTS), and the TLS listener that
- * serves the same data plane over HTTP/2 and HTTP/1.1.
+ * What the TLS listener serves and the plain listener answers: the
+ * certificate layer itself in one process, or in a cluster worker its file
+ * sources beside the certificates and tokens the primary relays.
+ */
+export type ServedCertificates = Pick<
+  TlsLayer,
+  'source' | 'ocsp' | 'status' | 'start' | 'close'
+> & {
+  challenges: ChallengeResponder | undefined;
+};
+
+/**
+ * TLS for `togather proxy`: the certificates, the front the plain listener
+ * consults (challenges, redirect, HSTS), and the TLS listener that serves
+ * the same data plane over HTTP/2 and HTTP/1.1.
  */
 export interface EdgeTls {
-  readonly layer: TlsLayer;
+  readonly certificates: ServedCertificates;
   /** For createEdgeProxy. */
   readonly front: HttpsFront;
   status(): EdgeTlsStatus;
@@ -42,10 +58,9 @@ export interface EdgeTls {
    * Starts the TLS listener on PROXY_HOST:PROXY_TLS_PORT serving `edge`
    * (which then drains it with its plain listener), then ACME's ordering:
    * call it once the plain listener listens, so challenges are answered.
-   * Returns the listener's URL.
    */
-  listen(edge: EdgeProxy): Promise<string>;
-  /** Stops the certificate layer; the listener is closed by the edge's close(). */
+  listen(edge: EdgeProxy): Promise<AddressInfo>;
+  /** Stops the certificates' work; the listener is closed by the edge's close(). */
   close(): Promise<void>;
 }
 
@@ -66,41 +81,94 @@ export async function startEdgeTls(options: EdgeTlsOptions): Promise<EdgeTls | u
     autoStart: false,
     tuning: options.tuning,
   });
-  if (layer === undefined) return undefined;
+  return layer === undefined ? undefined : createEdgeTls(config, layer, logger);
+}
+
+/**
+ * A cluster worker's TLS (PROXY_WORKERS > 1): its own file sources (read and
+ * watched here; their metrics are the primary's, which reads the same
+ * files), and with ACME_DOMAINS the certificates and tokens the primary
+ * relays into `relay`: only the primary orders. Undefined without a source.
+ */
+export async function startWorkerTls(options: {
+  config: ProxyConfig;
+  logger: Logger;
+  relay: AcmeRelay | undefined;
+}): Promise<EdgeTls | undefined> {
+  const { config, logger, relay } = options;
+  const files = await startTlsLayer({
+    config: { ...config, ACME_DOMAINS: [] },
+    logger,
+    registry: new Registry(),
+    autoStart: false,
+  });
+  if (relay === undefined) {
+    return files === undefined ? undefined : createEdgeTls(config, files, logger);
+  }
+  const source = combineSources(files === undefined ? [relay] : [relay, files.source]);
+  const ocsp = new OcspStapler({ source, logger });
+  return createEdgeTls(
+    config,
+    {
+      source,
+      ocsp,
+      challenges: relay.challenges,
+      status: () => files?.status() ?? { certificates: [], acme: null },
+      start: () => undefined,
+      async close() {
+        await ocsp.close();
+        await files?.close();
+      },
+    },
+    logger,
+  );
+}
+
+/** The front and the TLS listener over `certificates`. */
+export function createEdgeTls(
+  config: ProxyConfig,
+  certificates: ServedCertificates,
+  logger: Logger,
+): EdgeTls {
   const redirect = config.HTTPS_REDIRECT ?? true;
   const front = new HttpsFront({
-    challenges: layer.challenges,
+    challenges: certificates.challenges,
     redirect: redirect ? { exceptions: config.HTTPS_REDIRECT_EXCEPT } : null,
     hstsMaxAge: config.HSTS,
   });
-  let listener: TlsListener | undefined;
   let port: number | null = null;
   return {
-    layer,
+    certificates,
     front,
     status: () => ({
-      port,
-      https_redirect: redirect,
-      hsts_max_age: config.HSTS,
-      ...layer.status(),
+      ...tlsSettings(config, port),
+      ...certificates.status(),
     }),
     async listen(edge) {
-      listener = createEdgeTlsListener(config, layer, edge.handlers, logger);
+      const listener = createEdgeTlsListener(config, certificates, edge.handlers, logger);
       const address = await listener.listen();
       port = address.port;
       front.setTlsPort(address.port);
       edge.serve(listener);
-      layer.start();
-      return httpsUrlOf(address);
+      certificates.start();
+      return address;
     },
-    close: () => layer.close(),
+    close: () => certificates.close(),
   };
+}
+
+/** The settings /admin/status shows beside the certificates. */
+export function tlsSettings(
+  config: ProxyConfig,
+  port: number | null,
+): Pick<EdgeTlsStatus, 'port' | 'https_redirect' | 'hsts_max_age'> {
+  return { port, https_redirect: config.HTTPS_REDIRECT ?? true, hsts_max_age: config.HSTS };
 }
 
 /** The TLS listener with the plain listener's limits, dispatching to the data plane's handlers. */
 function createEdgeTlsListener(
   config: ProxyConfig,
-  layer: TlsLayer,
+  layer: ServedCertificates,
   handlers: EdgeHandlers,
   logger: Logger,
 ): TlsListener {
@@ -158,7 +226,7 @@ function createEdgeTlsListener(
   return listener;
 }
 
-function httpsUrlOf(address: AddressInfo): string {
+export function httpsUrlOf(address: AddressInfo): string {
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `https://${host}:${address.port}`;
 }

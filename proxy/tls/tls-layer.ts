@@ -8,7 +8,7 @@ import { createAcmeIssuer, type AcmeIssuerOptions } from './acme-issuer.js';
 import { AcmeManager, type AcmeDomainStatus, type AcmeManagerOptions } from './acme-manager.js';
 import { CertificateRejected } from './certificate-pair.js';
 import { combineSources, type CertificateSource } from './certificate-source.js';
-import { Http01Challenges, type ChallengeResponder } from './challenge-responder.js';
+import { Http01Challenges } from './challenge-responder.js';
 import type { CertificateStore } from './cert-store.js';
 import { createDirectorySource } from './directory-source.js';
 import { FileCertificateStore } from './file-cert-store.js';
@@ -61,7 +61,7 @@ export interface TlsLayer {
   /** What the TLS listener serves (createTlsListener's `source`). */
   source: CertificateSource;
   /** For the plain listener, before it forwards; undefined without ACME. */
-  challenges: ChallengeResponder | undefined;
+  challenges: Http01Challenges | undefined;
   acme: AcmeManager | undefined;
   /** Staples OCSP for certificates whose chain names a responder (createTlsListener's `ocsp`). */
   ocsp: OcspStapler;

@@ -193,6 +193,7 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
     logger,
     trustProxy: config.TRUST_PROXY,
     hsts: front?.hsts ?? null,
+    maxHeaderSize: config.MAX_HEADER_SIZE,
     resets: new StreamResetGuard({
       burst: HTTP2_RESET_BURST,
       perSecond: HTTP2_RESETS_PER_SECOND,

@@ -52,6 +52,8 @@ export interface Http2ForwarderOptions {
   hsts: string | null;
   /** Counts streams clients abandon; GOAWAY past the bound. */
   resets: StreamResetGuard;
+  /** MAX_HEADER_SIZE: bytes of a header list (names, values and 32 per field, as HTTP/2 counts). */
+  maxHeaderSize: number;
 }
 
 /** Methods that may be sent again when a pooled socket turns out to be closed. */
@@ -101,6 +103,8 @@ class H2Exchange implements UpstreamExchange {
   upstreamError: UpstreamErrorReason | null = null;
   /** The proxy ended the stream itself (a slot failing mid-answer, a drain timeout). */
   cut = false;
+  /** The proxy ended the answer (Node reports a stream the client reset as finished too). */
+  ended = false;
   /** The answer is over (written in full, cut, or abandoned): 'close' was seen. */
   done = false;
   /** Body bytes written to the client (HTTP/2 frames and headers are the session's). */
@@ -154,6 +158,7 @@ export class Http2Forwarder {
   private readonly trustProxy: boolean;
   private readonly hsts: string | null;
   private readonly resets: StreamResetGuard;
+  private readonly maxHeaderSize: number;
   private readonly lastWarnAt: Record<Slot, number> = { blue: -Infinity, green: -Infinity };
   private readonly suppressedWarnings: Record<Slot, number> = { blue: 0, green: 0 };
 
@@ -166,12 +171,13 @@ export class Http2Forwarder {
     this.trustProxy = options.trustProxy;
     this.hsts = options.hsts;
     this.resets = options.resets;
+    this.maxHeaderSize = options.maxHeaderSize;
   }
 
   /** The TLS listener's handler for HTTP/2 requests ('request', and CONNECT's 'connect'). */
   readonly handle = (req: Http2ServerRequest, response: Http2ServerResponse): void => {
     const exchange = this.begin(req, response);
-    const problem = requestProblem(req);
+    const problem = requestProblem(req, this.maxHeaderSize);
     if (problem !== null) {
       this.answer(exchange, problem[0], problem[1]);
       return;
@@ -324,7 +330,7 @@ export class Http2Forwarder {
 
   /** The slot cut its answer short after the head went out: the stream is cut too. */
   upstreamCut(exchange: H2Exchange): void {
-    if (exchange.done || exchange.res.writableFinished) return;
+    if (exchange.done || exchange.ended) return;
     if (exchange.upstreamError === null) {
       exchange.upstreamError = 'reset';
       this.metrics.countUpstreamError(exchange.slot, 'reset');
@@ -361,6 +367,7 @@ export class Http2Forwarder {
     };
     if (this.hsts !== null) headers['strict-transport-security'] = this.hsts;
     res.writeHead(status, headers);
+    exchange.ended = true;
     if (exchange.method === 'HEAD') {
       res.end();
       return;
@@ -375,7 +382,8 @@ export class Http2Forwarder {
     exchange.done = true;
     exchange.upstream.end(exchange);
     const res = exchange.res;
-    const aborted = !res.writableFinished;
+    const rstCode = exchange.req.stream.rstCode;
+    const aborted = !exchange.ended || (rstCode !== undefined && rstCode !== h2.NGHTTP2_NO_ERROR);
     const status = aborted && !res.headersSent ? 499 : res.statusCode;
     const durationMs = performance.now() - exchange.startedAt;
     this.metrics.observeRequest(exchange.slot, exchange.method, status, durationMs / 1000);
@@ -427,9 +435,15 @@ export class Http2Forwarder {
 /**
  * What the proxy refuses in an HTTP/2 request nghttp2 let through (it has
  * already refused malformed pseudo-headers and connection-specific fields
- * with RST_STREAM): the same refusals as on HTTP/1.1.
+ * with RST_STREAM, and Node too many fields with ENHANCE_YOUR_CALM): the
+ * same refusals as on HTTP/1.1.
  */
-function requestProblem(req: Http2ServerRequest): [number, string] | null {
+function requestProblem(req: Http2ServerRequest, maxHeaderSize: number): [number, string] | null {
+  // Node does not hold clients to the SETTINGS_MAX_HEADER_LIST_SIZE it advertises: 431 as on HTTP/1.1.
+  const raw = req.rawHeaders;
+  let size = 0;
+  for (let i = 0; i < raw.length; i += 2) size += raw[i]!.length + raw[i + 1]!.length + 32;
+  if (size > maxHeaderSize) return [431, 'request_header_fields_too_large'];
   // Not a forward proxy (and no RFC 8441 extended CONNECT: the setting is not offered).
   if (req.method === 'CONNECT') return [405, 'method_not_allowed'];
   const url = req.url;
@@ -481,6 +495,7 @@ function onClientDrain(this: LinkedResponse): void {
 function onUpstreamEnd(this: LinkedUpstreamResponse): void {
   const exchange = this.h2Exchange;
   if (exchange === undefined || exchange.done) return;
+  exchange.ended = true;
   if (!exchange.res.writableEnded) exchange.res.end();
 }
 

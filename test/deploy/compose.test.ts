@@ -259,11 +259,12 @@ describe('docker-compose.blue-green.yml', () => {
       'ACME_EMAIL',
       'CERT_ENCRYPTION_KEY',
       'HTTPS_REDIRECT',
-      'HTTPS_REDIRECT_EXCEPT',
     ]) {
       expect(env[name], name).toBe(`\${${name}:-}`);
     }
     expect(env.HSTS).toBe('${HSTS:-31536000}');
+    // togather deploy's checks through PROXY_URL (plain HTTP) must not be redirected.
+    expect(env.HTTPS_REDIRECT_EXCEPT).toBe('${HTTPS_REDIRECT_EXCEPT:-/health,/version}');
     expect(env.ACME_DIRECTORY_URL).toBe(
       '${ACME_DIRECTORY_URL:-https://acme-v02.api.letsencrypt.org/directory}',
     );
@@ -277,7 +278,15 @@ describe('docker-compose.blue-green.yml', () => {
     };
     const plain = loadProxyConfig(proxyEnv(filledEnv));
     expect(tlsEnabled(plain)).toBe(false);
-    expect(plain).toMatchObject({ PROXY_TLS_PORT: 443, CERT_DIR: '/app/certs', HSTS: 31_536_000 });
+    expect(plain).toMatchObject({
+      PROXY_TLS_PORT: 443,
+      CERT_DIR: '/app/certs',
+      HSTS: 31_536_000,
+      HTTPS_REDIRECT_EXCEPT: [
+        { path: '/health', prefix: false },
+        { path: '/version', prefix: false },
+      ],
+    });
 
     const live = loadProxyConfig(
       proxyEnv({

@@ -170,7 +170,9 @@ export const httpsEnvShape = {
       }
       if (bad.length > 0) return z.NEVER;
       return entries.map((entry) =>
-        entry.endsWith('*') ? { path: entry.slice(0, -1), prefix: true } : { path: entry, prefix: false },
+        entry.endsWith('*')
+          ? { path: entry.slice(0, -1), prefix: true }
+          : { path: entry, prefix: false },
       );
     }),
   /** Strict-Transport-Security max-age in seconds; null: off. */

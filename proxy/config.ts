@@ -6,6 +6,13 @@ import { LOG_LEVELS } from '../common/logger.js';
 import { sizeSchema } from '../common/size.js';
 import { SLOTS } from '../common/slot.js';
 import { readUpstreamCa, type UpstreamCa } from './edge/upstream-trust.js';
+import {
+  certificateSources,
+  httpsEnvShape,
+  refineHttpsEnv,
+  refineTlsEnv,
+  tlsEnvShape,
+} from './tls/tls-config.js';
 
 const port = (fallback: number) =>
   z.coerce
@@ -129,6 +136,10 @@ const proxyEnvSchema = z
       .min(1, 'must be a whole number from 1 to 64')
       .max(64, 'must be a whole number from 1 to 64')
       .default(1),
+    /** The TLS listener, its certificates and ACME (proxy/tls/tls-config.ts). */
+    ...tlsEnvShape,
+    /** The redirect to HTTPS and HSTS. */
+    ...httpsEnvShape,
   })
   .superRefine(
     (env, ctx) => {
@@ -147,6 +158,8 @@ const proxyEnvSchema = z
           message: `must not exceed REQUEST_TIMEOUT (${env.REQUEST_TIMEOUT} ms)`,
         });
       }
+      refineTlsEnv(env, ctx);
+      refineHttpsEnv(env, ctx);
       // Cross-field checks run even when other variables are bad (zod skips them
       // by default), so every problem is listed at once.
     },
@@ -154,6 +167,11 @@ const proxyEnvSchema = z
   );
 
 export type ProxyConfig = z.output<typeof proxyEnvSchema>;
+
+/** Whether the configuration sets a certificate source, so the TLS listener runs. */
+export function tlsEnabled(config: ProxyConfig): boolean {
+  return certificateSources(config).length > 0;
+}
 
 /** Reads and validates the proxy's configuration; throws ConfigError listing every problem. */
 export function loadProxyConfig(env: NodeJS.ProcessEnv = process.env): ProxyConfig {

@@ -15,12 +15,15 @@ import { tuneHeapForProxying } from './heap-tuning.js';
 import { createEdgeProxy, type EdgeProxy } from './edge/edge-proxy.js';
 import { RedisStore } from './state/redis-store.js';
 import { StoreCorruptError, StoreUnavailableError, type SlotStore } from './state/store.js';
+import { httpsUrlOf, startEdgeTls, type EdgeTls } from './tls/edge-tls.js';
 
 export interface RunningProxy {
   /** The public listener, e.g. http://127.0.0.1:8080 */
   publicUrl: string;
   /** The admin listener, e.g. http://127.0.0.1:9080 */
   adminUrl: string;
+  /** The TLS listener (HTTP/2 and HTTP/1.1), e.g. https://127.0.0.1:443; undefined without TLS. */
+  tlsUrl: string | undefined;
   edge: EdgeProxy;
   control: ControlPlane;
   store: SlotStore;
@@ -77,8 +80,10 @@ export async function startProxy(
   const metrics = new ProxyMetrics(new Registry());
   let edge: EdgeProxy | undefined;
   let control: ControlPlane | undefined;
+  let tls: EdgeTls | undefined;
   try {
-    edge = await createEdgeProxy({ config, store, logger, metrics });
+    tls = await startEdgeTls({ config, logger, registry: metrics.registry });
+    edge = await createEdgeProxy({ config, store, logger, metrics, front: tls?.front });
     const data = edge;
     control = createControlPlane({
       config,
@@ -89,12 +94,16 @@ export async function startProxy(
       switches: metrics.switches,
       logger,
       healthPollIntervalMs: options.healthPollIntervalMs,
+      tls: tls?.status,
     });
     const publicUrl = urlOf(await data.listen());
+    const tlsAddress = await tls?.listen(data);
+    const tlsUrl = tlsAddress && httpsUrlOf(tlsAddress);
     const adminUrl = await control.listen();
     logger.info(
       {
         public: publicUrl,
+        tls: tlsUrl ?? null,
         admin: adminUrl,
         store: `${store.kind} ${store.location}`,
         active: data.registry.current.active,
@@ -102,7 +111,7 @@ export async function startProxy(
       },
       'togather proxy listening',
     );
-    const running = { publicUrl, adminUrl, edge: data, control, store };
+    const running = { publicUrl, tlsUrl, adminUrl, edge: data, control, store, tls };
     let closing: Promise<void> | undefined;
     return {
       ...running,
@@ -114,13 +123,14 @@ export async function startProxy(
   } catch (error) {
     await control?.close().catch(() => undefined);
     await edge?.close(0).catch(() => undefined);
+    await tls?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw error;
   }
 }
 
 async function stop(
-  running: { edge: EdgeProxy; control: ControlPlane; store: SlotStore },
+  running: { edge: EdgeProxy; control: ControlPlane; store: SlotStore; tls?: EdgeTls | undefined },
   logger: Logger,
   timeoutMs: number | undefined,
 ): Promise<void> {
@@ -131,6 +141,7 @@ async function stop(
     }),
     running.edge.close(timeoutMs),
   ]);
+  await running.tls?.close();
   await running.store.close();
   logger.info('togather proxy stopped');
 }

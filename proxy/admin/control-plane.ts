@@ -41,6 +41,8 @@ export interface ControlPlaneOptions {
   logger: Logger;
   /** How often both slots' health is polled for /admin/status. */
   healthPollIntervalMs?: number;
+  /** The certificate layer's view for /admin/status's `tls` (null there without TLS). */
+  tls?: () => object;
   gate?: HealthGateOptions;
 }
 
@@ -98,7 +100,10 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       rollback: (request) => confirmed(switches.rollback(request)),
     },
     auth: new AdminAuth({ apiKey: config.ADMIN_API_KEY }),
-    status: async () => adminStatus({ registry, store, monitor, tls }, await options.traffic()),
+    status: async () => ({
+      ...adminStatus({ registry, store, monitor, tls }, await options.traffic()),
+      tls: options.tls?.() ?? null,
+    }),
     history: (limit) => store.history(limit),
     metrics: options.metrics,
     logger,

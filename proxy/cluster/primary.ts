@@ -11,6 +11,9 @@ import { SlotRegistry } from '../state/slot-registry.js';
 import { SLOTS, type Slot } from '../../common/slot.js';
 import type { SlotStore } from '../state/store.js';
 import { WorkerPool, type WorkerAnswer } from './worker-pool.js';
+import { acmeSnapshot } from '../tls/acme-relay.js';
+import { tlsSettings } from '../tls/edge-tls.js';
+import { startTlsLayer, type TlsLayer } from '../tls/tls-layer.js';
 
 export interface ClusterProxyOptions {
   config: ProxyConfig;
@@ -27,6 +30,8 @@ export interface ClusterProxyOptions {
 export interface RunningCluster {
   /** The public listener every worker accepts on. */
   publicUrl: string;
+  /** The TLS listener every worker accepts on; undefined without TLS. */
+  tlsUrl: string | undefined;
   adminUrl: string;
   control: ControlPlane;
   pool: WorkerPool;
@@ -61,12 +66,19 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     registers: [metrics.registry],
   });
 
+  // The certificate layer runs here for /admin/status, the metrics and ACME:
+  // only this process orders; the workers get the certificates and tokens relayed.
+  let tls: TlsLayer | undefined;
   const pool = new WorkerPool({
     cluster: options.cluster,
     size: config.PROXY_WORKERS,
     exec: options.workerScript,
     logger,
-    start: () => ({ state: registry.current, storeKind: store.kind }),
+    start: () => ({
+      state: registry.current,
+      storeKind: store.kind,
+      tls: acmeSnapshot(tls),
+    }),
     onReplace: () => restarts.inc(),
     onExit: (workerId) => clusterMetrics.retire(workerId),
   });
@@ -84,7 +96,25 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
 
   let control: ControlPlane | undefined;
   try {
+    tls = await startTlsLayer({
+      config,
+      redis: config.REDIS_URL
+        ? { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX }
+        : undefined,
+      logger,
+      registry: metrics.registry,
+      autoStart: false,
+    });
+    const layer = tls;
+    const relay = () => {
+      const snapshot = acmeSnapshot(layer);
+      if (snapshot !== undefined) pool.broadcastTls(snapshot);
+    };
+    layer?.acme?.onChange(relay);
+    layer?.challenges?.onChange(relay);
     const listening = await pool.start();
+    // Every worker answers the challenges now.
+    layer?.start();
     control = createControlPlane({
       config,
       store,
@@ -95,6 +125,8 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
       switches: metrics.switches,
       logger,
       healthPollIntervalMs: options.healthPollIntervalMs,
+      tls:
+        layer && (() => ({ ...tlsSettings(config, listening.tlsPort ?? null), ...layer.status() })),
       applied: async (next) => {
         const lagging = await pool.converged(next.epoch, WORKER_ANSWER_TIMEOUT_MS);
         if (lagging.length > 0) {
@@ -107,9 +139,17 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     });
     const adminUrl = await control.listen();
     const publicUrl = urlOf(listening);
+    const tlsUrl =
+      listening.tlsPort === undefined
+        ? undefined
+        : urlOf({ address: listening.address, port: listening.tlsPort }).replace(
+            /^http:/,
+            'https:',
+          );
     logger.info(
       {
         public: publicUrl,
+        tls: tlsUrl ?? null,
         admin: adminUrl,
         store: `${store.kind} ${store.location}`,
         active: registry.current.active,
@@ -122,6 +162,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     let closing: Promise<void> | undefined;
     return {
       publicUrl,
+      tlsUrl,
       adminUrl,
       control: running,
       pool,
@@ -135,6 +176,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
             }),
             pool.stop(timeoutMs),
           ]);
+          await layer?.close();
           await store.close();
           logger.info('togather proxy stopped');
         })();
@@ -144,6 +186,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
   } catch (error) {
     await control?.close().catch(() => undefined);
     await pool.stop(0);
+    await tls?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw error;
   }

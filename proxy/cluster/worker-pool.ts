@@ -7,11 +7,13 @@ import {
   type WorkerMessage,
 } from './protocol.js';
 import type { SlotState } from '../state/slot-state.js';
+import type { AcmeSnapshot } from '../tls/acme-relay.js';
 
 /** What a (re)started worker begins with: the primary's view right now. */
 export interface WorkerStart {
   state: SlotState;
   storeKind: 'redis' | 'file';
+  tls?: AcmeSnapshot | undefined;
 }
 
 export interface WorkerPoolOptions {
@@ -50,6 +52,8 @@ export interface WorkerAnswer {
 export interface ListeningAddress {
   address: string;
   port: number;
+  /** The TLS listener's port, when the workers serve TLS. */
+  tlsPort?: number | undefined;
 }
 
 interface Member {
@@ -140,6 +144,13 @@ export class WorkerPool {
   broadcastState(state: SlotState): void {
     for (const member of this.members.values()) {
       if (member.initialised) send(member, { type: 'togather:state', state });
+    }
+  }
+
+  /** Relays the primary's ACME certificates and pending tokens. */
+  broadcastTls(tls: AcmeSnapshot): void {
+    for (const member of this.members.values()) {
+      if (member.initialised) send(member, { type: 'togather:tls', tls });
     }
   }
 
@@ -272,11 +283,16 @@ export class WorkerPool {
           type: 'togather:init',
           state: start.state,
           storeKind: start.storeKind,
+          ...(start.tls === undefined ? {} : { tls: start.tls }),
         });
         return;
       }
       case 'togather:listening':
-        this.onListening(member, { address: message.address, port: message.port });
+        this.onListening(member, {
+          address: message.address,
+          port: message.port,
+          tlsPort: message.tlsPort,
+        });
         return;
       case 'togather:failed':
         member.failure = message.message;

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { parseConfig, withoutEmpty } from '../common/config.js';
 import { durationSchema } from '../common/duration.js';
@@ -129,13 +130,19 @@ const proxyEnvSchema = z
     ALLOWED_HOSTS: allowedHosts,
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
     LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
-    /** Worker processes serving the public port (node:cluster); 1: this process serves it. */
-    PROXY_WORKERS: z.coerce
-      .number({ error: 'must be a whole number from 1 to 64' })
-      .int('must be a whole number from 1 to 64')
-      .min(1, 'must be a whole number from 1 to 64')
-      .max(64, 'must be a whole number from 1 to 64')
-      .default(1),
+    /**
+     * Worker processes serving the public port (node:cluster); 1: this
+     * process serves it; `auto`: one per core this process may run on.
+     */
+    PROXY_WORKERS: z.preprocess(
+      (value) => (value === 'auto' ? String(autoWorkers()) : value),
+      z.coerce
+        .number({ error: 'must be a whole number from 1 to 64' })
+        .int('must be a whole number from 1 to 64')
+        .min(1, 'must be a whole number from 1 to 64')
+        .max(64, 'must be a whole number from 1 to 64')
+        .default(1),
+    ),
     /** The TLS listener, its certificates and ACME (proxy/tls/tls-config.ts). */
     ...tlsEnvShape,
     /** The redirect to HTTPS and HSTS. */
@@ -165,6 +172,15 @@ const proxyEnvSchema = z
     },
     { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
   );
+
+/**
+ * PROXY_WORKERS=auto: the cores this process may run on (its CPU affinity,
+ * os.availableParallelism()), within the 1..64 workers allowed. A container's
+ * CPU quota (`--cpus`) is not an affinity: set a number there.
+ */
+export function autoWorkers(): number {
+  return Math.min(64, Math.max(1, availableParallelism()));
+}
 
 export type ProxyConfig = z.output<typeof proxyEnvSchema>;
 

@@ -131,7 +131,6 @@ export function openPostgres(url: string, poolMax: number, options: OpenDatabase
   };
 }
 
-
 /** Embedded PostgreSQL (WASM) in one directory, for one process. */
 export async function openPglite(dataDir: string, logger: Logger): Promise<Database> {
   const unlock = await lockDataDir(dataDir);

@@ -43,7 +43,7 @@ RUN apk add --no-cache postgresql16-client \
  && (delgroup node 2>/dev/null || true) \
  && addgroup -g 1000 togather \
  && adduser -u 1000 -G togather -h /app -s /sbin/nologin -D togather \
- && mkdir -p /app/data /app/snapshots /app/.togather \
+ && mkdir -p /app/data /app/snapshots /app/.togather /app/certs \
  && chown -R togather:togather /app
 
 WORKDIR /app
@@ -53,6 +53,7 @@ ENV NODE_ENV=production \
     DATA_DIR=/app/data \
     SNAPSHOT_DIR=/app/snapshots \
     STATE_FILE=/app/.togather/proxy-state.json \
+    CERT_DIR=/app/certs \
     TOGATHER_COMMAND_FILE=/tmp/togather-command
 
 COPY --from=builder --chown=togather:togather /app/package.json ./package.json
@@ -67,8 +68,9 @@ USER togather:togather
 
 # 8080: the app (`serve`) and 9464 its internal /metrics listener (publish it
 # on a private interface only, if at all); 80: the proxy's public listener
-# (`proxy`), whose admin API (9080) stays on loopback unless ADMIN_HOST says.
-EXPOSE 8080 9464 80
+# (`proxy`), and 443 its TLS listener when a certificate source is set; the
+# admin API (9080) stays on loopback unless ADMIN_HOST says.
+EXPOSE 8080 9464 80 443
 
 # The app's /health in a `serve` container, the proxy's /healthz on its admin
 # port in a `proxy` container (see TOGATHER_COMMAND_FILE above).

@@ -184,3 +184,25 @@ export class MachineLoadMeter {
     };
   }
 }
+
+/**
+ * read + write system calls made so far by these processes (syscr + syscw of
+ * `/proc/<pid>/io`; writev and sendmsg count as writes). Per request it is a
+ * figure a shared machine does not move: it says whether a change batched
+ * (or split) the socket writes. NaN when unreadable (another user's process).
+ */
+export function syscallCount(pids: number[]): number {
+  let count = 0;
+  for (const pid of pids) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/io`, 'utf8');
+    } catch {
+      return Number.NaN;
+    }
+    for (const line of text.split('\n')) {
+      if (line.startsWith('syscr: ') || line.startsWith('syscw: ')) count += Number(line.slice(7));
+    }
+  }
+  return count;
+}

@@ -6,6 +6,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 interface CallFrame {
   functionName: string;
@@ -47,16 +48,24 @@ function location(frame: CallFrame, root: string): string {
   return `${shown}:${frame.lineNumber + 1}`;
 }
 
-export function summarizeProfile(file: string, root: string, limit = 25): ProfileSummary {
+export function summarizeProfile(
+  file: string,
+  root: string,
+  limit = 25,
+  /** Samples in the first `skipMs` (start-up) are left out. */
+  skipMs = 0,
+): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const selfUs = new Map<string, { name: string; location: string; us: number }>();
   let busyUs = 0;
   let idleUs = 0;
+  let elapsedUs = 0;
   profile.samples.forEach((id, index) => {
     const node = byId.get(id);
     const delta = profile.timeDeltas[index] ?? 0;
-    if (!node) return;
+    elapsedUs += delta;
+    if (!node || elapsedUs < skipMs * 1000) return;
     // The proxy idles while other systems are measured: only busy time counts.
     if (node.callFrame.functionName === '(idle)') {
       idleUs += delta;
@@ -107,3 +116,122 @@ ${seconds(summary.busyMs)} s busy (the 100 %), ${seconds(summary.idleMs)} s idle
 ${rows.join('\n')}
 `;
 }
+
+/** Where a function's self time is counted in groupProfile. */
+export const PROFILE_GROUPS = [
+  'GC',
+  'socket system calls (writev, write, read)',
+  'http parser (llhttp)',
+  'node:http server and outgoing',
+  'node:net, streams, events, ticks, timers',
+  'undici (slot side)',
+  'http-proxy-3',
+  'the data plane (proxy/edge)',
+  'metrics (prom-client, proxy/metrics)',
+  'access log (pino)',
+  'request id (crypto.randomUUID)',
+  'native, not attributed ((program))',
+  'other',
+] as const;
+export type ProfileGroup = (typeof PROFILE_GROUPS)[number];
+
+const SOCKET_CALLS = new Set([
+  'writev',
+  'writeBuffer',
+  'writeUtf8String',
+  'writeLatin1String',
+  'read',
+]);
+
+/** The group of one profile frame (by its script and name). */
+export function profileGroup(frame: CallFrame): ProfileGroup {
+  const { url, functionName: name } = frame;
+  if (name === '(garbage collector)') return 'GC';
+  if (name === '(program)') return 'native, not attributed ((program))';
+  if (!url && SOCKET_CALLS.has(name)) return 'socket system calls (writev, write, read)';
+  if (url.includes('/undici/')) return 'undici (slot side)';
+  if (url.includes('/http-proxy-3/')) return 'http-proxy-3';
+  if (url.includes('/prom-client/') || url.includes('/proxy/metrics.')) {
+    return 'metrics (prom-client, proxy/metrics)';
+  }
+  if (url.includes('/pino') || url.includes('/sonic-boom/') || url.includes('access-log')) {
+    return 'access log (pino)';
+  }
+  if (url.includes('/proxy/') || url.includes('/common/')) return 'the data plane (proxy/edge)';
+  if (url.includes('crypto/random')) return 'request id (crypto.randomUUID)';
+  if (url === 'node:_http_common' || name === 'execute' || name.startsWith('parserOn')) {
+    return 'http parser (llhttp)';
+  }
+  if (url.startsWith('node:_http_') || url === 'node:http') return 'node:http server and outgoing';
+  if (
+    url === 'node:net' ||
+    url === 'node:events' ||
+    url.startsWith('node:internal/streams') ||
+    url.startsWith('node:internal/stream_base') ||
+    url.startsWith('node:internal/timers') ||
+    url.startsWith('node:internal/process/task_queues') ||
+    url === 'node:internal/async_hooks'
+  ) {
+    return 'node:net, streams, events, ticks, timers';
+  }
+  return 'other';
+}
+
+export interface GroupedProfile {
+  busyMs: number;
+  /** Share of busy time per group, largest first. */
+  groups: { group: ProfileGroup; percent: number }[];
+}
+
+/**
+ * Self time per group (profileGroup) over the samples taken from `skipMs`
+ * after the profile started on (the start-up, module loading included, is
+ * left out), as a share of the time the process was busy.
+ */
+export function groupProfile(file: string, skipMs = 0): GroupedProfile {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const totals = new Map<ProfileGroup, number>();
+  let elapsedUs = 0;
+  let busyUs = 0;
+  profile.samples.forEach((id, index) => {
+    const delta = profile.timeDeltas[index] ?? 0;
+    elapsedUs += delta;
+    const node = byId.get(id);
+    if (elapsedUs < skipMs * 1000 || !node || node.callFrame.functionName === '(idle)') return;
+    busyUs += delta;
+    const group = profileGroup(node.callFrame);
+    totals.set(group, (totals.get(group) ?? 0) + delta);
+  });
+  const groups = [...totals]
+    .sort((a, b) => b[1] - a[1])
+    .map(([group, us]) => ({ group, percent: busyUs > 0 ? (us / busyUs) * 100 : 0 }));
+  return { busyMs: busyUs / 1000, groups };
+}
+
+/**
+ * `node dist/bench/profile.js <file.cpuprofile> [skip-seconds]`: the groups
+ * and the 30 functions with the most self time, as markdown tables.
+ */
+function main(): void {
+  const [file, skip] = process.argv.slice(2);
+  if (file === undefined) {
+    process.stderr.write('usage: node dist/bench/profile.js <file.cpuprofile> [skip-seconds]\n');
+    process.exit(2);
+  }
+  const skipMs = Number(skip ?? '0') * 1000;
+  const grouped = groupProfile(file, skipMs);
+  const lines = [
+    `${(grouped.busyMs / 1000).toFixed(1)} s busy`,
+    '',
+    '| group | self % |',
+    '| --- | --- |',
+  ];
+  for (const { group, percent } of grouped.groups)
+    lines.push(`| ${group} | ${percent.toFixed(1)} |`);
+  const root = process.cwd();
+  lines.push('', profileMarkdown(summarizeProfile(file, root, 30, skipMs), root));
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();

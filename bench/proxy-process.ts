@@ -38,8 +38,12 @@ export interface ProxyOptions {
   cpuProfileDir?: string;
   /** A TLS listener too (PROXY_TLS_PORT, a free port) serving this certificate; plain HTTP is not redirected. */
   tls?: { certFile: string; keyFile: string };
-  /** More variables, set last (e.g. COMPRESSION=off). */
-  env?: Readonly<Record<string, string>>;
+  /** The built CLI to run (another build's dist/cli/togather.js, for A/B runs); this build's by default. */
+  cli?: string;
+  /** Node flags before the script (e.g. `--max-semi-space-size=16`). */
+  nodeArgs?: string[];
+  /** Variables added to (or overriding) the proxy's environment, set last (e.g. COMPRESSION=off). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface SwitchAnswer {
@@ -109,7 +113,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyProcess> {
   const child = startProcess(
     `proxy-${options.name}`,
     process.execPath,
-    [...profiling, CLI, 'proxy'],
+    [...(options.nodeArgs ?? []), ...profiling, options.cli ?? CLI, 'proxy'],
     env,
   );
   const agent = keepAliveAgent();

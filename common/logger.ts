@@ -74,4 +74,23 @@ export function redactUrl(url: string): string {
   }
 }
 
+/**
+ * A slot URL (or a health URL built on one) as status pages, answers and logs
+ * show it: the password and the value of every query parameter hidden, since
+ * a slot's query can carry a token under any name. A URL with neither is
+ * returned as written (`http://blue:8080` does not become `http://blue:8080/`).
+ */
+export function redactSlotUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return '[unparseable url]';
+  }
+  if (parsed.password === '' && parsed.search === '') return url;
+  if (parsed.password !== '') parsed.password = '***';
+  for (const name of new Set(parsed.searchParams.keys())) parsed.searchParams.set(name, '***');
+  return parsed.toString();
+}
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

@@ -1,6 +1,6 @@
 import { Argument, type Command } from 'commander';
 import { loadProxyConfig, PROXY_VARIABLES } from './config.js';
-import { SLOTS, type Slot } from './state/slot-state.js';
+import { SLOTS, type Slot } from '../common/slot.js';
 import {
   adminClientFrom,
   loadAdminClientConfig,

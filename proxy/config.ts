@@ -1,10 +1,19 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { parseConfig, withoutEmpty } from '../common/config.js';
 import { durationSchema } from '../common/duration.js';
+import { isLoopbackHost } from '../common/listen-address.js';
 import { LOG_LEVELS } from '../common/logger.js';
 import { sizeSchema } from '../common/size.js';
-import { SLOTS } from './state/slot-state.js';
+import { SLOTS } from '../common/slot.js';
 import { readUpstreamCa, type UpstreamCa } from './edge/upstream-trust.js';
+import {
+  certificateSources,
+  httpsEnvShape,
+  refineHttpsEnv,
+  refineTlsEnv,
+  tlsEnvShape,
+} from './tls/tls-config.js';
 
 const port = (fallback: number) =>
   z.coerce
@@ -23,8 +32,6 @@ const httpUrl = (fallback: string) =>
     .string()
     .default(fallback)
     .refine((v) => /^https?:\/\/[^/]+/.test(v) && URL.canParse(v), 'must be an http(s) URL');
-
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 /** One DNS label: letters, digits and inner hyphens. */
 const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
@@ -123,17 +130,27 @@ const proxyEnvSchema = z
     ALLOWED_HOSTS: allowedHosts,
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
     LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
-    /** Worker processes serving the public port (node:cluster); 1: this process serves it. */
-    PROXY_WORKERS: z.coerce
-      .number({ error: 'must be a whole number from 1 to 64' })
-      .int('must be a whole number from 1 to 64')
-      .min(1, 'must be a whole number from 1 to 64')
-      .max(64, 'must be a whole number from 1 to 64')
-      .default(1),
+    /**
+     * Worker processes serving the public port (node:cluster); 1: this
+     * process serves it; `auto`: one per core this process may run on.
+     */
+    PROXY_WORKERS: z.preprocess(
+      (value) => (value === 'auto' ? String(autoWorkers()) : value),
+      z.coerce
+        .number({ error: 'must be a whole number from 1 to 64' })
+        .int('must be a whole number from 1 to 64')
+        .min(1, 'must be a whole number from 1 to 64')
+        .max(64, 'must be a whole number from 1 to 64')
+        .default(1),
+    ),
+    /** The TLS listener, its certificates and ACME (proxy/tls/tls-config.ts). */
+    ...tlsEnvShape,
+    /** The redirect to HTTPS and HSTS. */
+    ...httpsEnvShape,
   })
   .superRefine(
     (env, ctx) => {
-      if (!env.ADMIN_ALLOW_REMOTE && !LOOPBACK.test(env.ADMIN_HOST)) {
+      if (!env.ADMIN_ALLOW_REMOTE && !isLoopbackHost(env.ADMIN_HOST)) {
         ctx.addIssue({
           code: 'custom',
           path: ['ADMIN_HOST'],
@@ -148,13 +165,29 @@ const proxyEnvSchema = z
           message: `must not exceed REQUEST_TIMEOUT (${env.REQUEST_TIMEOUT} ms)`,
         });
       }
+      refineTlsEnv(env, ctx);
+      refineHttpsEnv(env, ctx);
       // Cross-field checks run even when other variables are bad (zod skips them
       // by default), so every problem is listed at once.
     },
     { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
   );
 
+/**
+ * PROXY_WORKERS=auto: the cores this process may run on (its CPU affinity,
+ * os.availableParallelism()), within the 1..64 workers allowed. A container's
+ * CPU quota (`--cpus`) is not an affinity: set a number there.
+ */
+export function autoWorkers(): number {
+  return Math.min(64, Math.max(1, availableParallelism()));
+}
+
 export type ProxyConfig = z.output<typeof proxyEnvSchema>;
+
+/** Whether the configuration sets a certificate source, so the TLS listener runs. */
+export function tlsEnabled(config: ProxyConfig): boolean {
+  return certificateSources(config).length > 0;
+}
 
 /** Reads and validates the proxy's configuration; throws ConfigError listing every problem. */
 export function loadProxyConfig(env: NodeJS.ProcessEnv = process.env): ProxyConfig {

@@ -7,19 +7,23 @@ import { exitOnFatalErrors } from '../common/fatal-errors.js';
 import { createLogger } from '../common/logger.js';
 import { startClusterProxy } from './cluster/primary.js';
 import type { ProxyConfig } from './config.js';
-import { createControlPlane, urlOf, type ControlPlane } from './admin/control-plane.js';
+import { isLoopbackHost, urlOf } from '../common/listen-address.js';
+import { createControlPlane, type ControlPlane } from './admin/control-plane.js';
 import { FileSlotStore } from './state/file-store.js';
 import { ProxyMetrics } from './metrics.js';
 import { tuneHeapForProxying } from './heap-tuning.js';
 import { createEdgeProxy, type EdgeProxy } from './edge/edge-proxy.js';
 import { RedisStore } from './state/redis-store.js';
 import { StoreCorruptError, StoreUnavailableError, type SlotStore } from './state/store.js';
+import { httpsUrlOf, startEdgeTls, type EdgeTls } from './tls/edge-tls.js';
 
 export interface RunningProxy {
   /** The public listener, e.g. http://127.0.0.1:8080 */
   publicUrl: string;
   /** The admin listener, e.g. http://127.0.0.1:9080 */
   adminUrl: string;
+  /** The TLS listener (HTTP/2 and HTTP/1.1), e.g. https://127.0.0.1:443; undefined without TLS. */
+  tlsUrl: string | undefined;
   edge: EdgeProxy;
   control: ControlPlane;
   store: SlotStore;
@@ -37,8 +41,6 @@ export interface StartProxyOptions {
   healthPollIntervalMs?: number;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
-
 /** What a cluster worker runs (built next to this file). */
 const WORKER_SCRIPT = fileURLToPath(new URL('./cluster/worker-main.js', import.meta.url));
 
@@ -47,11 +49,11 @@ export function storeFor(config: ProxyConfig, logger: Logger): SlotStore {
   if (config.REDIS_URL) {
     return new RedisStore({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger });
   }
-  return new FileSlotStore({ stateFile: config.STATE_FILE });
+  return new FileSlotStore({ stateFile: config.STATE_FILE, logger });
 }
 
 function warnIfAdminOffLoopback(config: ProxyConfig, logger: Logger): void {
-  if (!LOOPBACK.test(config.ADMIN_HOST)) {
+  if (!isLoopbackHost(config.ADMIN_HOST)) {
     logger.warn(
       { admin_host: config.ADMIN_HOST },
       'the admin API listens off loopback (ADMIN_ALLOW_REMOTE): anyone who can reach it and guesses the key can move traffic; keep it on a private network',
@@ -78,8 +80,10 @@ export async function startProxy(
   const metrics = new ProxyMetrics(new Registry());
   let edge: EdgeProxy | undefined;
   let control: ControlPlane | undefined;
+  let tls: EdgeTls | undefined;
   try {
-    edge = await createEdgeProxy({ config, store, logger, metrics });
+    tls = await startEdgeTls({ config, logger, registry: metrics.registry });
+    edge = await createEdgeProxy({ config, store, logger, metrics, front: tls?.front });
     const data = edge;
     control = createControlPlane({
       config,
@@ -90,12 +94,16 @@ export async function startProxy(
       switches: metrics.switches,
       logger,
       healthPollIntervalMs: options.healthPollIntervalMs,
+      tls: tls?.status,
     });
     const publicUrl = urlOf(await data.listen());
+    const tlsAddress = await tls?.listen(data);
+    const tlsUrl = tlsAddress && httpsUrlOf(tlsAddress);
     const adminUrl = await control.listen();
     logger.info(
       {
         public: publicUrl,
+        tls: tlsUrl ?? null,
         admin: adminUrl,
         store: `${store.kind} ${store.location}`,
         active: data.registry.current.active,
@@ -103,7 +111,7 @@ export async function startProxy(
       },
       'togather proxy listening',
     );
-    const running = { publicUrl, adminUrl, edge: data, control, store };
+    const running = { publicUrl, tlsUrl, adminUrl, edge: data, control, store, tls };
     let closing: Promise<void> | undefined;
     return {
       ...running,
@@ -115,13 +123,14 @@ export async function startProxy(
   } catch (error) {
     await control?.close().catch(() => undefined);
     await edge?.close(0).catch(() => undefined);
+    await tls?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw error;
   }
 }
 
 async function stop(
-  running: { edge: EdgeProxy; control: ControlPlane; store: SlotStore },
+  running: { edge: EdgeProxy; control: ControlPlane; store: SlotStore; tls?: EdgeTls | undefined },
   logger: Logger,
   timeoutMs: number | undefined,
 ): Promise<void> {
@@ -132,6 +141,7 @@ async function stop(
     }),
     running.edge.close(timeoutMs),
   ]);
+  await running.tls?.close();
   await running.store.close();
   logger.info('togather proxy stopped');
 }

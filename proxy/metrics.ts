@@ -1,8 +1,8 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { collectProcessMetrics } from '../common/process-metrics.js';
 import type { SlotRegistry } from './state/slot-registry.js';
-import { SLOTS, type Slot } from './state/slot-state.js';
-import type { SwitchRecord } from './state/store.js';
+import { SLOTS, type Slot } from '../common/slot.js';
+import { SWITCH_RESULTS } from './state/switch-record.js';
 import { UPSTREAM_ERROR_REASONS, type UpstreamErrorReason } from './edge/upstream-errors.js';
 import type { Upstream } from './edge/upstream.js';
 
@@ -20,14 +20,6 @@ export const METRIC_METHODS = [
   'OTHER',
 ] as const;
 export type MetricMethod = (typeof METRIC_METHODS)[number];
-
-export const SWITCH_RESULTS: readonly SwitchRecord['result'][] = [
-  'switched',
-  'unchanged',
-  'refused',
-  'conflict',
-  'unavailable',
-];
 
 /** Status codes Node can send are 100..999: one counter cell each. */
 const FIRST_STATUS = 100;
@@ -206,10 +198,6 @@ export class ProxyMetrics {
   /** Connects the scrape-time gauges to the live slot state and traffic. */
   attach(sources: ProxyMetricsSources): void {
     this.sources = sources;
-  }
-
-  recordSwitch(result: SwitchRecord['result']): void {
-    this.switches.inc({ result });
   }
 
   setStoreUp(up: boolean): void {

@@ -2,7 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createLogger } from '../common/logger.js';
 import { durationArgument } from '../cli/duration-argument.js';
 import { CommandFailed, UsageError } from '../cli/errors.js';
-import { isSlot } from '../proxy/state/slot-state.js';
+import { isSlot } from '../common/slot.js';
 import { loadDatabaseCommandConfig, type DatabaseCommandConfig } from './config.js';
 import { openDatabase, type Database } from './database.js';
 import { DataDirBusyError } from './data-dir-lock.js';

@@ -3,7 +3,7 @@ import { parseConfig, withoutEmpty } from '../common/config.js';
 import { durationSchema } from '../common/duration.js';
 import { LOG_LEVELS, type LogFormat } from '../common/logger.js';
 import { generateSecret } from '../common/secrets.js';
-import { SLOTS, type Slot } from '../proxy/state/slot-state.js';
+import { SLOTS, type Slot } from '../common/slot.js';
 import { parseCorsOrigins, type CorsSettings } from './cors.js';
 
 export const ENVIRONMENTS = ['development', 'test', 'staging', 'production'] as const;

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { BuildInfo } from '../common/build-info.js';
-import type { Slot } from '../proxy/state/slot-state.js';
+import type { Slot } from '../common/slot.js';
 import type { Database } from './database.js';
 import { errorText } from './error-text.js';
 import type { Lifecycle } from './lifecycle.js';

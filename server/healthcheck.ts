@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Slot } from '../proxy/state/slot-state.js';
+import type { Slot } from '../common/slot.js';
 
 /** The direct port of each slot on the host (the compose stacks' ports). */
 export const SLOT_PORTS: Record<Slot, number> = { blue: 8081, green: 8082 };

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { BuildInfo } from '../common/build-info.js';
 import { collectProcessMetrics } from '../common/process-metrics.js';
 import { requestIdFrom } from '../common/request-id.js';
-import type { Slot } from '../proxy/state/slot-state.js';
+import type { Slot } from '../common/slot.js';
 import type { Database } from './database.js';
 import { allowOnly } from './http-methods.js';
 import type { Lifecycle } from './lifecycle.js';

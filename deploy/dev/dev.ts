@@ -7,7 +7,7 @@ import { CommandFailed, UsageError } from '../../cli/errors.js';
 import { buildInfo } from '../../common/build-info.js';
 import { generateSecret } from '../../common/secrets.js';
 import { DataDirBusyError, lockDataDir } from '../../server/data-dir-lock.js';
-import type { Slot } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 import { isHealthy, probe, sleep } from '../rollout/app-probe.js';
 import { runToEnd } from '../runners/runner.js';
 import { DEV_POOL_MAX, startDevDatabase, type DevDatabase } from './dev-database.js';

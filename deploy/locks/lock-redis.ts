@@ -28,7 +28,7 @@ return redis.call('DEL', KEYS[1])
 
 export interface RedisLockOptions {
   redis: Redis;
-  /** Full key, e.g. `togather:deploy:lock`. */
+  /** Full key: `redisKeys(prefix).deployLock` (proxy/state/redis-keys.ts) for the deploy lock. */
   key: string;
   ttlMs: number;
 }

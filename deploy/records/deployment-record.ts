@@ -1,4 +1,4 @@
-import type { Slot } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 
 export type StepStatus = 'ok' | 'failed' | 'skipped';
 

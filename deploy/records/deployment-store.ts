@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Redis } from 'ioredis';
+import { redisKeys } from '../../proxy/state/redis-keys.js';
 import { HISTORY_LIMIT, type DeploymentRecord, type DeploymentStore } from './deployment-record.js';
 
 /**
@@ -50,8 +51,7 @@ export function createFileDeploymentStore(path: string): DeploymentStore {
  * shared by every host that deploys to the environment.
  */
 export function createRedisDeploymentStore(redis: Redis, prefix: string): DeploymentStore {
-  const records = `${prefix}deploy:records`;
-  const order = `${prefix}deploy:order`;
+  const { deployRecords: records, deployOrder: order } = redisKeys(prefix);
   return {
     location: `redis ${records}`,
     async save(record) {

@@ -4,7 +4,8 @@ import { userInfo } from 'node:os';
 import { Redis } from 'ioredis';
 import { CommandFailed, UsageError } from '../../cli/errors.js';
 import { createAdminClient, type AdminClient } from '../../proxy/admin/client.js';
-import { isSlot, otherSlot, type Slot } from '../../proxy/state/slot-state.js';
+import { redisKeys } from '../../proxy/state/redis-keys.js';
+import { isSlot, otherSlot, type Slot } from '../../common/slot.js';
 import { DEFAULT_RETRY_POLICY } from './admin-retry.js';
 import { runDeploy } from './deploy.js';
 import {
@@ -129,7 +130,11 @@ async function backends(where: Locations, lockTtlMs: number): Promise<Backends> 
   if (where.redisUrl) {
     const redis = await connectRedis(where.redisUrl);
     return {
-      lock: createRedisLock({ redis, key: `${where.redisKeyPrefix}deploy:lock`, ttlMs: lockTtlMs }),
+      lock: createRedisLock({
+        redis,
+        key: redisKeys(where.redisKeyPrefix).deployLock,
+        ttlMs: lockTtlMs,
+      }),
       store: createRedisDeploymentStore(redis, where.redisKeyPrefix),
       async close() {
         await redis.quit().catch(() => redis.disconnect());
@@ -414,7 +419,7 @@ async function printPlan(input: {
   const details: Partial<Record<StepName, string>> = {
     validate: `${input.envFilePath}: ok`,
     lock: where.redisUrl
-      ? `redis ${where.redisKeyPrefix}deploy:lock`
+      ? `redis ${redisKeys(where.redisKeyPrefix).deployLock}`
       : statePaths(where.stateDir).lock,
     active,
     snapshot: input.skipSnapshot

@@ -8,7 +8,7 @@ import {
   MAX_DURATION_MS,
   parseDuration,
 } from '../../common/duration.js';
-import type { Slot } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 
 export type RunnerKind = 'compose' | 'local';
 

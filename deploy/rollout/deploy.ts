@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AdminApiError, type AdminClient, type SwitchAnswer } from '../../proxy/admin/client.js';
-import { isSlot, otherSlot, type Slot } from '../../proxy/state/slot-state.js';
+import { isSlot, otherSlot, type Slot } from '../../common/slot.js';
 import { callWithRetries, retryNote, RetriesEnded, type RetryPolicy } from './admin-retry.js';
 import { probe, waitHealthyWhileRunning } from './app-probe.js';
 import type {

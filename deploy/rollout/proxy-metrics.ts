@@ -1,4 +1,4 @@
-import type { Slot } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 
 /** Requests the proxy answered for one slot, from `togather_proxy_requests_total`. */
 export interface SlotCounts {

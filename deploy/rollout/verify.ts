@@ -1,4 +1,4 @@
-import type { Slot } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 import { isHealthy, probe, sleep } from './app-probe.js';
 import { delta, slotCounts, type SlotCounts } from './proxy-metrics.js';
 

@@ -1,4 +1,4 @@
-import type { Slot } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 import { runToEnd, tail, type CommandResult, type SlotRunner } from './runner.js';
 
 export interface ComposeRunnerOptions {

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Slot } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 import { isHealthy, probe, waitHealthyWhileRunning } from '../rollout/app-probe.js';
 import { runToEnd, tail, type SlotRunner } from './runner.js';
 import {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import type { Slot } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 
 /** How long a restored process may take to be healthy again. */
 export interface HealthWait {

@@ -3,7 +3,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createConnection } from 'node:net';
 import { processAlive } from '../../common/process-alive.js';
-import type { Slot } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 
 /** A `togather serve` process on a slot port, as the local runner and `togather dev` record it. */
 export interface SlotProcess {

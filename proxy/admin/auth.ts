@@ -1,4 +1,7 @@
 import { bearerToken, secretsEqual } from '../../common/secrets.js';
+import { ADMIN_ERRORS } from './errors.js';
+
+const { keyMalformed, keyMissing, keyWrong, tooManyAttempts } = ADMIN_ERRORS;
 
 export type AuthVerdict =
   | { ok: true }
@@ -42,7 +45,7 @@ const REALM = 'Bearer realm="togather-admin"';
  * against guessing is the key itself (ADMIN_API_KEY has at least 32
  * characters; `openssl rand -hex 32` gives 256 bits). The brake tells
  * scripted guessers and misconfigured clients to back off and makes them
- * visible (admin-api.ts logs a warning per refusal).
+ * visible (api.ts logs a warning per refusal).
  *
  * A request without any Authorization header gets 401 but does not count:
  * it cannot guess the key, and on a loopback listener every local client
@@ -75,30 +78,28 @@ export class AdminAuth {
       const retryAfterSeconds = Math.max(1, Math.ceil((oldest + this.windowMs - now) / 1000));
       return {
         ok: false,
-        status: 429,
-        error: 'too_many_attempts',
-        message: `too many failed authentication attempts from ${address}; retry after ${retryAfterSeconds} s`,
+        status: tooManyAttempts.statusCode,
+        error: tooManyAttempts.code,
+        message: tooManyAttempts.message(address, retryAfterSeconds),
         retryAfterSeconds,
       };
     }
     if (authorization === undefined) {
       return {
         ok: false,
-        status: 401,
-        error: 'unauthorized',
-        message: 'missing Authorization header: send Authorization: Bearer <ADMIN_API_KEY>',
+        status: keyMissing.statusCode,
+        error: keyMissing.code,
+        message: keyMissing.message(),
         challenge: REALM,
       };
     }
     this.countFailure(address, recent, now);
+    const refusal = token === undefined ? keyMalformed : keyWrong;
     return {
       ok: false,
-      status: 401,
-      error: 'unauthorized',
-      message:
-        token === undefined
-          ? 'the Authorization header is not of the form Bearer <ADMIN_API_KEY>'
-          : 'wrong admin API key',
+      status: refusal.statusCode,
+      error: refusal.code,
+      message: refusal.message(),
       challenge: `${REALM}, error="invalid_token"`,
     };
   }

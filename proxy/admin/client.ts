@@ -1,5 +1,5 @@
-import type { Slot } from '../state/slot-state.js';
-import type { SwitchRecord } from '../state/store.js';
+import type { Slot } from '../../common/slot.js';
+import type { SwitchRecord } from '../state/switch-record.js';
 
 /** The admin API answered with an error: its status and JSON body. */
 export class AdminApiError extends Error {

@@ -8,7 +8,7 @@ import {
   createAdminClient,
   type AdminClient,
 } from './client.js';
-import type { Slot } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
 
 /** What the admin commands (switch, rollback, status) read from the environment. */
 const adminClientEnvSchema = z.object({

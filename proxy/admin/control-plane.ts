@@ -1,14 +1,17 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { urlOf } from '../../common/listen-address.js';
 import type { Logger } from 'pino';
 import { AdminAuth } from './auth.js';
-import { buildAdminApi, type MetricsSource } from './api.js';
+import { buildAdminApi } from './api.js';
+import type { MetricsSource } from './routes/operations.js';
 import { adminStatus, type TrafficReport } from './status.js';
 import type { ProxyConfig } from '../config.js';
 import { healthUrl, runHealthGate, type HealthGateOptions } from './health-gate.js';
 import { SlotHealthMonitor } from './health-monitor.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
-import type { Slot, SlotState } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from '../state/slot-state.js';
 import type { SlotStore } from '../state/store.js';
 import { slotTls, type SlotTls } from '../edge/upstream-trust.js';
 import { SwitchService, type SwitchCounter, type SwitchOutcome } from './switch-service.js';
@@ -38,6 +41,8 @@ export interface ControlPlaneOptions {
   logger: Logger;
   /** How often both slots' health is polled for /admin/status. */
   healthPollIntervalMs?: number;
+  /** The certificate layer's view for /admin/status's `tls` (null there without TLS). */
+  tls?: () => object;
   gate?: HealthGateOptions;
 }
 
@@ -95,7 +100,10 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       rollback: (request) => confirmed(switches.rollback(request)),
     },
     auth: new AdminAuth({ apiKey: config.ADMIN_API_KEY }),
-    status: async () => adminStatus({ registry, store, monitor, tls }, await options.traffic()),
+    status: async () => ({
+      ...adminStatus({ registry, store, monitor, tls }, await options.traffic()),
+      tls: options.tls?.() ?? null,
+    }),
     history: (limit) => store.history(limit),
     metrics: options.metrics,
     logger,
@@ -117,9 +125,4 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await app.close();
     },
   };
-}
-
-export function urlOf(address: AddressInfo): string {
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
 }

@@ -1,5 +1,6 @@
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { redactSlotUrl } from '../../common/logger.js';
 
 /** What one GET of a slot's health URL saw. */
 export interface HealthProbe {
@@ -150,13 +151,24 @@ function describe(error: NodeJS.ErrnoException): string {
   return error.code ? `${error.code}: ${error.message}` : error.message;
 }
 
-/** One line for logs and error messages: what the last probe saw. */
+/** One line for logs and error messages: what the last probe saw (the URL without secrets). */
 export function describeProbe(probe: HealthProbe): string {
+  const url = redactSlotUrl(probe.url);
   if (probe.status_code !== undefined) {
     const status = probe.status ? ` (status ${probe.status})` : '';
-    return `GET ${probe.url} answered ${probe.status_code}${status}${probe.error ? `, ${probe.error}` : ''}`;
+    return `GET ${url} answered ${probe.status_code}${status}${probe.error ? `, ${probe.error}` : ''}`;
   }
-  return `GET ${probe.url} failed: ${probe.error ?? 'no answer'}`;
+  return `GET ${url} failed: ${probe.error ?? 'no answer'}`;
+}
+
+/** What the gate saw, for an answer: its URLs without secrets. */
+export function shownGateResult(
+  health: HealthGateResult,
+): Pick<HealthGateResult, 'url' | 'attempts'> {
+  return {
+    url: redactSlotUrl(health.url),
+    attempts: health.attempts.map((probe) => ({ ...probe, url: redactSlotUrl(probe.url) })),
+  };
 }
 
 function delay(ms: number): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { probeHealth, describeProbe, type HealthProbe } from './health-gate.js';
-import { SLOTS, type Slot } from '../state/slot-state.js';
+import { SLOTS, type Slot } from '../../common/slot.js';
 
 /** The last known health of one slot, for /admin/status. */
 export interface SlotHealthView {

@@ -1,11 +1,13 @@
+import { redactSlotUrl } from '../../common/logger.js';
 import type { SlotHealthMonitor } from './health-monitor.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
-import { SLOTS, type Slot } from '../state/slot-state.js';
+import { SLOTS, type Slot } from '../../common/slot.js';
 import type { SlotStore } from '../state/store.js';
 import type { SlotTls } from '../edge/upstream-trust.js';
 
 /** What the data plane knows of one slot's traffic right now. */
 export interface SlotTraffic {
+  /** The slot URL (shown with its password and query values hidden). */
   url: string;
   inflight: number;
   websockets: number;
@@ -79,7 +81,7 @@ export function adminStatus(sources: AdminStatusSources, report: TrafficReport):
     const traffic = report.slots[name];
     const health = sources.monitor.view(name);
     return {
-      url: traffic.url,
+      url: redactSlotUrl(traffic.url),
       active: name === state.active,
       healthy: health.healthy,
       version: health.version,

@@ -1,16 +1,15 @@
 import type { Logger } from 'pino';
 import { describeProbe, type HealthGateResult } from './health-gate.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
-import type { Slot, SlotState } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from '../state/slot-state.js';
 import {
   StoreCorruptError,
   StoreOutcomeUnknownError,
   StoreUnavailableError,
   type SlotStore,
-  type SwitchRecord,
 } from '../state/store.js';
-
-export type SwitchResult = SwitchRecord['result'];
+import type { SwitchRecord, SwitchResult } from '../state/switch-record.js';
 
 /** Why a switch did not happen; the admin API maps each to its status. */
 export type SwitchRefusal =

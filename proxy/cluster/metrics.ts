@@ -1,5 +1,6 @@
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { AdminError, type MetricsSource } from '../admin/api.js';
+import { ADMIN_ERRORS } from '../admin/errors.js';
+import type { MetricsSource } from '../admin/routes/operations.js';
 import type { MetricsJson } from './protocol.js';
 import type { WorkerPool } from './worker-pool.js';
 
@@ -50,11 +51,7 @@ export class ClusterMetrics implements MetricsSource {
     if (silent.length > 0) {
       // A partial sum would look like counters going backwards.
       const ids = silent.map((a) => `${a.worker.id} (pid ${a.worker.pid})`).join(', ');
-      throw new AdminError(
-        503,
-        'workers_unresponsive',
-        `no metrics from worker ${ids} within ${this.timeoutMs} ms`,
-      );
+      throw ADMIN_ERRORS.workersUnresponsive.create(ids, this.timeoutMs);
     }
     const all: MetricsJson[] = [own];
     for (const { worker, answer } of answers) {

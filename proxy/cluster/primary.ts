@@ -1,16 +1,19 @@
 import type { Cluster } from 'node:cluster';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import { redactUrl } from '../../common/logger.js';
+import { urlOf } from '../../common/listen-address.js';
 import type { SlotTraffic, TrafficReport, WorkerStatus } from '../admin/status.js';
 import { ClusterMetrics } from './metrics.js';
 import type { ProxyConfig } from '../config.js';
 import { createControlPlane, type ControlPlane } from '../admin/control-plane.js';
 import { ProxyMetrics } from '../metrics.js';
 import { SlotRegistry } from '../state/slot-registry.js';
-import { SLOTS, type Slot } from '../state/slot-state.js';
+import { SLOTS, type Slot } from '../../common/slot.js';
 import type { SlotStore } from '../state/store.js';
 import { WorkerPool, type WorkerAnswer } from './worker-pool.js';
+import { acmeSnapshot } from '../tls/acme-relay.js';
+import { tlsSettings } from '../tls/edge-tls.js';
+import { startTlsLayer, type TlsLayer } from '../tls/tls-layer.js';
 
 export interface ClusterProxyOptions {
   config: ProxyConfig;
@@ -27,6 +30,8 @@ export interface ClusterProxyOptions {
 export interface RunningCluster {
   /** The public listener every worker accepts on. */
   publicUrl: string;
+  /** The TLS listener every worker accepts on; undefined without TLS. */
+  tlsUrl: string | undefined;
   adminUrl: string;
   control: ControlPlane;
   pool: WorkerPool;
@@ -51,7 +56,7 @@ const WORKER_ANSWER_TIMEOUT_MS = 2000;
 export async function startClusterProxy(options: ClusterProxyOptions): Promise<RunningCluster> {
   const { config, store, logger } = options;
   const state = await store.init(config.DEFAULT_SLOT);
-  const registry = new SlotRegistry(state);
+  const registry = new SlotRegistry(state, logger);
   const metrics = new ProxyMetrics(new Registry());
   metrics.attach({ registry });
   metrics.setStoreUp(store.isUp());
@@ -61,21 +66,26 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     registers: [metrics.registry],
   });
 
+  // The certificate layer runs here for /admin/status, the metrics and ACME:
+  // only this process orders; the workers get the certificates and tokens relayed.
+  let tls: TlsLayer | undefined;
   const pool = new WorkerPool({
     cluster: options.cluster,
     size: config.PROXY_WORKERS,
     exec: options.workerScript,
     logger,
-    start: () => ({ state: registry.current, storeUp: store.isUp(), storeKind: store.kind }),
+    start: () => ({
+      state: registry.current,
+      storeKind: store.kind,
+      tls: acmeSnapshot(tls),
+    }),
     onReplace: () => restarts.inc(),
     onExit: (workerId) => clusterMetrics.retire(workerId),
   });
   const clusterMetrics = new ClusterMetrics(metrics.registry, pool, WORKER_ANSWER_TIMEOUT_MS);
   store.onState((next) => registry.apply(next));
-  store.onAvailability((up) => {
-    metrics.setStoreUp(up);
-    pool.broadcastStoreUp(up);
-  });
+  // togather_proxy_store_up is the primary's alone (aggregated `first`): the workers have no store.
+  store.onAvailability((up) => metrics.setStoreUp(up));
   registry.onChange((next, previous) => {
     logger.info(
       { actor: next.actor, from: previous.active, to: next.active, epoch: next.epoch },
@@ -86,7 +96,25 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
 
   let control: ControlPlane | undefined;
   try {
+    tls = await startTlsLayer({
+      config,
+      redis: config.REDIS_URL
+        ? { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX }
+        : undefined,
+      logger,
+      registry: metrics.registry,
+      autoStart: false,
+    });
+    const layer = tls;
+    const relay = () => {
+      const snapshot = acmeSnapshot(layer);
+      if (snapshot !== undefined) pool.broadcastTls(snapshot);
+    };
+    layer?.acme?.onChange(relay);
+    layer?.challenges?.onChange(relay);
     const listening = await pool.start();
+    // Every worker answers the challenges now.
+    layer?.start();
     control = createControlPlane({
       config,
       store,
@@ -97,6 +125,8 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
       switches: metrics.switches,
       logger,
       healthPollIntervalMs: options.healthPollIntervalMs,
+      tls:
+        layer && (() => ({ ...tlsSettings(config, listening.tlsPort ?? null), ...layer.status() })),
       applied: async (next) => {
         const lagging = await pool.converged(next.epoch, WORKER_ANSWER_TIMEOUT_MS);
         if (lagging.length > 0) {
@@ -108,11 +138,18 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
       },
     });
     const adminUrl = await control.listen();
-    const host = listening.address.includes(':') ? `[${listening.address}]` : listening.address;
-    const publicUrl = `http://${host}:${listening.port}`;
+    const publicUrl = urlOf(listening);
+    const tlsUrl =
+      listening.tlsPort === undefined
+        ? undefined
+        : urlOf({ address: listening.address, port: listening.tlsPort }).replace(
+            /^http:/,
+            'https:',
+          );
     logger.info(
       {
         public: publicUrl,
+        tls: tlsUrl ?? null,
         admin: adminUrl,
         store: `${store.kind} ${store.location}`,
         active: registry.current.active,
@@ -125,6 +162,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     let closing: Promise<void> | undefined;
     return {
       publicUrl,
+      tlsUrl,
       adminUrl,
       control: running,
       pool,
@@ -138,6 +176,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
             }),
             pool.stop(timeoutMs),
           ]);
+          await layer?.close();
           await store.close();
           logger.info('togather proxy stopped');
         })();
@@ -147,6 +186,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
   } catch (error) {
     await control?.close().catch(() => undefined);
     await pool.stop(0);
+    await tls?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw error;
   }
@@ -161,7 +201,7 @@ function trafficReport(
   const urls: Record<Slot, string> = { blue: config.BLUE_URL, green: config.GREEN_URL };
   const slots = {} as Record<Slot, SlotTraffic>;
   for (const slot of SLOTS) {
-    slots[slot] = { url: shownUrl(urls[slot]), inflight: 0, websockets: 0, draining: false };
+    slots[slot] = { url: urls[slot], inflight: 0, websockets: 0, draining: false };
   }
   const byId = new Map(answers.map((a) => [a.worker.id, a.answer?.traffic]));
   const workers: WorkerStatus[] = pool.views().map((worker) => {
@@ -194,8 +234,4 @@ function trafficReport(
     };
   });
   return { slots, workers };
-}
-
-function shownUrl(url: string): string {
-  return new URL(url).password ? redactUrl(url) : url;
 }

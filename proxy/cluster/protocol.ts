@@ -1,5 +1,7 @@
 import type { Registry } from 'prom-client';
-import { invalidStateReason, type Slot, type SlotState } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import { invalidStateReason, type SlotState } from '../state/slot-state.js';
+import { isAcmeSnapshot, type AcmeSnapshot } from '../tls/acme-relay.js';
 
 /**
  * The messages between the primary of a `PROXY_WORKERS > 1` proxy and its
@@ -30,10 +32,17 @@ export type Question = 'traffic' | 'metrics';
 
 export type PrimaryMessage =
   /** The answer to `hello`: where the worker starts from. */
-  | { type: 'togather:init'; state: SlotState; storeUp: boolean; storeKind: 'redis' | 'file' }
+  | {
+      type: 'togather:init';
+      state: SlotState;
+      storeKind: 'redis' | 'file';
+      /** With ACME_DOMAINS: the primary's certificates and pending tokens. */
+      tls?: AcmeSnapshot;
+    }
+  /** The primary's ACME certificates or pending tokens changed. */
+  | { type: 'togather:tls'; tls: AcmeSnapshot }
   /** A newer slot state to apply (answered with `applied`). */
   | { type: 'togather:state'; state: SlotState }
-  | { type: 'togather:store-up'; up: boolean }
   | { type: 'togather:ask'; id: number; question: Question }
   /** Stop accepting, finish what runs (up to timeoutMs), exit 0. */
   | { type: 'togather:stop'; timeoutMs: number };
@@ -41,7 +50,7 @@ export type PrimaryMessage =
 export type WorkerMessage =
   /** The worker listens for messages: the primary answers with `init`. */
   | { type: 'togather:hello' }
-  | { type: 'togather:listening'; port: number; address: string }
+  | { type: 'togather:listening'; port: number; address: string; tlsPort?: number }
   /** Start-up failed (the worker exits 1 next). */
   | { type: 'togather:failed'; message: string; code?: string }
   /** The epoch the worker applies after a `state` message. */
@@ -51,9 +60,9 @@ export type WorkerMessage =
 const PRIMARY_TYPES = new Set([
   'togather:init',
   'togather:state',
-  'togather:store-up',
   'togather:ask',
   'togather:stop',
+  'togather:tls',
 ]);
 const WORKER_TYPES = new Set([
   'togather:hello',
@@ -81,6 +90,10 @@ export function asPrimaryMessage(message: unknown): PrimaryMessage | null {
   if (candidate.type === 'togather:init' || candidate.type === 'togather:state') {
     if (invalidStateReason(candidate.state) !== undefined) return null;
   }
+  if (candidate.type === 'togather:init' && candidate.tls !== undefined) {
+    if (!isAcmeSnapshot(candidate.tls)) return null;
+  }
+  if (candidate.type === 'togather:tls' && !isAcmeSnapshot(candidate.tls)) return null;
   return candidate;
 }
 

@@ -1,24 +1,38 @@
+import type { Logger } from 'pino';
 import type { SlotStateSource } from '../edge/edge-proxy.js';
-import type { Slot, SlotState } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from '../state/slot-state.js';
+import { ListenerList } from '../state/listeners.js';
 import { StoreUnavailableError } from '../state/store.js';
+
+export interface RelayedSlotStateOptions {
+  /** Where a failing listener is logged. */
+  logger?: Logger;
+  /** How long init() waits for the primary's `init` (default 10 s). */
+  initTimeoutMs?: number;
+}
 
 /**
  * A worker's slot state source: the primary owns the store and relays its
- * state and availability over IPC; this hands them to the worker's data
- * plane as a store would. States that arrive before the data plane exists
- * are kept (the newest wins), so none is lost while the worker starts.
+ * states over IPC; this hands them to the worker's data plane as a store
+ * would. States that arrive before the data plane exists are kept (the
+ * newest wins), so none is lost while the worker starts.
+ *
+ * The store's availability is not relayed: a worker has no store, and
+ * togather_proxy_store_up is the primary's (aggregated `first`, see
+ * ProxyMetrics), so a worker's own copy of that gauge is never shown.
  */
 export class RelayedSlotState implements SlotStateSource {
   private latest: SlotState | null = null;
-  private up = false;
   private storeKind: 'redis' | 'file' = 'file';
-  private readonly stateListeners: Array<(state: SlotState) => void> = [];
-  private readonly availabilityListeners: Array<(up: boolean) => void> = [];
+  private readonly stateListeners: ListenerList<[SlotState]>;
   private readonly initialised: Promise<SlotState>;
   private markInitialised!: (state: SlotState) => void;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly initTimeoutMs = 10_000) {
+  constructor(options: RelayedSlotStateOptions = {}) {
+    const initTimeoutMs = options.initTimeoutMs ?? 10_000;
+    this.stateListeners = new ListenerList('slot state', options.logger);
     this.initialised = new Promise<SlotState>((resolve, reject) => {
       this.markInitialised = resolve;
       this.timer = setTimeout(
@@ -43,9 +57,8 @@ export class RelayedSlotState implements SlotStateSource {
   }
 
   /** The primary's `init`: the state this worker starts from. */
-  start(state: SlotState, storeUp: boolean, storeKind: 'redis' | 'file'): void {
+  start(state: SlotState, storeKind: 'redis' | 'file'): void {
     this.storeKind = storeKind;
-    this.up = storeUp;
     this.relay(state);
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
@@ -56,13 +69,7 @@ export class RelayedSlotState implements SlotStateSource {
   relay(state: SlotState): void {
     if (this.latest !== null && state.epoch <= this.latest.epoch) return;
     this.latest = state;
-    for (const listener of this.stateListeners) listener(state);
-  }
-
-  setUp(up: boolean): void {
-    if (up === this.up) return;
-    this.up = up;
-    for (const listener of this.availabilityListeners) listener(up);
+    this.stateListeners.emit(state);
   }
 
   /** Resolves with the newest state once the primary has sent its `init`. */
@@ -72,14 +79,14 @@ export class RelayedSlotState implements SlotStateSource {
   }
 
   onState(listener: (state: SlotState) => void): void {
-    this.stateListeners.push(listener);
+    this.stateListeners.add(listener);
   }
 
+  /** A worker has no store of its own to be up (see above). */
   isUp(): boolean {
-    return this.up;
+    return false;
   }
 
-  onAvailability(listener: (up: boolean) => void): void {
-    this.availabilityListeners.push(listener);
-  }
+  /** Nothing to tell: availability is the primary's. */
+  onAvailability(_listener: (up: boolean) => void): void {}
 }

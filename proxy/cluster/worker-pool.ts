@@ -7,12 +7,13 @@ import {
   type WorkerMessage,
 } from './protocol.js';
 import type { SlotState } from '../state/slot-state.js';
+import type { AcmeSnapshot } from '../tls/acme-relay.js';
 
 /** What a (re)started worker begins with: the primary's view right now. */
 export interface WorkerStart {
   state: SlotState;
-  storeUp: boolean;
   storeKind: 'redis' | 'file';
+  tls?: AcmeSnapshot | undefined;
 }
 
 export interface WorkerPoolOptions {
@@ -51,6 +52,8 @@ export interface WorkerAnswer {
 export interface ListeningAddress {
   address: string;
   port: number;
+  /** The TLS listener's port, when the workers serve TLS. */
+  tlsPort?: number | undefined;
 }
 
 interface Member {
@@ -89,7 +92,7 @@ const STOP_GRACE_MS = 5_000;
 /**
  * The workers of a `PROXY_WORKERS > 1` proxy, seen from the primary: forks
  * them on the public port (node:cluster), hands each the current slot state,
- * relays every newer state and store availability, asks them for their
+ * relays every newer state, asks them for their
  * traffic and metrics (request/response with a timeout), replaces a worker
  * that dies (with a backoff when they die young), and stops them all.
  */
@@ -144,9 +147,10 @@ export class WorkerPool {
     }
   }
 
-  broadcastStoreUp(up: boolean): void {
+  /** Relays the primary's ACME certificates and pending tokens. */
+  broadcastTls(tls: AcmeSnapshot): void {
     for (const member of this.members.values()) {
-      if (member.initialised) send(member, { type: 'togather:store-up', up });
+      if (member.initialised) send(member, { type: 'togather:tls', tls });
     }
   }
 
@@ -278,13 +282,17 @@ export class WorkerPool {
         send(member, {
           type: 'togather:init',
           state: start.state,
-          storeUp: start.storeUp,
           storeKind: start.storeKind,
+          ...(start.tls === undefined ? {} : { tls: start.tls }),
         });
         return;
       }
       case 'togather:listening':
-        this.onListening(member, { address: message.address, port: message.port });
+        this.onListening(member, {
+          address: message.address,
+          port: message.port,
+          tlsPort: message.tlsPort,
+        });
         return;
       case 'togather:failed':
         member.failure = message.message;

@@ -10,7 +10,9 @@ import type { ProxyConfig } from '../config.js';
 import { ProxyMetrics } from '../metrics.js';
 import { createEdgeProxy, type EdgeProxy } from '../edge/edge-proxy.js';
 import { RelayedSlotState } from './relayed-state.js';
-import type { Slot } from '../state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import { AcmeRelay } from '../tls/acme-relay.js';
+import { startWorkerTls, type EdgeTls } from '../tls/edge-tls.js';
 
 /** The IPC channel to the primary: `process` in a cluster worker. */
 export interface PrimaryChannel {
@@ -36,9 +38,12 @@ export interface ClusterWorkerOptions {
  */
 export async function runClusterWorker(options: ClusterWorkerOptions): Promise<number> {
   const { config, logger, channel } = options;
-  const source = new RelayedSlotState();
+  const source = new RelayedSlotState({ logger });
   const metrics = new ProxyMetrics(new Registry());
   let edge: EdgeProxy | null = null;
+  let tls: EdgeTls | undefined;
+  // The primary orders ACME certificates; this worker serves what it relays.
+  const relay = config.ACME_DOMAINS.length > 0 ? new AcmeRelay(logger) : undefined;
   let stopping: Promise<number> | null = null;
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
@@ -51,6 +56,7 @@ export async function runClusterWorker(options: ClusterWorkerOptions): Promise<n
     stopping ??= (async () => {
       logger.info({ reason: why, timeout_ms: timeoutMs }, 'proxy worker stopping');
       if (edge !== null) await edge.close(timeoutMs);
+      await tls?.close();
       return 0;
     })();
     void stopping.then(resolveExit);
@@ -69,14 +75,15 @@ export async function runClusterWorker(options: ClusterWorkerOptions): Promise<n
   async function onMessage(message: PrimaryMessage): Promise<void> {
     switch (message.type) {
       case 'togather:init':
-        source.start(message.state, message.storeUp, message.storeKind);
+        if (message.tls !== undefined) relay?.apply(message.tls);
+        source.start(message.state, message.storeKind);
+        return;
+      case 'togather:tls':
+        relay?.apply(message.tls);
         return;
       case 'togather:state':
         source.relay(message.state);
         send({ type: 'togather:applied', epoch: edge?.registry.current.epoch ?? source.epoch });
-        return;
-      case 'togather:store-up':
-        source.setUp(message.up);
         return;
       case 'togather:ask':
         if (message.question === 'traffic') {
@@ -114,17 +121,26 @@ export async function runClusterWorker(options: ClusterWorkerOptions): Promise<n
   async function start(): Promise<void> {
     // Connections are spread over the workers: each holds its share of the limit.
     const share = Math.ceil(config.MAX_CONNECTIONS / config.PROXY_WORKERS);
+    const shared = { ...config, MAX_CONNECTIONS: share };
+    tls = await startWorkerTls({ config: shared, logger, relay });
     const created = await createEdgeProxy({
-      config: { ...config, MAX_CONNECTIONS: share },
+      config: shared,
       store: source,
       logger,
       metrics,
+      front: tls?.front,
     });
     edge = created;
     // Told to stop while starting: never listen.
     if (stopping !== null) return;
     const address = await created.listen();
-    send({ type: 'togather:listening', address: address.address, port: address.port });
+    const tlsAddress = await tls?.listen(created);
+    send({
+      type: 'togather:listening',
+      address: address.address,
+      port: address.port,
+      ...(tlsAddress === undefined ? {} : { tlsPort: tlsAddress.port }),
+    });
   }
 
   send({ type: 'togather:hello' });

@@ -1,5 +1,7 @@
 import { createServer, type Server } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { redactUrl } from '../../common/logger.js';
 import { AccessLog } from './access-log.js';
@@ -9,6 +11,9 @@ import { SlotDrainer } from './drain.js';
 import { edgePolicyFrom, type EdgePolicyConfig } from './edge-policy.js';
 import { EdgeRequest, EdgeResponse } from './exchange.js';
 import { Forwarder, type Lifecycle } from './forward.js';
+import { Http2Forwarder } from './h2-forward.js';
+import { StreamResetGuard } from './h2-reset-guard.js';
+import type { EdgeFront } from './plain-front.js';
 import type { ProxyMetrics } from '../metrics.js';
 import { SlotRegistry } from '../state/slot-registry.js';
 import type { Slot, SlotState } from '../state/slot-state.js';
@@ -53,6 +58,33 @@ export interface EdgeProxyOptions {
   store: SlotStateSource;
   logger: Logger;
   metrics: ProxyMetrics;
+  /** With TLS on: the plain listener's own answers (ACME challenges, redirect) and HSTS. */
+  front?: EdgeFront | null;
+}
+
+/**
+ * The data plane's handlers, for another public listener serving it (the
+ * TLS listener: HTTP/1.1 requests and upgrades go to the same handlers as on
+ * the plain listener, HTTP/2 streams to their own).
+ */
+export interface EdgeHandlers {
+  request(req: EdgeRequest, res: EdgeResponse): void;
+  upgrade(req: EdgeRequest, socket: Duplex, head: Buffer): void;
+  clientError(error: NodeJS.ErrnoException, socket: Duplex): void;
+  checkExpectation(req: EdgeRequest, res: EdgeResponse): void;
+  /** With a body limit: `Expect: 100-continue` is answered by the limit (null: Node sends 100). */
+  checkContinue: ((req: EdgeRequest, res: EdgeResponse) => void) | null;
+  connect(req: EdgeRequest, socket: Duplex): void;
+  http2Request(req: Http2ServerRequest, res: Http2ServerResponse): void;
+  http2Expectation(req: Http2ServerRequest, res: Http2ServerResponse): void;
+  /** A connection refused at MAX_CONNECTIONS. */
+  dropped(): void;
+}
+
+/** Another public listener of the data plane, closed with the plain one. */
+export interface ServedListener {
+  /** Stops accepting, lets what runs finish, cuts what is left after timeoutMs. */
+  close(timeoutMs: number): Promise<void>;
 }
 
 /** One slot's traffic as /admin/status shows it. */
@@ -71,6 +103,12 @@ export interface EdgeProxy {
   readonly server: Server<typeof EdgeRequest, typeof EdgeResponse>;
   /** What runs on a slot now (URL without password). */
   traffic(slot: Slot): SlotTrafficView;
+  readonly handlers: EdgeHandlers;
+  /**
+   * Registers another listener serving these handlers: close() drains it
+   * together with the plain listener, before the slots' pools are closed.
+   */
+  serve(listener: ServedListener): void;
   /** Starts the public listener on PROXY_HOST:PROXY_PORT (port 0: any free port). */
   listen(): Promise<AddressInfo>;
   /**
@@ -85,6 +123,10 @@ export interface EdgeProxy {
 /** How often idle keep-alive connections are closed while shutting down. */
 const SHUTDOWN_POLL_MS = 50;
 
+/** Streams an HTTP/2 connection may abandon at once, then per second (StreamResetGuard). */
+const HTTP2_RESET_BURST = 100;
+const HTTP2_RESETS_PER_SECOND = 10;
+
 /**
  * The data plane: loads the slot state from the store, keeps it in memory
  * (store notifications → registry), forwards the public listener's requests
@@ -92,6 +134,7 @@ const SHUTDOWN_POLL_MS = 50;
  */
 export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgeProxy> {
   const { config, store, logger, metrics } = options;
+  const front = options.front ?? null;
   const state = await store.init(config.DEFAULT_SLOT);
   const registry = new SlotRegistry(state);
   const upstreams: Readonly<Record<Slot, Upstream>> = {
@@ -147,6 +190,23 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
     trustProxy: config.TRUST_PROXY,
     lifecycle,
     policy,
+    front,
+  });
+  const http2 = new Http2Forwarder({
+    registry,
+    upstreams,
+    metrics,
+    accessLog,
+    logger,
+    trustProxy: config.TRUST_PROXY,
+    hsts: front?.hsts ?? null,
+    maxHeaderSize: config.MAX_HEADER_SIZE,
+    policy,
+    resets: new StreamResetGuard({
+      burst: HTTP2_RESET_BURST,
+      perSecond: HTTP2_RESETS_PER_SECOND,
+      logger,
+    }),
   });
   const websockets = new WebSocketProxy({
     forwarder,
@@ -199,6 +259,19 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
     socket.once('close', () => connections.delete(socket));
   });
 
+  const served = new Set<ServedListener>();
+  const handlers: EdgeHandlers = {
+    request: forwarder.handle,
+    upgrade: websockets.handleUpgrade,
+    clientError: refusals.onClientError,
+    checkExpectation: refusals.onCheckExpectation,
+    checkContinue: policy.bodyLimit !== null ? forwarder.onCheckContinue : null,
+    connect: refusals.onConnect,
+    http2Request: http2.handle,
+    http2Expectation: http2.refuseExpectation,
+    dropped: () => metrics.countDroppedConnection(),
+  };
+
   let closing: Promise<void> | null = null;
 
   async function shutDown(timeoutMs: number): Promise<void> {
@@ -215,6 +288,14 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(true), timeoutMs);
     });
+    // The other listeners (TLS) drain alongside and cut at the same timeout themselves.
+    const others = Promise.all(
+      [...served].map((listener) =>
+        listener.close(timeoutMs).catch((error: unknown) => {
+          logger.warn({ err: error }, 'a public listener did not close cleanly');
+        }),
+      ),
+    );
     const cut = await Promise.race([closed.then(() => false), timedOut]);
     clearTimeout(timer);
     let cutConnections = 0;
@@ -225,6 +306,7 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
       await closed;
     }
     clearInterval(poll);
+    await others;
     for (const upstream of Object.values(upstreams)) upstream.destroy();
     logger.info(
       { closed_websockets: closedWebSockets, cut_connections: cutConnections },
@@ -244,6 +326,10 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
         websockets: upstream.openWebSockets,
         draining: upstream.draining,
       };
+    },
+    handlers,
+    serve(listener) {
+      served.add(listener);
     },
     listen() {
       return new Promise<AddressInfo>((resolve, reject) => {

@@ -81,6 +81,7 @@ export class ErrorAnswers {
     res.setOwnHeader('content-type', 'application/json; charset=utf-8');
     res.setOwnHeader('content-length', String(Buffer.byteLength(text)));
     res.setOwnHeader('cache-control', 'no-store');
+    if (res.hsts !== null) res.setOwnHeader('strict-transport-security', res.hsts);
     const extra = this.extraLines;
     for (let i = 0; i < extra.length; i += 2) res.setOwnHeader(extra[i]!, extra[i + 1]!);
     return text;

@@ -104,6 +104,11 @@ export class EdgeResponse extends ServerResponse<EdgeRequest> {
   droppedTokens: string[] | null = null;
   /** The proxy answers by itself (error-response.ts): nothing of a slot answer may be written. */
   proxyAnswered = false;
+  /**
+   * Strict-Transport-Security for an answer over TLS (null: none): added to
+   * the slot's head unless it has its own, and to the proxy's own answers.
+   */
+  hsts: string | null = null;
   /** The slot's answer head, as [name, value, name, value...], until it goes out. */
   private stagedHead: string[] | null = null;
   private stagedMessage = '';
@@ -137,6 +142,9 @@ export class EdgeResponse extends ServerResponse<EdgeRequest> {
       return;
     }
     this.stagedHead = null;
+    if (this.hsts !== null && !hasLine(head, 'strict-transport-security')) {
+      head.push('strict-transport-security', this.hsts);
+    }
     if (this.stagedMessage !== '') this.writeHead(this.statusCode, this.stagedMessage, head);
     else this.writeHead(this.statusCode, head);
   }
@@ -153,4 +161,10 @@ export class EdgeResponse extends ServerResponse<EdgeRequest> {
   setOwnHeader(name: string, value: string): this {
     return super.setHeader(name, value);
   }
+}
+
+/** Whether a header list ([name, value, ...], names lower-cased) has a line of `name`. */
+function hasLine(lines: readonly string[], name: string): boolean {
+  for (let i = 0; i < lines.length; i += 2) if (lines[i] === name) return true;
+  return false;
 }

@@ -19,6 +19,7 @@ import type { ProxyMetrics } from '../metrics.js';
 import { isReplayable, toOriginForm } from './request-target.js';
 import { linkUpstreamAnswer, relayBody } from './response-relay.js';
 import { SlotProxies } from './slot-proxies.js';
+import { isTlsSocket, type EdgeFront } from './plain-front.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
 import type { Slot } from '../state/slot-state.js';
 import {
@@ -46,6 +47,8 @@ export interface ForwarderOptions {
   lifecycle: Lifecycle;
   /** Compression, body limit, security headers, host names (edge-policy.ts). */
   policy: EdgePolicy;
+  /** With TLS on: the plain listener's own answers and HSTS (null: forward everything). */
+  front?: EdgeFront | null;
 }
 
 /** How often upstream failures of one slot reach the log at most (the metric counts all). */
@@ -73,6 +76,7 @@ export class Forwarder implements ExchangeObserver {
   private readonly droppedResponseHeaders: Readonly<Record<string, true>> | undefined;
   /** The http-proxy-3 servers requests go through. */
   private readonly slotProxies: SlotProxies;
+  private readonly front: EdgeFront | null;
   private readonly lastWarnAt: Record<Slot, number> = { blue: -Infinity, green: -Infinity };
   private readonly suppressedWarnings: Record<Slot, number> = { blue: 0, green: 0 };
 
@@ -92,6 +96,7 @@ export class Forwarder implements ExchangeObserver {
       onProxyRes: this.onProxyRes,
       onError: this.onError,
     });
+    this.front = options.front ?? null;
   }
 
   /** http-proxy-3 options for `slot`, which WebSocket handshakes use too. */
@@ -111,6 +116,8 @@ export class Forwarder implements ExchangeObserver {
     req.response = res;
     req.observer = this;
     if (this.accessLog !== null) req.bytesBefore = req.socket.bytesWritten;
+    const front = this.front;
+    if (front !== null && front.hsts !== null && isTlsSocket(req.socket)) res.hsts = front.hsts;
     // X-Togather-Slot and X-Request-Id go out with the slot's head or the proxy's error answer.
     res.on('close', onResponseClose);
     if (this.lifecycle.closing) res.shouldKeepAlive = false;
@@ -131,6 +138,9 @@ export class Forwarder implements ExchangeObserver {
     const slot = req.slot;
     const requestId = req.requestId;
     this.upstreams[slot].begin(req);
+    const front = this.front;
+    const plain = front !== null && !isTlsSocket(req.socket);
+    if (plain && front.challenge(req, res)) return;
 
     if (req.httpVersionMajor !== 1) {
       // An HTTP/0.9 request line, or HTTP/2.0 and above in HTTP/1 syntax: only HTTP/1.x is spoken here.
@@ -156,6 +166,7 @@ export class Forwarder implements ExchangeObserver {
       this.errors.send(res, 421, 'misdirected_request', slot, requestId);
       return;
     }
+    if (plain && front.redirect(req, res)) return;
     if (bodyLimit !== null && bodyLimit.declaresTooMuch(req)) {
       bodyLimit.refuse(req, res);
       return;

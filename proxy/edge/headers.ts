@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 
 /**
  * Which headers cross the proxy, in both directions: hop-by-hop headers
@@ -110,6 +111,11 @@ export function connectionTokens(value: string | string[] | undefined): string[]
 /** RFC 9112 §3.2: uri-host [":" port]; an IP literal, or reg-name characters. */
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
 
+/** Whether a Host (or HTTP/2 :authority) value is a valid uri-host [":" port]. */
+export function isValidHost(value: string): boolean {
+  return VALID_HOST.test(value);
+}
+
 export type HostHeaderProblem =
   'missing_host_header' | 'duplicate_host_header' | 'invalid_host_header';
 
@@ -184,15 +190,17 @@ export function prepareRequestHeaders(
   headers['x-real-ip'] = address;
   const host = headers.host;
   const port = String(socket.localPort ?? '');
+  // The TLS listener's connections (HTTP/1.1 over TLS, HTTP/2) came in over https.
+  const proto = (socket as TLSSocket).encrypted === true ? 'https' : 'http';
   if (context.trustProxy) {
     const chain = headers['x-forwarded-for'];
     headers['x-forwarded-for'] = chain ? `${joined(chain)}, ${address}` : address;
-    if (!headers['x-forwarded-proto']) headers['x-forwarded-proto'] = 'http';
+    if (!headers['x-forwarded-proto']) headers['x-forwarded-proto'] = proto;
     if (!headers['x-forwarded-host']) setOrDelete(headers, 'x-forwarded-host', host);
     if (!headers['x-forwarded-port']) headers['x-forwarded-port'] = port;
   } else {
     headers['x-forwarded-for'] = address;
-    headers['x-forwarded-proto'] = 'http';
+    headers['x-forwarded-proto'] = proto;
     setOrDelete(headers, 'x-forwarded-host', host);
     headers['x-forwarded-port'] = port;
   }

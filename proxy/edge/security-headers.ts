@@ -72,6 +72,16 @@ export class SecurityHeaders {
     }
   }
 
+  /** The same for an HTTP/2 answer's header object: those `slotHeaders` lacks are set on `out`. */
+  addMissingTo(out: Record<string, unknown>, slotHeaders: IncomingHttpHeaders): void {
+    const keys = this.keys;
+    const added = this.lines;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      if (slotHeaders[key] === undefined && out[key] === undefined) out[key] = added[2 * i + 1]!;
+    }
+  }
+
   /**
    * The same on a parsed header object that http-proxy-3 copies to the client
    * itself (a slot's answer to a WebSocket handshake), Server included.

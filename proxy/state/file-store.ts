@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { appendFile, link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Slot } from '../../common/slot.js';
 import {
   initialState,
   assertValidSuccessor,
   invalidStateReason,
-  isSlot,
-  type Slot,
   type SlotState,
 } from './slot-state.js';
 import {
@@ -14,23 +14,18 @@ import {
   StoreUnavailableError,
   type CompareAndSetResult,
   type SlotStore,
-  type SwitchRecord,
 } from './store.js';
+import { ListenerList } from './listeners.js';
+import { parseSwitchRecord, type SwitchRecord } from './switch-record.js';
 
 export interface FileSlotStoreOptions {
   /** STATE_FILE. */
   stateFile: string;
   /** Switch records kept in the history file (default 1000). */
   historyLimit?: number;
+  /** Where a failing state listener is logged. */
+  logger?: Logger;
 }
-
-const RESULTS: ReadonlySet<string> = new Set([
-  'switched',
-  'unchanged',
-  'refused',
-  'conflict',
-  'unavailable',
-]);
 
 /** The history file next to a state file: `proxy-state.json` → `proxy-state.history.jsonl`. */
 export function historyFileFor(stateFile: string): string {
@@ -60,13 +55,14 @@ export class FileSlotStore implements SlotStore {
   private historyLines = 0;
   /** Writes run one after another. */
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly stateListeners: Array<(state: SlotState) => void> = [];
+  private readonly stateListeners: ListenerList<[SlotState]>;
   private closed = false;
 
   constructor(options: FileSlotStoreOptions) {
     this.location = resolve(options.stateFile);
     this.historyFile = historyFileFor(this.location);
     this.historyLimit = Math.max(1, Math.trunc(options.historyLimit ?? 1000));
+    this.stateListeners = new ListenerList('slot state', options.logger);
   }
 
   async init(defaultSlot: Slot): Promise<SlotState> {
@@ -119,7 +115,7 @@ export class FileSlotStore implements SlotStore {
       const stored = pick(next);
       await this.replaceStateFile(serialise(stored, record));
       this.state = stored;
-      for (const listener of this.stateListeners) listener(stored);
+      this.stateListeners.emit(stored);
       if (record === undefined) return { ok: true, state: stored };
       try {
         await this.appendRecord(record);
@@ -132,7 +128,7 @@ export class FileSlotStore implements SlotStore {
   }
 
   onState(listener: (state: SlotState) => void): void {
-    this.stateListeners.push(listener);
+    this.stateListeners.add(listener);
   }
 
   isUp(): boolean {
@@ -223,7 +219,7 @@ export class FileSlotStore implements SlotStore {
     const lastSwitch = (parsed as { last_switch?: unknown }).last_switch;
     return {
       state: pick(parsed as SlotState),
-      lastSwitch: lastSwitch === undefined ? null : parseRecord(JSON.stringify(lastSwitch)),
+      lastSwitch: lastSwitch === undefined ? null : (parseSwitchRecord(lastSwitch) ?? null),
     };
   }
 
@@ -293,7 +289,7 @@ export class FileSlotStore implements SlotStore {
     this.historyLines = lines.length;
     const records: SwitchRecord[] = [];
     for (const line of lines) {
-      const record = parseRecord(line);
+      const record = parseLine(line);
       if (record) records.push(record);
     }
     this.records = records.slice(Math.max(0, records.length - this.historyLimit));
@@ -329,36 +325,13 @@ function serialise(state: SlotState, lastSwitch?: SwitchRecord): string {
   return JSON.stringify(content, null, 2) + '\n';
 }
 
-function parseRecord(line: string): SwitchRecord | null {
-  let value: unknown;
+/** A history file line as a switch record, null when it is not one. */
+function parseLine(line: string): SwitchRecord | null {
   try {
-    value = JSON.parse(line);
+    return parseSwitchRecord(JSON.parse(line)) ?? null;
   } catch {
     return null;
   }
-  if (typeof value !== 'object' || value === null) return null;
-  const r = value as Record<string, unknown>;
-  if (
-    typeof r.time !== 'string' ||
-    typeof r.actor !== 'string' ||
-    (r.from !== null && !isSlot(r.from)) ||
-    !isSlot(r.to) ||
-    typeof r.epoch !== 'number' ||
-    typeof r.result !== 'string' ||
-    !RESULTS.has(r.result) ||
-    (r.reason !== undefined && typeof r.reason !== 'string')
-  ) {
-    return null;
-  }
-  return {
-    time: r.time,
-    actor: r.actor,
-    from: r.from as Slot | null,
-    to: r.to,
-    epoch: r.epoch,
-    result: r.result as SwitchRecord['result'],
-    ...(typeof r.reason === 'string' ? { reason: r.reason } : {}),
-  };
 }
 
 async function syncDirectory(directory: string): Promise<void> {

@@ -1,3 +1,5 @@
+import type { Logger } from 'pino';
+import { ListenerList } from './listeners.js';
 import type { SlotState } from './slot-state.js';
 
 export type SlotChangeListener = (next: SlotState, previous: SlotState) => void;
@@ -6,14 +8,16 @@ export type SlotChangeListener = (next: SlotState, previous: SlotState) => void;
  * The proxy's in-memory slot state: what the hot path reads. Changes arrive
  * from the store (notification, reconcile) or from this proxy's own switch,
  * in any order; only a strictly newer epoch is applied, so every proxy ends
- * on the same state whatever the order of delivery.
+ * on the same state whatever the order of delivery. A listener that throws
+ * is logged (`logger`) and the others still hear the change.
  */
 export class SlotRegistry {
   private state: SlotState;
-  private readonly listeners: SlotChangeListener[] = [];
+  private readonly listeners: ListenerList<[SlotState, SlotState]>;
 
-  constructor(initial: SlotState) {
+  constructor(initial: SlotState, logger?: Pick<Logger, 'error'>) {
     this.state = initial;
+    this.listeners = new ListenerList('slot change', logger);
   }
 
   get current(): SlotState {
@@ -25,11 +29,11 @@ export class SlotRegistry {
     if (next.epoch <= this.state.epoch) return false;
     const previous = this.state;
     this.state = next;
-    for (const listener of this.listeners) listener(next, previous);
+    this.listeners.emit(next, previous);
     return true;
   }
 
   onChange(listener: SlotChangeListener): void {
-    this.listeners.push(listener);
+    this.listeners.add(listener);
   }
 }

@@ -2,8 +2,10 @@
  * The slot state shared by every proxy of a fleet, and the rule that orders
  * changes to it: a state is applied only when its epoch is newer.
  */
-export const SLOTS = ['blue', 'green'] as const;
-export type Slot = (typeof SLOTS)[number];
+import { isSlot, type Slot } from '../../common/slot.js';
+
+// The data plane (proxy/edge/) still names the slot type through this module.
+export type { Slot } from '../../common/slot.js';
 
 export interface SlotState {
   active: Slot;
@@ -16,14 +18,6 @@ export interface SlotState {
   actor: string;
 }
 
-export function isSlot(value: unknown): value is Slot {
-  return value === 'blue' || value === 'green';
-}
-
-export function otherSlot(slot: Slot): Slot {
-  return slot === 'blue' ? 'green' : 'blue';
-}
-
 export function initialState(defaultSlot: Slot, now = new Date()): SlotState {
   return {
     active: defaultSlot,
@@ -32,6 +26,17 @@ export function initialState(defaultSlot: Slot, now = new Date()): SlotState {
     switched_at: now.toISOString(),
     actor: 'init',
   };
+}
+
+/** Whether two states are the same in every field. */
+export function sameState(a: SlotState, b: SlotState): boolean {
+  return (
+    a.active === b.active &&
+    a.previous === b.previous &&
+    a.epoch === b.epoch &&
+    a.switched_at === b.switched_at &&
+    a.actor === b.actor
+  );
 }
 
 /** Checks a state read from a store; returns a reason when it is not a valid state. */

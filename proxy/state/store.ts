@@ -1,16 +1,6 @@
-import type { Slot, SlotState } from './slot-state.js';
-
-/** One attempt to switch, successful or not: the audit history's entry. */
-export interface SwitchRecord {
-  time: string;
-  actor: string;
-  from: Slot | null;
-  to: Slot;
-  /** The epoch written by a successful switch, else the epoch seen when refused. */
-  epoch: number;
-  result: 'switched' | 'unchanged' | 'refused' | 'conflict' | 'unavailable';
-  reason?: string;
-}
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from './slot-state.js';
+import type { SwitchRecord } from './switch-record.js';
 
 /** The store cannot be reached: switches answer 503 `store_unavailable`. */
 export class StoreUnavailableError extends Error {

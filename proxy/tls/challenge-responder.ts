@@ -12,6 +12,14 @@ export interface ChallengeResponder {
   respond(path: string): string | undefined;
 }
 
+/** One pending HTTP-01 token, as a cluster primary relays it to its workers. */
+export interface PendingChallenge {
+  token: string;
+  keyAuthorization: string;
+  /** How long it stays answerable. */
+  ttlMs: number;
+}
+
 /** base64url, as RFC 8555 section 8.3 makes tokens. */
 const TOKEN = /^[A-Za-z0-9_-]+$/;
 
@@ -21,16 +29,53 @@ const TOKEN = /^[A-Za-z0-9_-]+$/;
  */
 export class Http01Challenges implements ChallengeResponder {
   private readonly pending = new Map<string, { keyAuthorization: string; expiresAt: number }>();
+  private readonly listeners: Array<() => void> = [];
 
   constructor(private readonly now: () => number = Date.now) {}
 
   add(token: string, keyAuthorization: string, ttlMs: number): void {
     if (!TOKEN.test(token)) throw new Error(`not an ACME token: ${JSON.stringify(token)}`);
     this.pending.set(token, { keyAuthorization, expiresAt: this.now() + ttlMs });
+    this.changed();
   }
 
   remove(token: string): void {
-    this.pending.delete(token);
+    if (this.pending.delete(token)) this.changed();
+  }
+
+  /** Called after every add or remove (cluster workers get the tokens relayed). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** The tokens still pending, each with the time it has left. */
+  snapshot(): PendingChallenge[] {
+    const now = this.now();
+    const out: PendingChallenge[] = [];
+    for (const [token, entry] of this.pending) {
+      if (entry.expiresAt > now) {
+        out.push({ token, keyAuthorization: entry.keyAuthorization, ttlMs: entry.expiresAt - now });
+      }
+    }
+    return out;
+  }
+
+  /** Replaces every token with these (what a cluster worker does with the primary's snapshot). */
+  replace(challenges: readonly PendingChallenge[]): void {
+    this.pending.clear();
+    for (const c of challenges) {
+      if (TOKEN.test(c.token)) {
+        this.pending.set(c.token, {
+          keyAuthorization: c.keyAuthorization,
+          expiresAt: this.now() + c.ttlMs,
+        });
+      }
+    }
+    this.changed();
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
   }
 
   get size(): number {

@@ -130,6 +130,85 @@ export function refineTlsEnv(env: TlsEnvRelations, ctx: z.RefinementCtx): void {
   }
 }
 
+/** One entry of HTTPS_REDIRECT_EXCEPT: an exact path, or (`/path/*`) every path below a prefix. */
+export interface RedirectException {
+  path: string;
+  prefix: boolean;
+}
+
+const EXCEPTION_PATH = /^\/[^\s?#*]*\*?$/;
+const HSTS_MESSAGE = 'must be a max-age in seconds (0 to 2147483647, e.g. 31536000) or off';
+const REDIRECT_MESSAGE = 'must be on or off (on|off|true|false|1|0)';
+
+/**
+ * What the edge does with TLS on: the plain listener's redirect to HTTPS and
+ * Strict-Transport-Security on TLS answers. Spread into the proxy's schema
+ * beside tlsEnvShape; checked against it by refineHttpsEnv.
+ */
+export const httpsEnvShape = {
+  /** Unset: on exactly when a certificate source is set. */
+  HTTPS_REDIRECT: z
+    .enum(['on', 'off', 'true', 'false', '1', '0'], { error: REDIRECT_MESSAGE })
+    .optional()
+    .transform((v) => (v === undefined ? undefined : v === 'on' || v === 'true' || v === '1')),
+  /** Comma-separated paths answered over plain HTTP too (`/health`, `/public/*`). */
+  HTTPS_REDIRECT_EXCEPT: z
+    .string()
+    .optional()
+    .transform((text, ctx): RedirectException[] => {
+      if (text === undefined) return [];
+      const entries = text
+        .split(',')
+        .map((entry) => entry.trim())
+        .filter((entry) => entry !== '');
+      const bad = entries.filter((entry) => !EXCEPTION_PATH.test(entry));
+      for (const entry of bad) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${entry}: not a path (start with /, no query; a trailing * matches every path below it)`,
+        });
+      }
+      if (bad.length > 0) return z.NEVER;
+      return entries.map((entry) =>
+        entry.endsWith('*')
+          ? { path: entry.slice(0, -1), prefix: true }
+          : { path: entry, prefix: false },
+      );
+    }),
+  /** Strict-Transport-Security max-age in seconds; null: off. */
+  HSTS: z
+    .string()
+    .default('31536000')
+    .transform((text, ctx): number | null => {
+      const value = text.trim().toLowerCase();
+      if (value === 'off') return null;
+      if (!/^\d{1,10}$/.test(value) || Number(value) > 2_147_483_647) {
+        ctx.addIssue({ code: 'custom', message: HSTS_MESSAGE });
+        return z.NEVER;
+      }
+      return Number(value);
+    }),
+};
+
+/** What refineHttpsEnv reads: the HTTPS shape's output and the certificate sources. */
+export interface HttpsEnvRelations extends TlsEnvRelations {
+  HTTPS_REDIRECT?: boolean | undefined;
+}
+
+/** HTTPS_REDIRECT=on needs a TLS listener to redirect to. */
+export function refineHttpsEnv(env: HttpsEnvRelations, ctx: z.RefinementCtx): void {
+  const acme = Array.isArray(env.ACME_DOMAINS) && env.ACME_DOMAINS.length > 0;
+  const tls = env.TLS_CERT_FILE !== undefined || env.TLS_CERT_DIR !== undefined || acme;
+  if (env.HTTPS_REDIRECT === true && !tls) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['HTTPS_REDIRECT'],
+      message:
+        'is on but there is no TLS listener to redirect to (set TLS_CERT_FILE + TLS_KEY_FILE, TLS_CERT_DIR or ACME_DOMAINS)',
+    });
+  }
+}
+
 const standaloneTlsSchema = z
   .object({
     ...tlsEnvShape,

@@ -8,7 +8,7 @@ import { createAcmeIssuer, type AcmeIssuerOptions } from './acme-issuer.js';
 import { AcmeManager, type AcmeDomainStatus, type AcmeManagerOptions } from './acme-manager.js';
 import { CertificateRejected } from './certificate-pair.js';
 import { combineSources, type CertificateSource } from './certificate-source.js';
-import { Http01Challenges, type ChallengeResponder } from './challenge-responder.js';
+import { Http01Challenges } from './challenge-responder.js';
 import type { CertificateStore } from './cert-store.js';
 import { createDirectorySource } from './directory-source.js';
 import { FileCertificateStore } from './file-cert-store.js';
@@ -32,6 +32,11 @@ export interface TlsLayerOptions {
   logger: Logger;
   /** The admin listener's registry; the layer's metrics are registered on it. */
   registry: Registry;
+  /**
+   * Start ordering at once (default). togather proxy passes false and calls
+   * start() once its plain listener answers the HTTP-01 challenges.
+   */
+  autoStart?: boolean;
   /** Timings for tests; production uses the defaults. */
   tuning?: {
     watch?: { debounceMs?: number; pollMs?: number };
@@ -56,13 +61,15 @@ export interface TlsLayer {
   /** What the TLS listener serves (createTlsListener's `source`). */
   source: CertificateSource;
   /** For the plain listener, before it forwards; undefined without ACME. */
-  challenges: ChallengeResponder | undefined;
+  challenges: Http01Challenges | undefined;
   acme: AcmeManager | undefined;
   /** Staples OCSP for certificates whose chain names a responder (createTlsListener's `ocsp`). */
   ocsp: OcspStapler;
   metrics: TlsMetrics;
   /** For /admin/status. */
   status(): TlsStatus;
+  /** Starts ACME's work (with autoStart: false); no-op when started or without ACME. */
+  start(): void;
   close(): Promise<void>;
 }
 
@@ -195,7 +202,13 @@ export async function startTlsLayer(options: TlsLayerOptions): Promise<TlsLayer 
   metrics.attach(() => source.certificates());
   const ocsp = new OcspStapler({ source, logger });
   cleanups.push(() => ocsp.close());
-  acme?.start();
+  let started = false;
+  const start = () => {
+    if (started) return;
+    started = true;
+    acme?.start();
+  };
+  if (options.autoStart ?? true) start();
   logger.info({ sources: kinds, acme_store: storeLocation || null }, 'certificate layer started');
   return {
     source,
@@ -203,6 +216,7 @@ export async function startTlsLayer(options: TlsLayerOptions): Promise<TlsLayer 
     acme,
     ocsp,
     metrics,
+    start,
     status: () => ({
       certificates: source.certificates().map((served) => ({
         name: served.name,

@@ -14,6 +14,14 @@ import type { Logger } from 'pino';
 import { TLS_POLICY } from './certificate-pair.js';
 import type { CertificateSource } from './certificate-source.js';
 
+/** What an HTTP/2 client may send in one header block. */
+export interface Http2Limits {
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: bytes of one header list (names, values, 32 each). */
+  maxHeaderListSize?: number;
+  /** Header fields of one header list; a longer list gets RST_STREAM ENHANCE_YOUR_CALM. */
+  maxHeaderListPairs?: number;
+}
+
 /** HTTP/1.1 settings of the listener, as the plain listener has them. */
 export interface Http1Settings<Req extends typeof IncomingMessage> {
   IncomingMessage?: Req;
@@ -22,6 +30,8 @@ export interface Http1Settings<Req extends typeof IncomingMessage> {
   headersTimeout?: number;
   requestTimeout?: number;
   maxHeaderSize?: number;
+  /** 0: no count limit (the plain listener's choice: MAX_HEADER_SIZE bounds the block). */
+  maxHeadersCount?: number;
 }
 
 export interface TlsListenerOptions<Req extends typeof IncomingMessage = typeof IncomingMessage> {
@@ -38,6 +48,8 @@ export interface TlsListenerOptions<Req extends typeof IncomingMessage = typeof 
   onUpgrade?: (req: InstanceType<Req>, socket: Duplex, head: Buffer) => void;
   /** Offer `h2` by ALPN beside `http/1.1` (default true). */
   http2?: boolean;
+  /** HTTP/2 limits beside the defaults below. */
+  http2Limits?: Http2Limits;
   http1?: Http1Settings<Req>;
   /** Staples OCSP responses (an OcspStapler); none without it. */
   ocsp?: {
@@ -79,7 +91,8 @@ export function createTlsListener<Req extends typeof IncomingMessage = typeof In
     done: (err: Error | null, ctx?: SecureContext) => void,
   ) => done(null, source.contextFor(servername) ?? source.defaultCertificate()?.context);
   const initial = source.defaultCertificate()?.pem;
-  const tlsOptions = { ...TLS_POLICY, ...initial, SNICallback };
+  const tlsOptions = { ...TLS_POLICY, ...initial, SNICallback, noDelay: true };
+  const limits = options.http2Limits ?? {};
 
   let server: TlsServer;
   const sessions = new Set<Http2Session>();
@@ -89,7 +102,15 @@ export function createTlsListener<Req extends typeof IncomingMessage = typeof In
       {
         ...tlsOptions,
         allowHTTP1: true,
-        settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
+        settings: {
+          maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+          ...(limits.maxHeaderListSize === undefined
+            ? {}
+            : { maxHeaderListSize: limits.maxHeaderListSize }),
+        },
+        ...(limits.maxHeaderListPairs === undefined
+          ? {}
+          : { maxHeaderListPairs: limits.maxHeaderListPairs }),
         http1Options: {
           IncomingMessage: http1.IncomingMessage ?? IncomingMessage,
           ServerResponse: http1.ServerResponse ?? ServerResponse,
@@ -108,7 +129,7 @@ export function createTlsListener<Req extends typeof IncomingMessage = typeof In
     h2.on('sessionError', (error: Error) => logger.debug({ err: error }, 'HTTP/2 session error'));
     server = h2;
   } else {
-    server = createHttpsServer(
+    const https = createHttpsServer(
       {
         ...tlsOptions,
         IncomingMessage: http1.IncomingMessage ?? IncomingMessage,
@@ -120,6 +141,8 @@ export function createTlsListener<Req extends typeof IncomingMessage = typeof In
       },
       options.onRequest as Parameters<typeof createHttpsServer>[1],
     );
+    if (http1.maxHeadersCount !== undefined) https.maxHeadersCount = http1.maxHeadersCount;
+    server = https;
   }
   if (options.onUpgrade) server.on('upgrade', options.onUpgrade);
   if (options.ocsp) server.on('OCSPRequest', options.ocsp.handle);
@@ -189,8 +212,10 @@ function applyHttp1Limits(
     headersTimeout: number;
     requestTimeout: number;
     maxHeaderSize?: number;
+    maxHeadersCount?: number;
   };
   if (http1.headersTimeout !== undefined) target.headersTimeout = http1.headersTimeout;
   if (http1.requestTimeout !== undefined) target.requestTimeout = http1.requestTimeout;
   if (http1.maxHeaderSize !== undefined) target.maxHeaderSize = http1.maxHeaderSize;
+  if (http1.maxHeadersCount !== undefined) target.maxHeadersCount = http1.maxHeadersCount;
 }

@@ -8,6 +8,7 @@ import { parseEnv } from 'node:util';
 import { Ajv } from 'ajv';
 import { parse } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadProxyConfig, tlsEnabled } from '../../proxy/config.js';
 import { loadCompose, type Env } from '../support/compose.js';
 import { promtool } from '../support/promtool.js';
 
@@ -241,6 +242,78 @@ describe('docker-compose.blue-green.yml', () => {
     });
   });
 
+  it('proxy: TLS on 443, published, with the certificates in the named volume togather-certs', () => {
+    const proxy = blueGreen.services.proxy!;
+    expect(proxy.ports).toContain('${PROXY_TLS_PUBLIC_PORT:-443}:443');
+    expect(proxy.volumes).toEqual(['togather-certs:/app/certs']);
+    expect(blueGreen.volumes?.['togather-certs']).toEqual({ name: 'togather-certs' });
+    const env = proxy.environment!;
+    expect(env.PROXY_TLS_PORT).toBe('443');
+    expect(env.CERT_DIR).toBe('/app/certs');
+    // Every TLS variable reaches the proxy from .env, empty (unset) by default.
+    for (const name of [
+      'TLS_CERT_FILE',
+      'TLS_KEY_FILE',
+      'TLS_CERT_DIR',
+      'ACME_DOMAINS',
+      'ACME_EMAIL',
+      'CERT_ENCRYPTION_KEY',
+      'HTTPS_REDIRECT',
+    ]) {
+      expect(env[name], name).toBe(`\${${name}:-}`);
+    }
+    expect(env.HSTS).toBe('${HSTS:-31536000}');
+    // togather deploy's checks through PROXY_URL (plain HTTP) must not be redirected.
+    expect(env.HTTPS_REDIRECT_EXCEPT).toBe('${HTTPS_REDIRECT_EXCEPT:-/health,/version}');
+    expect(env.ACME_DIRECTORY_URL).toBe(
+      '${ACME_DIRECTORY_URL:-https://acme-v02.api.letsencrypt.org/directory}',
+    );
+  });
+
+  it('the proxy environment compose gives is one togather proxy accepts: no TLS by default, ACME with .env set', () => {
+    const proxyEnv = (env: Env) => {
+      const result = loadCompose(BOTH, { env: withoutGrafana(env) });
+      expect(result.errors).toEqual([]);
+      return result.model.services.proxy!.environment as Record<string, string>;
+    };
+    const plain = loadProxyConfig(proxyEnv(filledEnv));
+    expect(tlsEnabled(plain)).toBe(false);
+    expect(plain).toMatchObject({
+      PROXY_TLS_PORT: 443,
+      CERT_DIR: '/app/certs',
+      HSTS: 31_536_000,
+      HTTPS_REDIRECT_EXCEPT: [
+        { path: '/health', prefix: false },
+        { path: '/version', prefix: false },
+      ],
+    });
+
+    const live = loadProxyConfig(
+      proxyEnv({
+        ...filledEnv,
+        ACME_DOMAINS: 'events.example.org,www.events.example.org',
+        ACME_EMAIL: 'ops@example.org',
+        ACME_DIRECTORY_URL: 'https://acme-staging-v02.api.letsencrypt.org/directory',
+        CERT_ENCRYPTION_KEY: 'c'.repeat(64),
+        HTTPS_REDIRECT_EXCEPT: '/health',
+      }),
+    );
+    expect(tlsEnabled(live)).toBe(true);
+    expect(live).toMatchObject({
+      ACME_DOMAINS: ['events.example.org', 'www.events.example.org'],
+      REDIS_URL: 'redis://redis:6379',
+      HTTPS_REDIRECT_EXCEPT: [{ path: '/health', prefix: false }],
+    });
+    expect(live.HTTPS_REDIRECT).toBeUndefined();
+
+    // ACME in the stack keeps its keys in Redis: without the key the proxy names it.
+    expect(() =>
+      loadProxyConfig(proxyEnv({ ...filledEnv, ACME_DOMAINS: 'events.example.org' })),
+    ).toThrow(
+      'CERT_ENCRYPTION_KEY: is required when ACME_DOMAINS and REDIS_URL are set (it encrypts the private keys kept in Redis; at least 32 characters)',
+    );
+  });
+
   it('the proxy reaches the slots by their container names on the shared network', () => {
     const env = blueGreen.services.proxy!.environment!;
     for (const slot of ['blue', 'green']) {
@@ -250,7 +323,7 @@ describe('docker-compose.blue-green.yml', () => {
     }
   });
 
-  it('no port of the host is published twice and only the public proxy port is off loopback', () => {
+  it('no port of the host is published twice and only the public proxy ports (80, 443) are off loopback', () => {
     const seen = new Map<string, string>();
     for (const [name, service] of Object.entries(stack)) {
       if (service.deploy?.replicas === 0) continue;
@@ -258,7 +331,7 @@ describe('docker-compose.blue-green.yml', () => {
         const { ip, port } = hostPort(mapping);
         expect(seen.get(port), `host port ${port} of ${name}`).toBeUndefined();
         seen.set(port, name);
-        const isPublic = name === 'proxy' && mapping.endsWith(':80');
+        const isPublic = name === 'proxy' && (mapping.endsWith(':80') || mapping.endsWith(':443'));
         if (!isPublic) expect(ip, `${name} ${mapping}`).toBe('127.0.0.1');
       }
     }

@@ -247,7 +247,7 @@ describe('Dockerfile', () => {
     expect(unwritable.stdout).toContain('Usage: togather serve');
   });
 
-  it('entry point /app/server, default command serve, health check through the CLI, ports 8080, 9464 and 80', () => {
+  it('entry point /app/server, default command serve, health check through the CLI, ports 8080, 9464, 80 and 443', () => {
     const runtime = stage('runtime');
     expect(only(runtime, 'ENTRYPOINT').json).toEqual(['/app/server']);
     expect(only(runtime, 'CMD').json).toEqual(['serve']);
@@ -256,7 +256,7 @@ describe('Dockerfile', () => {
     for (const flag of ['interval', 'timeout', 'start-period', 'retries']) {
       expect(health.flags[flag], `HEALTHCHECK --${flag}`).toBeDefined();
     }
-    expect(only(runtime, 'EXPOSE').text.split(/\s+/).sort()).toEqual(['80', '8080', '9464']);
+    expect(only(runtime, 'EXPOSE').text.split(/\s+/).sort()).toEqual(['443', '80', '8080', '9464']);
     expect(only(runtime, 'WORKDIR').text).toBe('/app');
     expect(runs(runtime).join('\n')).toContain('postgresql16-client'); // pg_dump for snapshots
   });

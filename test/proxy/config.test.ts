@@ -1,5 +1,5 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../common/config.js';
@@ -85,6 +85,19 @@ describe('proxy configuration', () => {
       ADMIN_ALLOW_REMOTE: 'on',
     });
     expect(config.ADMIN_HOST).toBe('0.0.0.0');
+  });
+
+  it('PROXY_WORKERS: 1 by default, a number, or auto for one per available core', () => {
+    expect(loadProxyConfig({ ADMIN_API_KEY: KEY }).PROXY_WORKERS).toBe(1);
+    expect(loadProxyConfig({ ADMIN_API_KEY: KEY, PROXY_WORKERS: '3' }).PROXY_WORKERS).toBe(3);
+    expect(loadProxyConfig({ ADMIN_API_KEY: KEY, PROXY_WORKERS: 'auto' }).PROXY_WORKERS).toBe(
+      Math.min(64, availableParallelism()),
+    );
+    for (const bad of ['Auto', 'auto2', '0', '-1']) {
+      expect(problems({ ADMIN_API_KEY: KEY, PROXY_WORKERS: bad })).toEqual([
+        'PROXY_WORKERS: must be a whole number from 1 to 64',
+      ]);
+    }
   });
 
   it('treats empty variables as unset', () => {

@@ -1,7 +1,14 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LINT_FAILING_DEFAULT_METRICS } from '../../common/process-metrics.js';
+import { SwitchService } from '../../proxy/admin/switch-service.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
+import { FileSlotStore } from '../../proxy/state/file-store.js';
+import { SlotRegistry } from '../../proxy/state/slot-registry.js';
 import { twoSlotsAndEdge, type SlotsAndEdge } from '../support/edge.js';
 import { httpRequest, rawHttp } from '../support/http-client.js';
 import { checkMetrics } from '../support/promtool.js';
@@ -90,15 +97,36 @@ describe('proxy metrics', () => {
     await t.switchTo('blue');
   });
 
-  it('counts switches for the control plane', async () => {
-    const metrics = new ProxyMetrics(new Registry(), { processMetrics: false });
-    metrics.switches.inc({ result: 'switched' });
-    metrics.recordSwitch('refused');
-    metrics.recordSwitch('refused');
-    const text = await metrics.metrics();
-    expect(value(text, 'togather_proxy_switches_total{result="switched"}')).toBe(1);
-    expect(value(text, 'togather_proxy_switches_total{result="refused"}')).toBe(2);
-    expect(metrics.contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
+  it('counts the attempts of the switch service by result', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'togather-metrics-'));
+    const store = new FileSlotStore({ stateFile: join(dir, 'proxy-state.json') });
+    try {
+      const metrics = new ProxyMetrics(new Registry(), { processMetrics: false });
+      const service = new SwitchService({
+        store,
+        registry: new SlotRegistry(await store.init('blue')),
+        // Every slot is unhealthy: only a forced switch passes the gate.
+        gate: async (slot) => ({
+          healthy: false,
+          url: `http://${slot}.invalid/health`,
+          attempts: [],
+        }),
+        switches: metrics.switches,
+        logger: pino({ level: 'silent' }),
+      });
+      expect(await service.switch('green', { actor: 'test', force: true })).toMatchObject({
+        ok: true,
+      });
+      expect(await service.switch('blue', { actor: 'test' })).toMatchObject({ ok: false });
+      expect(await service.rollback({ actor: 'test' })).toMatchObject({ ok: false });
+      const text = await metrics.metrics();
+      expect(value(text, 'togather_proxy_switches_total{result="switched"}')).toBe(1);
+      expect(value(text, 'togather_proxy_switches_total{result="refused"}')).toBe(2);
+      expect(metrics.contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('passes promtool check metrics, process metrics included', async () => {

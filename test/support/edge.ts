@@ -6,7 +6,8 @@ import { createLogger } from '../../common/logger.js';
 import { loadProxyConfig } from '../../proxy/config.js';
 import type { EdgeProxy } from '../../proxy/edge/edge-proxy.js';
 import { startProxy, type RunningProxy } from '../../proxy/main.js';
-import type { Slot, SlotState } from '../../proxy/state/slot-state.js';
+import type { Slot } from '../../common/slot.js';
+import type { SlotState } from '../../proxy/state/slot-state.js';
 import { FakeSlot, type FakeSlotName, type FakeSlotOptions } from './fake-slot.js';
 import { valueOf } from './wait.js';
 
@@ -44,6 +45,13 @@ export class LogCapture {
   }
 }
 
+export interface AdminAnswer {
+  status: number;
+  text: string;
+  /** The answer parsed as JSON, or undefined when it is not JSON. */
+  body: unknown;
+}
+
 export interface TestEdge {
   /** The whole proxy, as `togather proxy` runs it: data plane, control plane, store. */
   proxy: RunningProxy;
@@ -57,6 +65,9 @@ export interface TestEdge {
   logs: LogCapture;
   /** The temp dir holding the state file (removed by stop() unless passed in). */
   dir: string;
+  stateFile: string;
+  /** One admin API request with the key. */
+  admin(method: string, path: string): Promise<AdminAnswer>;
   /** The text of the admin listener's /metrics. */
   metrics(): Promise<string>;
   /**
@@ -65,8 +76,8 @@ export interface TestEdge {
    * down); returns the state written.
    */
   switchTo(slot: Slot, actor?: string): Promise<SlotState>;
-  /** Closes the proxy (requests in flight get up to 5 s); removes the temp dir it created. */
-  stop(): Promise<void>;
+  /** Closes the proxy (requests in flight get `timeoutMs`, 5 s); removes the temp dir it created. */
+  stop(timeoutMs?: number): Promise<void>;
 }
 
 export interface TestEdgeOptions {
@@ -92,6 +103,7 @@ export interface TestEdgeOptions {
 export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge> {
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'togather-edge-')));
+  const stateFile = join(dir, 'proxy-state.json');
   const logs = new LogCapture();
   let proxy: RunningProxy;
   let key: string;
@@ -103,7 +115,7 @@ export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge>
       ADMIN_PORT: '0',
       BLUE_URL: options.blueUrl,
       GREEN_URL: options.greenUrl,
-      STATE_FILE: join(dir, 'proxy-state.json'),
+      STATE_FILE: stateFile,
       ...options.env,
     });
     key = config.ADMIN_API_KEY;
@@ -115,6 +127,20 @@ export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge>
     if (ownDir) await rm(dir, { recursive: true, force: true });
     throw error;
   }
+  const admin = async (method: string, path: string): Promise<AdminAnswer> => {
+    const response = await fetch(`${proxy.adminUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}` },
+    });
+    const text = await response.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    return { status: response.status, text, body };
+  };
   return {
     proxy,
     edge: proxy.edge,
@@ -123,21 +149,21 @@ export async function startTestEdge(options: TestEdgeOptions): Promise<TestEdge>
     adminUrl: proxy.adminUrl,
     logs,
     dir,
+    stateFile,
+    admin,
     async metrics() {
-      const response = await fetch(`${proxy.adminUrl}/metrics`, {
-        headers: { authorization: `Bearer ${key}` },
-      });
-      const text = await response.text();
-      if (response.status !== 200) throw new Error(`/metrics answered ${response.status}: ${text}`);
-      return text;
+      const answer = await admin('GET', '/metrics');
+      if (answer.status !== 200)
+        throw new Error(`/metrics answered ${answer.status}: ${answer.text}`);
+      return answer.text;
     },
     async switchTo(slot, actor = 'test') {
       const outcome = await proxy.control.switches.switch(slot, { force: true, actor });
       if (!outcome.ok) throw new Error(`switch to ${slot} refused: ${outcome.message}`);
       return outcome.state;
     },
-    async stop() {
-      await proxy.close(5000);
+    async stop(timeoutMs = 5000) {
+      await proxy.close(timeoutMs);
       if (ownDir) await rm(dir, { recursive: true, force: true });
     },
   };
@@ -151,9 +177,7 @@ export type SlotsAndEdge = Omit<TestEdge, 'stop'> & {
   close(): Promise<void>;
 };
 
-export interface SlotsAndEdgeOptions {
-  /** Proxy variables on top of the test defaults (ACCESS_LOG, DRAIN_TIMEOUT...). */
-  env?: Record<string, string>;
+export interface SlotsAndEdgeOptions extends Pick<TestEdgeOptions, 'env' | 'healthPollIntervalMs'> {
   /** Options of one fake (`{ wire: 'raw' }`, `{ tls }`...). */
   blue?: FakeSlotOptions;
   green?: FakeSlotOptions;
@@ -181,7 +205,12 @@ export async function twoSlotsAndEdge(options: SlotsAndEdgeOptions = {}): Promis
   };
   let edge: TestEdge;
   try {
-    edge = await startTestEdge({ blueUrl: urlOf(blue), greenUrl: urlOf(green), env: options.env });
+    edge = await startTestEdge({
+      blueUrl: urlOf(blue),
+      greenUrl: urlOf(green),
+      env: options.env,
+      healthPollIntervalMs: options.healthPollIntervalMs,
+    });
   } catch (error) {
     await Promise.all([blue.close(), green.close()]);
     throw error;

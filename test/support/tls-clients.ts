@@ -84,3 +84,43 @@ export function h2Get(target: TlsTarget): Promise<TlsAnswer> {
     });
   });
 }
+
+export interface HttpsAnswer {
+  status: number;
+  headers: import('node:http').IncomingHttpHeaders;
+  body: string;
+  alpn: string | false | null;
+}
+
+/** One HTTP/1.1 request over TLS to 127.0.0.1 (SNI localhost), with headers and a body. */
+export function httpsRequest(
+  port: number,
+  ca: string,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<HttpsAnswer> {
+  const requestOptions: RequestOptions & ConnectionOptions = {
+    host: '127.0.0.1',
+    port,
+    path,
+    method: options.method ?? 'GET',
+    headers: options.headers,
+    servername: 'localhost',
+    ca,
+    ALPNProtocols: ['http/1.1'],
+    agent: false,
+  };
+  return new Promise((resolve, reject) => {
+    const req = request(requestOptions, (res) => {
+      const alpn = (res.socket as TLSSocket).alpnProtocol;
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      res.on('error', reject);
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, alpn }),
+      );
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { healthUrl, runHealthGate } from '../../../proxy/admin/health-gate.js';
 import { RedisStore } from '../../../proxy/state/redis-store.js';
 import { SlotRegistry } from '../../../proxy/state/slot-registry.js';
-import type { Slot } from '../../../proxy/state/slot-state.js';
+import type { Slot } from '../../../common/slot.js';
 import { SwitchService } from '../../../proxy/admin/switch-service.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { TestRedis } from '../../support/redis.js';

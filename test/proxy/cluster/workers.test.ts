@@ -82,6 +82,32 @@ function alive(pid: number): boolean {
   }
 }
 
+interface RedisCluster {
+  redis: TestRedis;
+  slots: Record<'blue' | 'green', FakeSlot>;
+  proxy: ProxyProcess;
+}
+
+/** A private Redis, two fake slots and `togather proxy` with PROXY_WORKERS=2 on them. */
+async function startRedisCluster(name: string): Promise<RedisCluster> {
+  const redis = await TestRedis.start();
+  const slots = await startFakeSlots();
+  const proxy = await ProxyProcess.start({
+    blueUrl: slots.blue.url,
+    greenUrl: slots.green.url,
+    redisUrl: redis.url,
+    keyPrefix: `${name}-${process.pid}:`,
+    env: { PROXY_WORKERS: '2' },
+  });
+  return { redis, slots, proxy };
+}
+
+async function stopRedisCluster(cluster: Partial<RedisCluster>): Promise<void> {
+  if (cluster.proxy?.alive) await cluster.proxy.kill('SIGKILL');
+  await Promise.all([cluster.slots?.blue.close(), cluster.slots?.green.close()]);
+  await cluster.redis?.stop();
+}
+
 describe('PROXY_WORKERS=2 on Redis', () => {
   let redis: TestRedis;
   let slots: Record<'blue' | 'green', FakeSlot>;
@@ -90,21 +116,11 @@ describe('PROXY_WORKERS=2 on Redis', () => {
   let sent = 0;
 
   beforeAll(async () => {
-    redis = await TestRedis.start();
-    slots = await startFakeSlots();
-    proxy = await ProxyProcess.start({
-      blueUrl: slots.blue.url,
-      greenUrl: slots.green.url,
-      redisUrl: redis.url,
-      keyPrefix: `workers-${process.pid}:`,
-      env: { PROXY_WORKERS: '2' },
-    });
+    ({ redis, slots, proxy } = await startRedisCluster('workers'));
   });
 
   afterAll(async () => {
-    if (proxy?.alive) await proxy.kill('SIGKILL');
-    await Promise.all([slots?.blue.close(), slots?.green.close()]);
-    await redis?.stop();
+    await stopRedisCluster({ redis, slots, proxy });
   });
 
   it('serves through two worker processes, listed with their pids in /admin/status', async () => {
@@ -315,6 +331,36 @@ describe('PROXY_WORKERS=2 on the file store', () => {
     expect(current.workers.map((w) => [w.epoch, w.active])).toEqual([
       [2, 'blue'],
       [2, 'blue'],
+    ]);
+  });
+});
+
+describe('PROXY_WORKERS=2: togather_proxy_store_up', () => {
+  let cluster: RedisCluster;
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster('workers-store-up');
+  });
+
+  afterAll(async () => {
+    await stopRedisCluster(cluster ?? {});
+  });
+
+  it("is the primary store's availability: 1, 0 while Redis is down, 1 once it is back", async () => {
+    const { redis, proxy } = cluster;
+    const storeUp = () => proxy.metric('togather_proxy_store_up');
+    expect(await storeUp()).toBe(1);
+    await redis.kill();
+    await expect.poll(storeUp, { timeout: 15_000, interval: 100 }).toBe(0);
+    // The workers still serve the last known slot meanwhile.
+    const during = await httpRequest(`${proxy.url}/events`, { agent: false });
+    expect(during.status).toBe(200);
+    await redis.restart();
+    await expect.poll(storeUp, { timeout: 15_000, interval: 100 }).toBe(1);
+    // One sample, not one per process.
+    const text = (await proxy.admin('GET', '/metrics')).text;
+    expect(text.split('\n').filter((l) => l.startsWith('togather_proxy_store_up '))).toEqual([
+      'togather_proxy_store_up 1',
     ]);
   });
 });

@@ -9,11 +9,8 @@ import { FileSlotStore, historyFileFor } from '../../../proxy/state/file-store.j
 import { ProxyMetrics } from '../../../proxy/metrics.js';
 import { createEdgeProxy } from '../../../proxy/edge/edge-proxy.js';
 import type { SlotState } from '../../../proxy/state/slot-state.js';
-import {
-  StoreCorruptError,
-  StoreUnavailableError,
-  type SwitchRecord,
-} from '../../../proxy/state/store.js';
+import { StoreCorruptError, StoreUnavailableError } from '../../../proxy/state/store.js';
+import type { SwitchRecord } from '../../../proxy/state/switch-record.js';
 import { LogCapture, startTestEdge, TEST_ADMIN_KEY } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';

@@ -2,14 +2,12 @@ import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../common/logger.js';
-import { RedisStore, parseSlotHash, redisKeys } from '../../../proxy/state/redis-store.js';
+import { parseSlotHash } from '../../../proxy/state/redis-codec.js';
+import { redisKeys } from '../../../proxy/state/redis-keys.js';
+import { RedisStore } from '../../../proxy/state/redis-store.js';
 import { SlotRegistry } from '../../../proxy/state/slot-registry.js';
-import {
-  invalidStateReason,
-  otherSlot,
-  type Slot,
-  type SlotState,
-} from '../../../proxy/state/slot-state.js';
+import { otherSlot, type Slot } from '../../../common/slot.js';
+import { invalidStateReason, type SlotState } from '../../../proxy/state/slot-state.js';
 import { StoreUnavailableError } from '../../../proxy/state/store.js';
 import { TestRedis } from '../../support/redis.js';
 import { until } from '../../support/wait.js';

@@ -2,13 +2,12 @@ import { PassThrough } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../common/logger.js';
-import { RedisStore, redisKeys, type RedisStoreOptions } from '../../../proxy/state/redis-store.js';
-import { otherSlot, type Slot, type SlotState } from '../../../proxy/state/slot-state.js';
-import {
-  StoreCorruptError,
-  StoreUnavailableError,
-  type SwitchRecord,
-} from '../../../proxy/state/store.js';
+import { redisKeys } from '../../../proxy/state/redis-keys.js';
+import { RedisStore, type RedisStoreOptions } from '../../../proxy/state/redis-store.js';
+import { otherSlot, type Slot } from '../../../common/slot.js';
+import type { SlotState } from '../../../proxy/state/slot-state.js';
+import { StoreCorruptError, StoreUnavailableError } from '../../../proxy/state/store.js';
+import type { SwitchRecord } from '../../../proxy/state/switch-record.js';
 import { TestRedis } from '../../support/redis.js';
 import { until, valueOf } from '../../support/wait.js';
 

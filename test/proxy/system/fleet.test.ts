@@ -1,7 +1,7 @@
 import { Agent, request } from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { otherSlot, type Slot } from '../../../proxy/state/slot-state.js';
+import { otherSlot, type Slot } from '../../../common/slot.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { freePort, waitForPort } from '../../../harness/ports.js';
 import { startCli, waitForHttp } from '../../support/processes.js';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../common/config.js';
+import { loadProxyConfig, tlsEnabled } from '../../../proxy/config.js';
 import {
   certificateSources,
   LETS_ENCRYPT_DIRECTORY,
@@ -110,5 +111,99 @@ describe('TLS and ACME configuration', () => {
     ]);
     expect(problems({ ACME_DOMAINS: 'events.togather.org' })).toEqual([]);
     expect(problems({ TLS_CERT_DIR: '/etc/tls', REDIS_URL: 'redis://r:6379' })).toEqual([]);
+  });
+});
+
+describe('togather proxy reads the TLS variables', () => {
+  const KEY = 'k'.repeat(32);
+  const proxyProblems = (env: Record<string, string>): readonly string[] => {
+    try {
+      loadProxyConfig({ ADMIN_API_KEY: KEY, ...env });
+    } catch (error) {
+      if (error instanceof ConfigError) return error.problems;
+      throw error;
+    }
+    return [];
+  };
+
+  it('has no TLS listener by default; redirect and HSTS wait for one', () => {
+    const config = loadProxyConfig({ ADMIN_API_KEY: KEY });
+    expect(config).toMatchObject({
+      PROXY_TLS_PORT: 443,
+      ACME_DOMAINS: [],
+      CERT_DIR: './.togather/certs',
+      HTTPS_REDIRECT_EXCEPT: [],
+      HSTS: 31_536_000,
+    });
+    expect(config.HTTPS_REDIRECT).toBeUndefined();
+    expect(tlsEnabled(config)).toBe(false);
+  });
+
+  it('reads a certificate source, the redirect exceptions and HSTS', () => {
+    const config = loadProxyConfig({
+      ADMIN_API_KEY: KEY,
+      PROXY_PORT: '8080',
+      PROXY_TLS_PORT: '8443',
+      TLS_CERT_DIR: '/etc/togather/tls',
+      HTTPS_REDIRECT: 'off',
+      HTTPS_REDIRECT_EXCEPT: '/health, /public/*,',
+      HSTS: '600',
+    });
+    expect(tlsEnabled(config)).toBe(true);
+    expect(config).toMatchObject({
+      PROXY_TLS_PORT: 8443,
+      TLS_CERT_DIR: '/etc/togather/tls',
+      HTTPS_REDIRECT: false,
+      HTTPS_REDIRECT_EXCEPT: [
+        { path: '/health', prefix: false },
+        { path: '/public/', prefix: true },
+      ],
+      HSTS: 600,
+    });
+    expect(loadProxyConfig({ ADMIN_API_KEY: KEY, HSTS: 'off' }).HSTS).toBeNull();
+    expect(loadProxyConfig({ ADMIN_API_KEY: KEY, HSTS: '0' }).HSTS).toBe(0);
+  });
+
+  it('names every bad TLS variable with the proxy’s own, cross-field checks included', () => {
+    expect(
+      proxyProblems({
+        PROXY_PORT: '8080',
+        PROXY_TLS_PORT: '8080',
+        TLS_CERT_FILE: '/etc/tls/edge.crt',
+        ACME_DOMAINS: 'events.togather.org,*.togather.org',
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        HTTPS_REDIRECT: 'sometimes',
+        HTTPS_REDIRECT_EXCEPT: '/health,public,/a?b=1,/x*y',
+        HSTS: 'forever',
+      }),
+    ).toEqual([
+      'ACME_DOMAINS: *.togather.org: wildcard names need a DNS-01 challenge; ACME here proves names over HTTP-01',
+      'HTTPS_REDIRECT: must be on or off (on|off|true|false|1|0)',
+      'HTTPS_REDIRECT_EXCEPT: public: not a path (start with /, no query; a trailing * matches every path below it)',
+      'HTTPS_REDIRECT_EXCEPT: /a?b=1: not a path (start with /, no query; a trailing * matches every path below it)',
+      'HTTPS_REDIRECT_EXCEPT: /x*y: not a path (start with /, no query; a trailing * matches every path below it)',
+      'HSTS: must be a max-age in seconds (0 to 2147483647, e.g. 31536000) or off',
+      'TLS_KEY_FILE: is required with TLS_CERT_FILE',
+      'PROXY_TLS_PORT: must differ from PROXY_PORT (8080)',
+    ]);
+  });
+
+  it('refuses HTTPS_REDIRECT=on without a certificate source, a bad TLS port and a short encryption key', () => {
+    expect(proxyProblems({ HTTPS_REDIRECT: 'on' })).toEqual([
+      'HTTPS_REDIRECT: is on but there is no TLS listener to redirect to (set TLS_CERT_FILE + TLS_KEY_FILE, TLS_CERT_DIR or ACME_DOMAINS)',
+    ]);
+    expect(proxyProblems({ PROXY_TLS_PORT: 'https' })).toEqual([
+      'PROXY_TLS_PORT: must be a port number (0-65535)',
+    ]);
+    expect(proxyProblems({ HSTS: '2147483648' })).toEqual([
+      'HSTS: must be a max-age in seconds (0 to 2147483647, e.g. 31536000) or off',
+    ]);
+    expect(
+      proxyProblems({
+        ACME_DOMAINS: 'events.togather.org',
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        CERT_ENCRYPTION_KEY: 'short',
+      }),
+    ).toEqual(['CERT_ENCRYPTION_KEY: must be at least 32 characters']);
   });
 });

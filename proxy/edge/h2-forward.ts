@@ -1,0 +1,572 @@
+import {
+  request,
+  type ClientRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+} from 'node:http';
+import {
+  constants as h2,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { requestIdFrom } from '../../common/request-id.js';
+import type { AccessLog } from './access-log.js';
+import type { AllowedHosts } from './allowed-hosts.js';
+import type { EdgePolicy } from './edge-policy.js';
+import type { ProxyErrorBody } from './error-response.js';
+import type { StreamResetGuard } from './h2-reset-guard.js';
+import {
+  clientAddress,
+  connectionTokens,
+  DROPPED_RESPONSE_HEADERS,
+  isValidHost,
+  prepareRequestHeaders,
+} from './headers.js';
+import type { ProxyMetrics } from '../metrics.js';
+import type { SecurityHeaders } from './security-headers.js';
+import type { SlotRegistry } from '../state/slot-registry.js';
+import type { Slot } from '../state/slot-state.js';
+import { upstreamPath } from './stream-pass.js';
+import {
+  classifyUpstreamError,
+  isStaleSocketError,
+  UpstreamTimeoutError,
+  type UpstreamErrorReason,
+  type UpstreamFailure,
+} from './upstream-errors.js';
+import type { Upstream, UpstreamExchange } from './upstream.js';
+
+export interface Http2ForwarderOptions {
+  registry: SlotRegistry;
+  upstreams: Readonly<Record<Slot, Upstream>>;
+  metrics: ProxyMetrics;
+  /** null when ACCESS_LOG is off. */
+  accessLog: AccessLog | null;
+  logger: Logger;
+  /** TRUST_PROXY: keep an incoming X-Forwarded-* chain instead of replacing it. */
+  trustProxy: boolean;
+  /** Strict-Transport-Security for every answer, or null (HSTS=off). */
+  hsts: string | null;
+  /** Counts streams clients abandon; GOAWAY past the bound. */
+  resets: StreamResetGuard;
+  /** MAX_HEADER_SIZE: bytes of a header list (names, values and 32 per field, as HTTP/2 counts). */
+  maxHeaderSize: number;
+  /**
+   * The edge policy of the HTTP/1.1 path: security headers, ALLOWED_HOSTS
+   * and MAX_BODY_SIZE hold on HTTP/2 too (compression does not yet).
+   */
+  policy: Pick<EdgePolicy, 'securityHeaders' | 'allowedHosts' | 'bodyLimit'>;
+}
+
+/** Methods that may be sent again when a pooled socket turns out to be closed. */
+const IDEMPOTENT: ReadonlySet<string> = new Set([
+  'GET',
+  'HEAD',
+  'OPTIONS',
+  'PUT',
+  'DELETE',
+  'TRACE',
+]);
+
+/** How often upstream failures of one slot reach the log at most (the metric counts all). */
+const WARN_INTERVAL_MS = 1000;
+
+const INVALID_RESPONSE: UpstreamFailure = {
+  reason: 'protocol',
+  status: 502,
+  error: 'upstream_invalid_response',
+};
+
+/** The objects an exchange's shared event handlers are called on, linked back to it. */
+interface Linked {
+  h2Exchange?: H2Exchange;
+}
+type LinkedRequest = ClientRequest & Linked;
+type LinkedUpstreamResponse = IncomingMessage & Linked;
+type LinkedResponse = Http2ServerResponse & Linked;
+type LinkedStream = ServerHttp2Stream & Linked;
+
+/**
+ * One HTTP/2 stream forwarded to a slot over HTTP/1.1: what the slot's drain
+ * and this forwarder's shared handlers need. The session and client address
+ * are taken at the start: Node drops a stream's session once it closes.
+ */
+class H2Exchange implements UpstreamExchange {
+  readonly startedAt = performance.now();
+  readonly method: string;
+  readonly url: string;
+  readonly session: Http2Session | undefined;
+  readonly remoteAddress: string;
+  /** The headers sent to the slot (kept for a retry after a stale pooled socket). */
+  headers: OutgoingHttpHeaders | null = null;
+  proxyReq: LinkedRequest | null = null;
+  proxyRes: LinkedUpstreamResponse | null = null;
+  retried = false;
+  upstreamError: UpstreamErrorReason | null = null;
+  /** The proxy ended the stream itself (a slot failing mid-answer, a drain timeout). */
+  cut = false;
+  /** The proxy ended the answer (Node reports a stream the client reset as finished too). */
+  ended = false;
+  /** MAX_BODY_SIZE refused the body (declared or counted). */
+  bodyTooLarge = false;
+  bodyBytes = 0;
+  /** The answer is over (written in full, cut, or abandoned): 'close' was seen. */
+  done = false;
+  /** Body bytes written to the client (HTTP/2 frames and headers are the session's). */
+  bytes = 0;
+
+  constructor(
+    readonly forwarder: Http2Forwarder,
+    readonly req: Http2ServerRequest,
+    readonly res: LinkedResponse,
+    readonly slot: Slot,
+    readonly upstream: Upstream,
+    readonly requestId: string,
+  ) {
+    this.method = req.method;
+    this.url = req.url;
+    this.session = req.stream.session;
+    this.remoteAddress = clientAddress(req.socket as unknown as Socket);
+  }
+
+  abortUpstream(error: Error): void {
+    const proxyReq = this.proxyReq;
+    if (proxyReq !== null) {
+      // Already destroyed: the slot has answered in full and only the client is still reading.
+      if (!proxyReq.destroyed) proxyReq.destroy(error);
+      return;
+    }
+    this.cut = true;
+    this.res.stream.close(h2.NGHTTP2_CANCEL);
+  }
+
+  /** HTTP/2 sessions get their GOAWAY from the TLS listener's close. */
+  endConnectionAfterAnswer(): void {}
+}
+
+/**
+ * Requests of HTTP/2 clients (the TLS listener, ALPN h2), forwarded to the
+ * active slot over HTTP/1.1 with the slot's own keep-alive pool, so every
+ * promise of the HTTP/1.1 path holds here too: the slot is read once per
+ * stream, X-Togather-Slot and X-Request-Id are on every answer (the proxy's
+ * own 4xx/502/504 JSON answers included), the forwarded headers are the same
+ * (X-Forwarded-Proto: https), streams in flight are drained with their slot,
+ * and each stream is counted and logged once. A request body without
+ * Content-Length goes to the slot chunked, never unframed.
+ */
+export class Http2Forwarder {
+  private readonly registry: SlotRegistry;
+  private readonly upstreams: Readonly<Record<Slot, Upstream>>;
+  private readonly metrics: ProxyMetrics;
+  private readonly accessLog: AccessLog | null;
+  private readonly logger: Logger;
+  private readonly trustProxy: boolean;
+  private readonly hsts: string | null;
+  private readonly resets: StreamResetGuard;
+  private readonly maxHeaderSize: number;
+  private readonly security: SecurityHeaders | null;
+  private readonly droppedResponseHeaders: Readonly<Record<string, true>>;
+  private readonly allowedHosts: AllowedHosts | null;
+  /** MAX_BODY_SIZE in bytes; Infinity when off. */
+  private readonly maxBodyBytes: number;
+  private readonly lastWarnAt: Record<Slot, number> = { blue: -Infinity, green: -Infinity };
+  private readonly suppressedWarnings: Record<Slot, number> = { blue: 0, green: 0 };
+
+  constructor(options: Http2ForwarderOptions) {
+    this.registry = options.registry;
+    this.upstreams = options.upstreams;
+    this.metrics = options.metrics;
+    this.accessLog = options.accessLog;
+    this.logger = options.logger;
+    this.trustProxy = options.trustProxy;
+    this.hsts = options.hsts;
+    this.resets = options.resets;
+    this.maxHeaderSize = options.maxHeaderSize;
+    this.security = options.policy.securityHeaders;
+    this.droppedResponseHeaders =
+      options.policy.securityHeaders?.droppedResponseHeaders ?? DROPPED_RESPONSE_HEADERS;
+    this.allowedHosts = options.policy.allowedHosts;
+    this.maxBodyBytes = options.policy.bodyLimit?.maxBytes ?? Infinity;
+  }
+
+  /** The TLS listener's handler for HTTP/2 requests ('request', and CONNECT's 'connect'). */
+  readonly handle = (req: Http2ServerRequest, response: Http2ServerResponse): void => {
+    const exchange = this.begin(req, response);
+    const problem = requestProblem(req, this.maxHeaderSize);
+    if (problem !== null) {
+      this.answer(exchange, problem[0], problem[1]);
+      return;
+    }
+    const authority = req.headers[':authority'] ?? req.headers.host;
+    if (this.allowedHosts !== null && !this.allowedHosts.allows(authority, req.url)) {
+      this.answer(exchange, 421, 'misdirected_request');
+      return;
+    }
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > this.maxBodyBytes) {
+      exchange.bodyTooLarge = true;
+      this.answer(exchange, 413, 'payload_too_large');
+      return;
+    }
+    const headers: IncomingHttpHeaders = {};
+    const incoming = req.headers;
+    for (const name in incoming) {
+      // Pseudo-headers are HTTP/2's own; :authority becomes Host below.
+      if (name.charCodeAt(0) === 58 /* ":" */) continue;
+      const value = incoming[name];
+      if (value !== undefined) (headers as Record<string, string | string[]>)[name] = value;
+    }
+    headers.host = incoming[':authority'] ?? incoming.host;
+    // nghttp2 refuses it from a client; the slot's framing is ours to choose either way.
+    delete headers['transfer-encoding'];
+    prepareRequestHeaders(headers, req.socket as unknown as Socket, {
+      requestId: exchange.requestId,
+      trustProxy: this.trustProxy,
+      upgrade: false,
+    });
+    const outgoing = headers as OutgoingHttpHeaders;
+    if (!req.stream.endAfterHeaders && outgoing['content-length'] === undefined) {
+      // Without it Node would send the body of a GET or DELETE delimited by nothing.
+      outgoing['transfer-encoding'] = 'chunked';
+    }
+    exchange.headers = outgoing;
+    this.send(exchange);
+    if (req.stream.endAfterHeaders) exchange.proxyReq?.end();
+    else {
+      // Counted before the pipe sees a chunk, so the one over the limit is not forwarded.
+      if (this.maxBodyBytes !== Infinity) req.on('data', onRequestData);
+      req.pipe(exchange.proxyReq!);
+    }
+  };
+
+  /** 'checkExpectation' of an HTTP/2 request: an Expect other than 100-continue. */
+  readonly refuseExpectation = (req: Http2ServerRequest, response: Http2ServerResponse): void => {
+    this.answer(this.begin(req, response), 417, 'expectation_failed');
+  };
+
+  private begin(req: Http2ServerRequest, response: Http2ServerResponse): H2Exchange {
+    const upstream = this.upstreams[this.registry.current.active];
+    const res = response as LinkedResponse;
+    const exchange = new H2Exchange(
+      this,
+      req,
+      res,
+      upstream.slot,
+      upstream,
+      requestIdFrom(req.headers['x-request-id']),
+    );
+    res.h2Exchange = exchange;
+    // The stream's close, not the answer's: Node's compatibility answer does not
+    // report the close of a HEAD stream that the client reset before its head.
+    const stream = req.stream as LinkedStream;
+    stream.h2Exchange = exchange;
+    stream.on('close', onStreamClose);
+    upstream.begin(exchange);
+    return exchange;
+  }
+
+  /** Sends (or, after a stale pooled socket, sends again) the request to the exchange's slot. */
+  private send(exchange: H2Exchange): void {
+    const target = exchange.upstream.target;
+    const hostname = target.hostname.startsWith('[')
+      ? target.hostname.slice(1, -1)
+      : target.hostname;
+    const base = target.pathname === '/' ? '' : target.pathname.replace(/\/+$/, '');
+    const proxyReq = request({
+      protocol: target.protocol,
+      host: hostname,
+      hostname,
+      port: target.port === '' ? undefined : Number(target.port),
+      method: exchange.method,
+      path: base + upstreamPath(exchange.url),
+      headers: exchange.headers ?? {},
+      agent: exchange.upstream.agent,
+    }) as LinkedRequest;
+    proxyReq.h2Exchange = exchange;
+    exchange.proxyReq = proxyReq;
+    proxyReq.on('timeout', onUpstreamTimeout);
+    proxyReq.on('error', onUpstreamError);
+    proxyReq.on('response', onUpstreamResponse);
+  }
+
+  /** The slot answered: its head goes out at once, its body as it comes. */
+  relay(exchange: H2Exchange, proxyRes: LinkedUpstreamResponse): void {
+    const res = exchange.res;
+    if (exchange.done) {
+      proxyRes.destroy();
+      return;
+    }
+    const status = proxyRes.statusCode ?? 0;
+    if (status < 200 || status > 599) {
+      // HTTP/2 has no status line for these (1xx answers are not final ones).
+      proxyRes.destroy();
+      this.fail(exchange, INVALID_RESPONSE, undefined);
+      return;
+    }
+    try {
+      res.writeHead(status, this.responseHeaders(exchange, proxyRes.headers));
+    } catch (error) {
+      // A header HTTP/2 cannot carry: refused here rather than sent broken.
+      proxyRes.destroy();
+      this.fail(exchange, INVALID_RESPONSE, error as Error);
+      return;
+    }
+    exchange.proxyRes = proxyRes;
+    proxyRes.h2Exchange = exchange;
+    proxyRes.on('data', onUpstreamData);
+    proxyRes.on('end', onUpstreamEnd);
+    proxyRes.on('close', onUpstreamResponseClose);
+  }
+
+  /** The slot's answer head as HTTP/2 takes it: no connection-specific headers. */
+  private responseHeaders(exchange: H2Exchange, headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+    const dropped = connectionTokens(headers.connection);
+    const out: OutgoingHttpHeaders = {
+      'x-togather-slot': exchange.slot,
+      'x-request-id': exchange.requestId,
+    };
+    for (const name in headers) {
+      if (this.droppedResponseHeaders[name] === true) continue;
+      if (dropped !== null && dropped.includes(name)) continue;
+      const value = headers[name];
+      if (value !== undefined) out[name] = value;
+    }
+    if (this.hsts !== null && out['strict-transport-security'] === undefined) {
+      out['strict-transport-security'] = this.hsts;
+    }
+    if (this.security !== null) this.security.addMissingTo(out, headers);
+    return out;
+  }
+
+  /** The upstream request failed: sent again once after a stale pooled socket, else answered. */
+  upstreamFailed(exchange: H2Exchange, error: NodeJS.ErrnoException): void {
+    if (exchange.done) return;
+    const res = exchange.res;
+    if (
+      !exchange.retried &&
+      !res.headersSent &&
+      isStaleSocketError(error) &&
+      exchange.proxyReq?.reusedSocket === true &&
+      exchange.req.stream.endAfterHeaders &&
+      IDEMPOTENT.has(exchange.method)
+    ) {
+      // The slot closed a pooled keep-alive socket as we reused it; the request never reached it.
+      exchange.retried = true;
+      this.send(exchange);
+      exchange.proxyReq?.end();
+      return;
+    }
+    this.fail(exchange, classifyUpstreamError(error), error);
+  }
+
+  /** The slot cut its answer short after the head went out: the stream is cut too. */
+  upstreamCut(exchange: H2Exchange): void {
+    if (exchange.done || exchange.ended) return;
+    if (exchange.upstreamError === null) {
+      exchange.upstreamError = 'reset';
+      this.metrics.countUpstreamError(exchange.slot, 'reset');
+      this.warn(exchange, { reason: 'reset', status: 502, error: 'upstream_reset' }, undefined);
+    }
+    exchange.cut = true;
+    exchange.res.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  private fail(exchange: H2Exchange, failure: UpstreamFailure, error: Error | undefined): void {
+    exchange.upstreamError = failure.reason;
+    this.metrics.countUpstreamError(exchange.slot, failure.reason);
+    this.warn(exchange, failure, error);
+    if (exchange.res.headersSent) {
+      exchange.cut = true;
+      exchange.res.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    this.answer(exchange, failure.status, failure.error);
+  }
+
+  /** The proxy's own answer: JSON {error, slot, request_id}, as on HTTP/1.1. */
+  private answer(exchange: H2Exchange, status: number, error: string): void {
+    const res = exchange.res;
+    if (exchange.done || res.headersSent) return;
+    const payload: ProxyErrorBody = { error, slot: exchange.slot, request_id: exchange.requestId };
+    const text = JSON.stringify(payload);
+    const headers: OutgoingHttpHeaders = {
+      'x-togather-slot': exchange.slot,
+      'x-request-id': exchange.requestId,
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(Buffer.byteLength(text)),
+      'cache-control': 'no-store',
+    };
+    if (this.hsts !== null) headers['strict-transport-security'] = this.hsts;
+    if (this.security !== null) this.security.addMissingTo(headers, {});
+    res.writeHead(status, headers);
+    exchange.ended = true;
+    if (exchange.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    exchange.bytes += Buffer.byteLength(text);
+    res.end(text);
+  }
+
+  /** MAX_BODY_SIZE, for the body counter (Infinity: off). */
+  get maxBodySize(): number {
+    return this.maxBodyBytes;
+  }
+
+  /** The body grew past MAX_BODY_SIZE: nothing more goes to the slot; 413 if no answer started. */
+  bodyTooLarge(exchange: H2Exchange): void {
+    exchange.bodyTooLarge = true;
+    exchange.req.unpipe();
+    const proxyReq = exchange.proxyReq;
+    if (proxyReq !== null && !proxyReq.destroyed) proxyReq.destroy();
+    if (exchange.res.headersSent) {
+      exchange.cut = true;
+      exchange.req.stream.close(h2.NGHTTP2_CANCEL);
+      return;
+    }
+    this.answer(exchange, 413, 'payload_too_large');
+  }
+
+  /** The stream is over: accounting, and nothing left running on the slot for it. */
+  finished(exchange: H2Exchange): void {
+    if (exchange.done) return;
+    exchange.done = true;
+    exchange.upstream.end(exchange);
+    const res = exchange.res;
+    const rstCode = exchange.req.stream.rstCode;
+    const aborted = !exchange.ended || (rstCode !== undefined && rstCode !== h2.NGHTTP2_NO_ERROR);
+    const status = exchange.bodyTooLarge ? 413 : aborted && !res.headersSent ? 499 : res.statusCode;
+    const durationMs = performance.now() - exchange.startedAt;
+    this.metrics.observeRequest(exchange.slot, exchange.method, status, durationMs / 1000);
+    if (aborted) {
+      const proxyReq = exchange.proxyReq;
+      if (proxyReq !== null && !proxyReq.destroyed) proxyReq.destroy();
+      if (!exchange.cut) this.resets.noteAbandoned(exchange.session);
+    }
+    this.accessLog?.write({
+      requestId: exchange.requestId,
+      slot: exchange.slot,
+      method: exchange.method,
+      url: exchange.url,
+      remoteAddress: exchange.remoteAddress,
+      status,
+      durationMs,
+      bytes: exchange.bytes,
+      aborted,
+      upstreamError: exchange.upstreamError,
+    });
+  }
+
+  private warn(exchange: H2Exchange, failure: UpstreamFailure, error: Error | undefined): void {
+    const slot = exchange.slot;
+    const now = performance.now();
+    if (now - this.lastWarnAt[slot] < WARN_INTERVAL_MS) {
+      this.suppressedWarnings[slot]++;
+      return;
+    }
+    this.lastWarnAt[slot] = now;
+    const suppressed = this.suppressedWarnings[slot];
+    this.suppressedWarnings[slot] = 0;
+    this.logger.warn(
+      {
+        slot,
+        request_id: exchange.requestId,
+        reason: failure.reason,
+        status: failure.status,
+        code: (error as NodeJS.ErrnoException | undefined)?.code,
+        error: error?.message,
+        http2: true,
+        ...(suppressed > 0 ? { suppressed } : {}),
+      },
+      'upstream request failed',
+    );
+  }
+}
+
+/**
+ * What the proxy refuses in an HTTP/2 request nghttp2 let through (it has
+ * already refused malformed pseudo-headers and connection-specific fields
+ * with RST_STREAM, and Node too many fields with ENHANCE_YOUR_CALM): the
+ * same refusals as on HTTP/1.1.
+ */
+function requestProblem(req: Http2ServerRequest, maxHeaderSize: number): [number, string] | null {
+  // Node does not hold clients to the SETTINGS_MAX_HEADER_LIST_SIZE it advertises: 431 as on HTTP/1.1.
+  const raw = req.rawHeaders;
+  let size = 0;
+  for (let i = 0; i < raw.length; i += 2) size += raw[i]!.length + raw[i + 1]!.length + 32;
+  if (size > maxHeaderSize) return [431, 'request_header_fields_too_large'];
+  // Not a forward proxy (and no RFC 8441 extended CONNECT: the setting is not offered).
+  if (req.method === 'CONNECT') return [405, 'method_not_allowed'];
+  const url = req.url;
+  if (url === undefined || url.charCodeAt(0) !== 47 /* "/" */) return [400, 'bad_request_target'];
+  const authority = req.headers[':authority'] ?? req.headers.host;
+  if (authority === undefined) return [400, 'missing_host_header'];
+  if (!isValidHost(authority)) return [400, 'invalid_host_header'];
+  return null;
+}
+
+/** A request body without a declared length crossed MAX_BODY_SIZE: cut, the slot's request dropped. */
+function onRequestData(this: Http2ServerRequest, chunk: Buffer): void {
+  const exchange = (this.stream as LinkedStream).h2Exchange;
+  if (exchange === undefined || exchange.bodyTooLarge) return;
+  exchange.bodyBytes += chunk.length;
+  if (exchange.bodyBytes > exchange.forwarder.maxBodySize)
+    exchange.forwarder.bodyTooLarge(exchange);
+}
+
+function onStreamClose(this: LinkedStream): void {
+  const exchange = this.h2Exchange;
+  exchange?.forwarder.finished(exchange);
+}
+
+function onUpstreamTimeout(this: LinkedRequest): void {
+  this.destroy(new UpstreamTimeoutError('no answer from the slot within UPSTREAM_TIMEOUT'));
+}
+
+function onUpstreamError(this: LinkedRequest, error: NodeJS.ErrnoException): void {
+  const exchange = this.h2Exchange;
+  // A request replaced by its retry: only the current one speaks for the exchange.
+  if (exchange === undefined || exchange.proxyReq !== this) return;
+  exchange.forwarder.upstreamFailed(exchange, error);
+}
+
+function onUpstreamResponse(this: LinkedRequest, proxyRes: IncomingMessage): void {
+  const exchange = this.h2Exchange;
+  if (exchange === undefined) return;
+  exchange.forwarder.relay(exchange, proxyRes as LinkedUpstreamResponse);
+}
+
+function onUpstreamData(this: LinkedUpstreamResponse, chunk: Buffer): void {
+  const exchange = this.h2Exchange;
+  if (exchange === undefined || exchange.done) return;
+  const res = exchange.res;
+  if (res.writableEnded) return;
+  exchange.bytes += chunk.length;
+  if (!res.write(chunk)) {
+    this.pause();
+    res.once('drain', onClientDrain);
+  }
+}
+
+function onClientDrain(this: LinkedResponse): void {
+  this.h2Exchange?.proxyRes?.resume();
+}
+
+function onUpstreamEnd(this: LinkedUpstreamResponse): void {
+  const exchange = this.h2Exchange;
+  if (exchange === undefined || exchange.done) return;
+  exchange.ended = true;
+  if (!exchange.res.writableEnded) exchange.res.end();
+}
+
+function onUpstreamResponseClose(this: LinkedUpstreamResponse): void {
+  if (this.complete) return;
+  const exchange = this.h2Exchange;
+  if (exchange !== undefined) exchange.forwarder.upstreamCut(exchange);
+}

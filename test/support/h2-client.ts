@@ -1,0 +1,124 @@
+import {
+  connect,
+  constants,
+  type ClientHttp2Session,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+} from 'node:http2';
+
+export interface H2Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+export interface H2RequestOptions {
+  method?: string;
+  headers?: OutgoingHttpHeaders;
+  body?: string | Buffer;
+  /** Written in pieces, this far apart (a streamed upload). */
+  bodyChunks?: Array<string | Buffer>;
+}
+
+/** The error a stream ended with (RST_STREAM from the server), with its HTTP/2 code. */
+export class H2StreamError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+    readonly rstCode: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * One HTTP/2 connection (node:http2, ALPN h2) to a TLS listener, trusting
+ * `ca`; requests are streams on it.
+ */
+export class H2Client {
+  readonly goaways: Array<{ errorCode: number; lastStreamID: number }> = [];
+
+  private constructor(readonly session: ClientHttp2Session) {
+    session.on('goaway', (errorCode: number, lastStreamID: number) =>
+      this.goaways.push({ errorCode, lastStreamID }),
+    );
+    // Failures show on the streams; a session error must not crash the test run.
+    session.on('error', () => undefined);
+  }
+
+  static connect(url: string, ca: string, servername = 'localhost'): Promise<H2Client> {
+    return new Promise((resolve, reject) => {
+      const session = connect(url, { ca, servername });
+      session.once('connect', () => {
+        session.off('error', reject);
+        resolve(new H2Client(session));
+      });
+      session.once('error', reject);
+    });
+  }
+
+  request(path: string, options: H2RequestOptions = {}): Promise<H2Answer> {
+    return new Promise((resolve, reject) => {
+      const bodyless = options.body === undefined && options.bodyChunks === undefined;
+      const stream = this.session.request(
+        { ':method': options.method ?? 'GET', ':path': path, ...options.headers },
+        // node:http2 ends GET, HEAD and DELETE streams at once unless told otherwise.
+        { endStream: bodyless },
+      );
+      let status = 0;
+      let headers: IncomingHttpHeaders = {};
+      const chunks: Buffer[] = [];
+      stream.on('response', (h) => {
+        headers = h;
+        status = Number(h[':status']);
+      });
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('error', (error: NodeJS.ErrnoException) =>
+        reject(new H2StreamError(error.message, error.code, stream.rstCode)),
+      );
+      stream.on('end', () => resolve({ status, headers, body: Buffer.concat(chunks).toString() }));
+      stream.on('close', () => {
+        if (stream.rstCode !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR) {
+          reject(new H2StreamError(`stream reset (${stream.rstCode})`, undefined, stream.rstCode));
+        }
+      });
+      if (options.bodyChunks !== undefined) {
+        const pieces = [...options.bodyChunks];
+        const next = () => {
+          const piece = pieces.shift();
+          if (piece === undefined) stream.end();
+          else stream.write(piece, () => setTimeout(next, 20));
+        };
+        next();
+      } else {
+        stream.end(options.body);
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.session.closed || this.session.destroyed) resolve();
+      else this.session.close(() => resolve());
+    });
+  }
+
+  destroy(): void {
+    this.session.destroy();
+  }
+}
+
+/** One request on a connection of its own. */
+export async function h2Request(
+  url: string,
+  ca: string,
+  path: string,
+  options: H2RequestOptions = {},
+): Promise<H2Answer> {
+  const client = await H2Client.connect(url, ca);
+  try {
+    return await client.request(path, options);
+  } finally {
+    client.destroy();
+  }
+}

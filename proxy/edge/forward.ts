@@ -318,11 +318,7 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
     return decision === 'leave' || decision === 'vary' ? null : decision;
   }
 
-  readonly onError = (
-    error: Error,
-    req: EdgeRequest,
-    target: ServerResponse | Socket,
-  ): void => {
+  readonly onError = (error: Error, req: EdgeRequest, target: ServerResponse | Socket): void => {
     // WebSocket handshakes fail with a socket here; websocket.ts answers those.
     if (!(target instanceof EdgeResponse)) return;
     const res = target;

@@ -52,8 +52,7 @@ export class BodyLimit implements BodyWatch {
     req.bodyTooLarge = true;
     // Stops the pipe before it writes the chunk that crossed the limit.
     req.unpipe();
-    const upstreamRequest = req.passRequest ?? req.proxyReq;
-    if (upstreamRequest !== null && !upstreamRequest.destroyed) upstreamRequest.destroy();
+    req.cancelUpstream();
     const res = req.response;
     if (res === null) return;
     if (res.headersSent || res.writableEnded) {

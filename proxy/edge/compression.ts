@@ -118,6 +118,20 @@ export class Compression {
     CompressedRelay.start(proxyRes, res, encoder);
   }
 
+  /**
+   * For a slot answer whose body arrives as chunks rather than as a stream
+   * (the undici pool, slot-pass.ts): the encoder to write them into, already
+   * relaying into the client answer. The caller ends it when the slot's body
+   * ends (never when it breaks off) and waits for its 'drain' when a write
+   * answers false; an encoder failure destroys the client answer.
+   */
+  encoderInto(res: EdgeResponse, coding: ContentCoding, headers: IncomingHttpHeaders): Transform {
+    const length = Number(headers['content-length']);
+    const encoder = coding === 'br' ? brotli(length) : createGzip(GZIP_OPTIONS);
+    CompressedRelay.start(null, res, encoder);
+    return encoder;
+  }
+
   private isCompressible(type: string): boolean {
     let known = this.compressibleTypes.get(type);
     if (known === undefined) {
@@ -176,9 +190,10 @@ function addVary(lines: string[]): void {
  * ends the client answer destroys the encoder and its zlib memory.
  */
 class CompressedRelay {
-  static start(proxyRes: IncomingMessage, res: EdgeResponse, encoder: Transform): void {
+  /** `proxyRes` null: the caller writes the slot's body into the encoder itself. */
+  static start(proxyRes: IncomingMessage | null, res: EdgeResponse, encoder: Transform): void {
     const relay = new CompressedRelay(proxyRes, res, encoder);
-    proxyRes.pipe(encoder);
+    proxyRes?.pipe(encoder);
     encoder.on('data', relay.onData);
     encoder.on('end', relay.onEnd);
     encoder.on('error', relay.onError);
@@ -186,7 +201,7 @@ class CompressedRelay {
   }
 
   private constructor(
-    private readonly proxyRes: IncomingMessage,
+    private readonly proxyRes: IncomingMessage | null,
     private readonly res: EdgeResponse,
     private readonly encoder: Transform,
   ) {}
@@ -210,12 +225,13 @@ class CompressedRelay {
   };
 
   private readonly onError = (): void => {
-    this.proxyRes.destroy();
+    // Without proxyRes, destroying the client answer ends the slot's call (forward.ts, finished).
+    this.proxyRes?.destroy();
     this.res.destroy();
   };
 
   private readonly onClose = (): void => {
-    this.proxyRes.unpipe(this.encoder);
+    this.proxyRes?.unpipe(this.encoder);
     this.encoder.destroy();
   };
 }

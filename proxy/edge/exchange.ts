@@ -20,6 +20,17 @@ export interface BodyWatch {
   exceeded(req: EdgeRequest): void;
 }
 
+/** A request on a slot's undici pool (slot-pass.ts), as the pipeline needs to see it. */
+export interface UpstreamCall {
+  /** undici has the request on a connection (the slot may be working on it). */
+  readonly sent: boolean;
+  /** Ends the request on the slot; `error` is reported as its failure. */
+  abort(error: Error): void;
+}
+
+/** Why the upstream call is ended when the client left or its body was refused (never answered). */
+const UPSTREAM_CANCELLED = new Error('the upstream call was cancelled');
+
 /** Told when a forwarded exchange is over (answered, failed or abandoned by the client). */
 export interface ExchangeObserver {
   finished(req: EdgeRequest, res: EdgeResponse): void;
@@ -60,8 +71,33 @@ export class EdgeRequest extends IncomingMessage implements UpstreamExchange {
   bodyWatch: BodyWatch | null = null;
   bodyBytes = 0;
   bodyTooLarge = false;
+  /** The request on the slot's undici pool, when slot-pass.ts sent it (proxyReq and passRequest stay null then). */
+  upstreamCall: UpstreamCall | null = null;
+
+  /**
+   * Ends the upstream call, whichever pass made it (the undici pool's
+   * request, or Node's http.request with its socket, so no half-sent body
+   * stays on a pooled connection); nothing once it is over. The client left
+   * or its body was refused: what follows is not reported as the slot's failure.
+   */
+  cancelUpstream(): void {
+    const call = this.upstreamCall;
+    if (call !== null) {
+      call.abort(UPSTREAM_CANCELLED);
+      return;
+    }
+    const upstreamRequest = this.passRequest ?? this.proxyReq;
+    if (upstreamRequest !== null && !upstreamRequest.destroyed) upstreamRequest.destroy();
+  }
 
   abortUpstream(error: Error): void {
+    const call = this.upstreamCall;
+    if (call !== null) {
+      call.abort(error);
+      // Still waiting for a connection: nothing runs on the slot, nothing to wait for.
+      if (!call.sent) this.response?.destroy(error);
+      return;
+    }
     const upstreamRequest = this.proxyReq;
     if (upstreamRequest !== null) {
       // Already destroyed: the slot has answered in full and only the client is still reading.

@@ -1,9 +1,16 @@
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type {
+  ClientRequest,
+  IncomingHttpHeaders,
+  IncomingMessage,
+  ServerResponse,
+} from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { Writable } from 'node:stream';
 import type { ServerOptions } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { requestIdFrom } from '../../common/request-id.js';
+import type { ContentCoding } from './accept-encoding.js';
 import type { AccessLog } from './access-log.js';
 import type { EdgePolicy } from './edge-policy.js';
 import type { ErrorAnswers } from './error-response.js';
@@ -18,7 +25,7 @@ import {
 import type { ProxyMetrics } from '../metrics.js';
 import { isReplayable, toOriginForm } from './request-target.js';
 import { linkUpstreamAnswer, relayBody } from './response-relay.js';
-import { SlotProxies } from './slot-proxies.js';
+import { SlotProxies, type SlotProxyHandlers } from './slot-proxies.js';
 import { isTlsSocket, type EdgeFront } from './plain-front.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
 import type { Slot } from '../state/slot-state.js';
@@ -62,7 +69,7 @@ const WARN_INTERVAL_MS = 1000;
  * access log) when the client answer closes. Its handlers are created once
  * per proxy; per-request state lives on EdgeRequest.
  */
-export class Forwarder implements ExchangeObserver {
+export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
   private readonly registry: SlotRegistry;
   private readonly upstreams: Readonly<Record<Slot, Upstream>>;
   private readonly metrics: ProxyMetrics;
@@ -91,11 +98,7 @@ export class Forwarder implements ExchangeObserver {
     this.policy = options.policy;
     this.errors = options.policy.errors;
     this.droppedResponseHeaders = options.policy.securityHeaders?.droppedResponseHeaders;
-    this.slotProxies = new SlotProxies(options.upstreams, {
-      onProxyReq: this.onProxyReq,
-      onProxyRes: this.onProxyRes,
-      onError: this.onError,
-    });
+    this.slotProxies = new SlotProxies(options.upstreams, this);
     this.front = options.front ?? null;
   }
 
@@ -196,11 +199,8 @@ export class Forwarder implements ExchangeObserver {
     const status = req.bodyTooLarge ? 413 : aborted && !res.headersSent ? 499 : res.statusCode;
     const durationMs = performance.now() - req.startedAt;
     this.metrics.observeRequest(req.slot, req.method, status, durationMs / 1000);
-    if (aborted || req.bodyTooLarge) {
-      // The client left, or its body was refused: nothing may keep running on the slot for it.
-      const upstreamRequest = req.proxyReq ?? req.passRequest;
-      if (upstreamRequest !== null && !upstreamRequest.destroyed) upstreamRequest.destroy();
-    }
+    // The client left, or its body was refused: nothing may keep running on the slot for it.
+    if (aborted || req.bodyTooLarge) req.cancelUpstream();
     if (this.accessLog !== null) {
       const socket = req.socket;
       this.accessLog.write({
@@ -241,56 +241,84 @@ export class Forwarder implements ExchangeObserver {
     this.handle(req, res);
   };
 
-  private readonly onProxyReq = (proxyReq: ClientRequest, req: EdgeRequest): void => {
+  readonly onProxyReq = (proxyReq: ClientRequest, req: EdgeRequest): void => {
     req.proxyReq = proxyReq;
     // The slot's agent sets UPSTREAM_TIMEOUT on the socket; Node only reports it.
     proxyReq.on('timeout', onUpstreamTimeout);
   };
 
   /**
-   * The slot answered (selfHandleResponse: http-proxy-3 leaves the answer to
-   * this handler instead of copying it header by header): its head is staged
-   * in one list, with the security headers and compression's edits, and its
-   * body relayed (relayBody, or compressed).
+   * The slot answered through Node's pass (selfHandleResponse: http-proxy-3
+   * leaves the answer to this handler instead of copying it header by
+   * header): its head is staged (stageSlotHead) and its body relayed
+   * (relayBody, or compressed).
    */
-  private readonly onProxyRes = (
+  readonly onProxyRes = (
     proxyRes: IncomingMessage,
     req: EdgeRequest,
     response: ServerResponse,
   ): void => {
     const res = response as EdgeResponse;
     if (res.proxyAnswered) return;
-    const headers = proxyRes.headers;
-    const dropped = connectionTokens(headers.connection);
-    res.droppedTokens = dropped;
     linkUpstreamAnswer(proxyRes, res);
-    if (!res.headersSent) {
-      const status = proxyRes.statusCode ?? 502;
-      const lines = responseHeaderLines(
-        req.slot,
-        req.requestId,
-        headers,
-        dropped,
-        this.droppedResponseHeaders,
-      );
-      this.policy.securityHeaders?.addMissing(lines, headers);
-      const compression = this.policy.compression;
-      const decision = compression === null ? 'leave' : compression.decide(req, status, headers);
-      if (decision !== 'leave') compression!.editHead(lines, decision);
-      res.stageHead(status, proxyRes.statusMessage, lines);
-      if (decision !== 'leave' && decision !== 'vary') {
-        compression!.relay(proxyRes, res, decision);
-        return;
-      }
+    const coding = this.stageSlotHead(
+      req,
+      res,
+      proxyRes.statusCode ?? 502,
+      proxyRes.statusMessage,
+      proxyRes.headers,
+    );
+    if (coding !== null) {
+      this.policy.compression!.relay(proxyRes, res, coding);
+      return;
     }
     if (!res.writableEnded) relayBody(proxyRes, res);
   };
 
-  private readonly onError = (
-    error: Error,
+  /** The slot answered through the undici pool's pass (slot-pass.ts): staged the same way. */
+  slotAnswerStarted(
     req: EdgeRequest,
-    target: ServerResponse | Socket,
-  ): void => {
+    res: EdgeResponse,
+    status: number,
+    message: string | undefined,
+    headers: IncomingHttpHeaders,
+  ): Writable | null {
+    if (res.proxyAnswered) return null;
+    const coding = this.stageSlotHead(req, res, status, message, headers);
+    return coding === null ? null : this.policy.compression!.encoderInto(res, coding, headers);
+  }
+
+  /**
+   * Stages the slot's answer head on the client answer (either pass) in one
+   * list, with the security headers and compression's edits. Returns the
+   * coding the body is to be compressed with, null: relayed as it is.
+   */
+  private stageSlotHead(
+    req: EdgeRequest,
+    res: EdgeResponse,
+    status: number,
+    message: string | undefined,
+    headers: IncomingHttpHeaders,
+  ): ContentCoding | null {
+    const dropped = connectionTokens(headers.connection);
+    res.droppedTokens = dropped;
+    if (res.headersSent) return null;
+    const lines = responseHeaderLines(
+      req.slot,
+      req.requestId,
+      headers,
+      dropped,
+      this.droppedResponseHeaders,
+    );
+    this.policy.securityHeaders?.addMissing(lines, headers);
+    const compression = this.policy.compression;
+    const decision = compression === null ? 'leave' : compression.decide(req, status, headers);
+    if (decision !== 'leave') compression!.editHead(lines, decision);
+    res.stageHead(status, message, lines);
+    return decision === 'leave' || decision === 'vary' ? null : decision;
+  }
+
+  readonly onError = (error: Error, req: EdgeRequest, target: ServerResponse | Socket): void => {
     // WebSocket handshakes fail with a socket here; websocket.ts answers those.
     if (!(target instanceof EdgeResponse)) return;
     const res = target;
@@ -299,19 +327,21 @@ export class Forwarder implements ExchangeObserver {
     if (upstream === null || res.writableEnded || res.proxyAnswered || req.bodyTooLarge) return;
     if (res.destroyed || req.socket.destroyed) {
       // The client left: not the slot's failure.
-      req.proxyReq?.destroy();
+      req.cancelUpstream();
       return;
     }
     if (
       !req.retried &&
       !res.headersSent &&
       isStaleSocketError(error) &&
-      req.proxyReq?.reusedSocket === true &&
+      // undici does not say whether the connection was a pooled one: its stale-socket failures retry once.
+      (req.proxyReq?.reusedSocket === true || req.upstreamCall !== null) &&
       isReplayable(req)
     ) {
       // The slot closed a pooled keep-alive socket as we reused it; the request never reached it.
       req.retried = true;
       req.proxyReq = null;
+      req.upstreamCall = null;
       this.forward(req, res);
       return;
     }

@@ -1,17 +1,5 @@
-import {
-  request,
-  type ClientRequest,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type OutgoingHttpHeaders,
-} from 'node:http';
-import {
-  constants as h2,
-  type Http2ServerRequest,
-  type Http2ServerResponse,
-  type Http2Session,
-  type ServerHttp2Stream,
-} from 'node:http2';
+import { request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import { constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -20,9 +8,24 @@ import type { AccessLog } from './access-log.js';
 import type { AllowedHosts } from './allowed-hosts.js';
 import type { EdgePolicy } from './edge-policy.js';
 import type { ProxyErrorBody } from './error-response.js';
+import {
+  H2Exchange,
+  type H2ExchangeOwner,
+  onRequestData,
+  onStreamClose,
+  onUpstreamData,
+  onUpstreamEnd,
+  onUpstreamError,
+  onUpstreamResponse,
+  onUpstreamResponseClose,
+  onUpstreamTimeout,
+  type LinkedRequest,
+  type LinkedResponse,
+  type LinkedStream,
+  type LinkedUpstreamResponse,
+} from './h2-exchange.js';
 import type { StreamResetGuard } from './h2-reset-guard.js';
 import {
-  clientAddress,
   connectionTokens,
   DROPPED_RESPONSE_HEADERS,
   isValidHost,
@@ -36,11 +39,9 @@ import { upstreamPath } from './stream-pass.js';
 import {
   classifyUpstreamError,
   isStaleSocketError,
-  UpstreamTimeoutError,
-  type UpstreamErrorReason,
   type UpstreamFailure,
 } from './upstream-errors.js';
-import type { Upstream, UpstreamExchange } from './upstream.js';
+import type { Upstream } from './upstream.js';
 
 export interface Http2ForwarderOptions {
   registry: SlotRegistry;
@@ -83,73 +84,6 @@ const INVALID_RESPONSE: UpstreamFailure = {
   error: 'upstream_invalid_response',
 };
 
-/** The objects an exchange's shared event handlers are called on, linked back to it. */
-interface Linked {
-  h2Exchange?: H2Exchange;
-}
-type LinkedRequest = ClientRequest & Linked;
-type LinkedUpstreamResponse = IncomingMessage & Linked;
-type LinkedResponse = Http2ServerResponse & Linked;
-type LinkedStream = ServerHttp2Stream & Linked;
-
-/**
- * One HTTP/2 stream forwarded to a slot over HTTP/1.1: what the slot's drain
- * and this forwarder's shared handlers need. The session and client address
- * are taken at the start: Node drops a stream's session once it closes.
- */
-class H2Exchange implements UpstreamExchange {
-  readonly startedAt = performance.now();
-  readonly method: string;
-  readonly url: string;
-  readonly session: Http2Session | undefined;
-  readonly remoteAddress: string;
-  /** The headers sent to the slot (kept for a retry after a stale pooled socket). */
-  headers: OutgoingHttpHeaders | null = null;
-  proxyReq: LinkedRequest | null = null;
-  proxyRes: LinkedUpstreamResponse | null = null;
-  retried = false;
-  upstreamError: UpstreamErrorReason | null = null;
-  /** The proxy ended the stream itself (a slot failing mid-answer, a drain timeout). */
-  cut = false;
-  /** The proxy ended the answer (Node reports a stream the client reset as finished too). */
-  ended = false;
-  /** MAX_BODY_SIZE refused the body (declared or counted). */
-  bodyTooLarge = false;
-  bodyBytes = 0;
-  /** The answer is over (written in full, cut, or abandoned): 'close' was seen. */
-  done = false;
-  /** Body bytes written to the client (HTTP/2 frames and headers are the session's). */
-  bytes = 0;
-
-  constructor(
-    readonly forwarder: Http2Forwarder,
-    readonly req: Http2ServerRequest,
-    readonly res: LinkedResponse,
-    readonly slot: Slot,
-    readonly upstream: Upstream,
-    readonly requestId: string,
-  ) {
-    this.method = req.method;
-    this.url = req.url;
-    this.session = req.stream.session;
-    this.remoteAddress = clientAddress(req.socket as unknown as Socket);
-  }
-
-  abortUpstream(error: Error): void {
-    const proxyReq = this.proxyReq;
-    if (proxyReq !== null) {
-      // Already destroyed: the slot has answered in full and only the client is still reading.
-      if (!proxyReq.destroyed) proxyReq.destroy(error);
-      return;
-    }
-    this.cut = true;
-    this.res.stream.close(h2.NGHTTP2_CANCEL);
-  }
-
-  /** HTTP/2 sessions get their GOAWAY from the TLS listener's close. */
-  endConnectionAfterAnswer(): void {}
-}
-
 /**
  * Requests of HTTP/2 clients (the TLS listener, ALPN h2), forwarded to the
  * active slot over HTTP/1.1 with the slot's own keep-alive pool, so every
@@ -160,7 +94,7 @@ class H2Exchange implements UpstreamExchange {
  * and each stream is counted and logged once. A request body without
  * Content-Length goes to the slot chunked, never unframed.
  */
-export class Http2Forwarder {
+export class Http2Forwarder implements H2ExchangeOwner {
   private readonly registry: SlotRegistry;
   private readonly upstreams: Readonly<Record<Slot, Upstream>>;
   private readonly metrics: ProxyMetrics;
@@ -509,64 +443,4 @@ function requestProblem(req: Http2ServerRequest, maxHeaderSize: number): [number
   if (authority === undefined) return [400, 'missing_host_header'];
   if (!isValidHost(authority)) return [400, 'invalid_host_header'];
   return null;
-}
-
-/** A request body without a declared length crossed MAX_BODY_SIZE: cut, the slot's request dropped. */
-function onRequestData(this: Http2ServerRequest, chunk: Buffer): void {
-  const exchange = (this.stream as LinkedStream).h2Exchange;
-  if (exchange === undefined || exchange.bodyTooLarge) return;
-  exchange.bodyBytes += chunk.length;
-  if (exchange.bodyBytes > exchange.forwarder.maxBodySize)
-    exchange.forwarder.bodyTooLarge(exchange);
-}
-
-function onStreamClose(this: LinkedStream): void {
-  const exchange = this.h2Exchange;
-  exchange?.forwarder.finished(exchange);
-}
-
-function onUpstreamTimeout(this: LinkedRequest): void {
-  this.destroy(new UpstreamTimeoutError('no answer from the slot within UPSTREAM_TIMEOUT'));
-}
-
-function onUpstreamError(this: LinkedRequest, error: NodeJS.ErrnoException): void {
-  const exchange = this.h2Exchange;
-  // A request replaced by its retry: only the current one speaks for the exchange.
-  if (exchange === undefined || exchange.proxyReq !== this) return;
-  exchange.forwarder.upstreamFailed(exchange, error);
-}
-
-function onUpstreamResponse(this: LinkedRequest, proxyRes: IncomingMessage): void {
-  const exchange = this.h2Exchange;
-  if (exchange === undefined) return;
-  exchange.forwarder.relay(exchange, proxyRes as LinkedUpstreamResponse);
-}
-
-function onUpstreamData(this: LinkedUpstreamResponse, chunk: Buffer): void {
-  const exchange = this.h2Exchange;
-  if (exchange === undefined || exchange.done) return;
-  const res = exchange.res;
-  if (res.writableEnded) return;
-  exchange.bytes += chunk.length;
-  if (!res.write(chunk)) {
-    this.pause();
-    res.once('drain', onClientDrain);
-  }
-}
-
-function onClientDrain(this: LinkedResponse): void {
-  this.h2Exchange?.proxyRes?.resume();
-}
-
-function onUpstreamEnd(this: LinkedUpstreamResponse): void {
-  const exchange = this.h2Exchange;
-  if (exchange === undefined || exchange.done) return;
-  exchange.ended = true;
-  if (!exchange.res.writableEnded) exchange.res.end();
-}
-
-function onUpstreamResponseClose(this: LinkedUpstreamResponse): void {
-  if (this.complete) return;
-  const exchange = this.h2Exchange;
-  if (exchange !== undefined) exchange.forwarder.upstreamCut(exchange);
 }

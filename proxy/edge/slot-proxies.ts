@@ -4,11 +4,12 @@ import { Stream } from 'node:stream';
 import { createProxyServer, type ServerOptions } from 'http-proxy-3';
 import type { EdgeProxyServer, EdgeRequest, EdgeResponse } from './exchange.js';
 import type { Slot } from '../state/slot-state.js';
-import { createStreamPass } from './stream-pass.js';
+import { createSlotPass, type SlotAnswerSink } from './slot-pass.js';
+import { createStreamPass, type WebPass } from './stream-pass.js';
 import type { Upstream } from './upstream.js';
 
-/** What the forwarder listens to on every server of SlotProxies. */
-export interface SlotProxyHandlers {
+/** What the forwarder listens to on every server of SlotProxies (the undici pass's answers too). */
+export interface SlotProxyHandlers extends SlotAnswerSink {
   onProxyReq(proxyReq: ClientRequest, req: EdgeRequest): void;
   onProxyRes(proxyRes: IncomingMessage, req: EdgeRequest, res: ServerResponse): void;
   onError(error: Error, req: EdgeRequest, target: ServerResponse | Socket): void;
@@ -16,9 +17,10 @@ export interface SlotProxyHandlers {
 
 /**
  * The first of http-proxy-3's own web passes (2.0.1: deleteLength, timeout,
- * XHeaders, stream). The data plane's pass goes before it through the
- * library's public `before()` and handles every request, so none of these
- * runs; a version without this pass fails at start-up ("No such pass")
+ * XHeaders, stream). The data plane's passes go before it through the
+ * library's public `before()`: the undici pool's (slot-pass.ts), which
+ * takes the requests it can, then Node's (stream-pass.ts), which handles
+ * every other request, so none of the library's own runs; a version without this pass fails at start-up ("No such pass")
  * instead of changing behaviour silently.
  */
 const FIRST_LIBRARY_PASS = 'deleteLength';
@@ -38,16 +40,20 @@ export class SlotProxies {
   >;
 
   constructor(upstreams: Readonly<Record<Slot, Upstream>>, handlers: SlotProxyHandlers) {
+    const slotPass = createSlotPass(handlers);
     this.slotOptions = {
       blue: upstreamOptions(upstreams.blue),
       green: upstreamOptions(upstreams.green),
     };
     const { blue, green } = this.slotOptions;
     this.servers = {
-      body: { blue: webProxy(blue, handlers), green: webProxy(green, handlers) },
+      body: {
+        blue: webProxy(blue, slotPass, handlers),
+        green: webProxy(green, slotPass, handlers),
+      },
       bodyless: {
-        blue: webProxy({ ...blue, buffer: NO_BODY }, handlers),
-        green: webProxy({ ...green, buffer: NO_BODY }, handlers),
+        blue: webProxy({ ...blue, buffer: NO_BODY }, slotPass, handlers),
+        green: webProxy({ ...green, buffer: NO_BODY }, slotPass, handlers),
       },
     };
   }
@@ -63,8 +69,14 @@ export class SlotProxies {
   }
 }
 
-function webProxy(options: ServerOptions, handlers: SlotProxyHandlers): EdgeProxyServer {
+function webProxy(
+  options: ServerOptions,
+  slotPass: WebPass,
+  handlers: SlotProxyHandlers,
+): EdgeProxyServer {
   const proxy = createProxyServer<typeof EdgeRequest>(options);
+  // Each goes in just before the library's first pass: the undici pool's first, then Node's.
+  proxy.before('web', FIRST_LIBRARY_PASS, slotPass);
   proxy.before('web', FIRST_LIBRARY_PASS, createStreamPass());
   proxy.on('proxyReq', handlers.onProxyReq);
   proxy.on('proxyRes', handlers.onProxyRes);

@@ -86,6 +86,8 @@ export function classifyUpstreamError(error: unknown): UpstreamFailure {
   if (error instanceof UpstreamTimeoutError) return TIMEOUT;
   if (error instanceof DrainAbortError) return DRAIN;
   const code = (error as NodeJS.ErrnoException | null)?.code;
+  // undici's parser failures carry no code when llhttp names none (bytes that are not HTTP).
+  if (code === undefined && (error as Error | null)?.name === 'HTTPParserError') return PROTOCOL;
   switch (code) {
     case 'ECONNREFUSED':
       return REFUSED;
@@ -107,6 +109,16 @@ export function classifyUpstreamError(error: unknown): UpstreamFailure {
       return RESET;
     case 'EPROTO':
       return TLS;
+    // undici's own errors (the slot pool, slot-pass.ts).
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return TIMEOUT;
+    case 'UND_ERR_SOCKET':
+      return RESET;
+    case 'UND_ERR_HEADERS_OVERFLOW':
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      return PROTOCOL;
     default:
       if (typeof code !== 'string') return OTHER;
       if (code.startsWith('HPE_')) return PROTOCOL;
@@ -123,5 +135,6 @@ export function classifyUpstreamError(error: unknown): UpstreamFailure {
  */
 export function isStaleSocketError(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | null)?.code;
-  return code === 'ECONNRESET' || code === 'EPIPE';
+  // UND_ERR_SOCKET: undici's "other side closed" (the slot's FIN on a pooled connection).
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET';
 }

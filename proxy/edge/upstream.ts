@@ -2,6 +2,7 @@ import { Agent, type AgentOptions } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { Pool } from 'undici';
 import type { Slot } from '../state/slot-state.js';
 
 /** One HTTP exchange forwarded to a slot, as the slot's drain sees it. */
@@ -92,9 +93,21 @@ export class Upstream {
   /** As configured (may hold credentials: never log it as is). */
   readonly url: string;
   readonly target: URL;
-  /** An https.Agent (itself an http.Agent) for an https slot URL. */
+  /**
+   * An https.Agent (itself an http.Agent) for an https slot URL. It carries
+   * WebSocket handshakes, and the requests of a slot the pool does not serve.
+   */
   readonly agent: Agent;
 
+  /**
+   * The undici pool that carries the HTTP requests of an http slot URL
+   * without a path (slot-pass.ts); null for the others (https, a path
+   * prefix), which go through `agent`. Replaced by a fresh one when idle
+   * connections are closed (a drain): the old one closes each connection
+   * as its request ends.
+   */
+  private slotPool: Pool | null;
+  private readonly timeoutMs: number;
   private readonly exchanges = new Set<UpstreamExchange>();
   private readonly websockets = new Set<UpstreamWebSocket>();
   private readonly logger: Logger;
@@ -105,6 +118,8 @@ export class Upstream {
     this.url = options.url;
     this.target = new URL(options.url);
     this.logger = options.logger;
+    this.timeoutMs = options.timeoutMs;
+    this.slotPool = servedByPool(this.target) ? this.newPool() : null;
     const pool: AgentOptions = {
       keepAlive: true,
       // TCP keep-alive probes on pooled sockets find dead peers.
@@ -128,6 +143,33 @@ export class Upstream {
             ...(options.ca === undefined ? {} : { ca: options.ca }),
           })
         : new Agent(pool);
+  }
+
+  /** The pool for this slot's HTTP requests; null when they go through `agent`. */
+  get pool(): Pool | null {
+    return this.slotPool;
+  }
+
+  private newPool(): Pool {
+    const timeout = this.timeoutMs;
+    // undici takes 0 as "no limit" for its request timeouts, as Node's agent does.
+    const idle = timeout > 0 ? timeout : 60_000;
+    return new Pool(this.target.origin, {
+      // As many connections as requests in flight (the agent's maxSockets: Infinity).
+      connections: null,
+      pipelining: 1,
+      // UPSTREAM_TIMEOUT covers connecting, waiting for the head and gaps in the body.
+      connectTimeout: timeout,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      // Idle pooled connections close after UPSTREAM_TIMEOUT, or earlier when
+      // the slot announces a shorter Keep-Alive timeout (less a second).
+      keepAliveTimeout: idle,
+      keepAliveMaxTimeout: idle,
+      keepAliveTimeoutThreshold: 1000,
+      // TCP keep-alive probes on pooled connections find dead peers.
+      connect: { keepAlive: true, keepAliveInitialDelay: 1000, noDelay: true },
+    });
   }
 
   /** Requests forwarded to this slot and not finished. */
@@ -200,6 +242,15 @@ export class Upstream {
   /** Closes this slot's idle pooled sockets; returns how many. */
   closeIdleSockets(): number {
     let closed = 0;
+    const old = this.slotPool;
+    if (old !== null) {
+      // undici closes idle connections only by closing the pool: a fresh pool
+      // takes the next requests, the old one ends each connection as its
+      // request (if any) ends.
+      closed += old.stats.free;
+      this.slotPool = this.newPool();
+      void old.close().catch(() => undefined);
+    }
     for (const sockets of Object.values(this.agent.freeSockets)) {
       if (!sockets) continue;
       for (const socket of [...sockets]) {
@@ -226,6 +277,7 @@ export class Upstream {
   destroy(): void {
     this.cancelDrain();
     this.agent.destroy();
+    void this.slotPool?.destroy().catch(() => undefined);
   }
 
   private httpDrained(run: DrainRun): void {
@@ -286,6 +338,15 @@ export class Upstream {
       closed_websockets: run.closedWebSockets,
     });
   }
+}
+
+/**
+ * Whether the pool serves a slot URL: plain http without a path or query.
+ * https slots stay on Node's TLS (the certificate checks and their error
+ * codes), and a path prefix on http-proxy-3's own `stream` pass.
+ */
+export function servedByPool(target: URL): boolean {
+  return target.protocol === 'http:' && target.pathname === '/' && target.search === '';
 }
 
 /** The path of a request target without its query (queries may carry secrets). */

@@ -6,11 +6,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { processAlive } from '../../common/process-alive.js';
 import { MIGRATION_LOCK_KEYS } from '../../server/migrate.js';
 import { killSlotProcesses, makeRelease, tempDir } from '../support/deploy-fixtures.js';
-import { freePorts } from '../../harness/ports.js';
+import { freePorts, waitForPort } from '../../harness/ports.js';
 import { createTestDatabase } from '../support/postgres.js';
 import { runCli, startCli } from '../support/processes.js';
-import { waitForPort } from '../support/redis.js';
 import { WatchedProcess } from '../../harness/child-process.js';
+import { until } from '../support/wait.js';
 
 const dir = tempDir('dev');
 const stateDir = join(dir.path, 'state');
@@ -233,20 +233,26 @@ describe('togather dev', () => {
     let early: WatchedProcess | undefined;
     try {
       await holder.query('SELECT pg_advisory_lock($1, $2)', [...MIGRATION_LOCK_KEYS]);
-      early = startDev(ports, startupState, { DATABASE_URL: db.url });
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        // This database only: another test's migrate may be waiting elsewhere in the cluster.
-        const waiting = await holder.query(
-          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'togather-migrate' AND datname = current_database()",
-        );
-        if (waiting.rowCount) break;
-        const exited = early.child.exitCode !== null || early.child.signalCode !== null;
-        if (exited || Date.now() > deadline) {
-          const how = exited ? 'exited' : 'still runs';
-          throw new Error(`migrate never started (dev ${how}):\n${early.stdout}\n${early.stderr}`);
-        }
-        await new Promise((r) => setTimeout(r, 50));
+      const starting = startDev(ports, startupState, { DATABASE_URL: db.url });
+      early = starting;
+      const exited = () => !starting.running;
+      let waiting = false;
+      // An exit of dev ends the wait at once.
+      await until(
+        async () => {
+          if (exited()) return true;
+          // This database only: another test's migrate may be waiting elsewhere in the cluster.
+          const found = await holder.query(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'togather-migrate' AND datname = current_database()",
+          );
+          waiting = Boolean(found.rowCount);
+          return waiting;
+        },
+        { timeout: 30_000, interval: 50 },
+      ).catch(() => undefined);
+      if (!waiting) {
+        const how = exited() ? 'exited' : 'still runs';
+        throw new Error(`migrate never started (dev ${how}):\n${early.stdout}\n${early.stderr}`);
       }
       const exit = await early.stop('SIGINT', 30_000);
       expect(exit).toEqual({ code: 0, signal: null });

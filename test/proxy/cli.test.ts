@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeSlots, type FakeSlot } from '../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../support/fake-slot.js';
 import { closedPort, freePort } from '../../harness/ports.js';
 import { runCli, startCli, waitForHttp } from '../support/processes.js';
 import { WatchedProcess } from '../../harness/child-process.js';

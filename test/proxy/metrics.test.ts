@@ -9,11 +9,11 @@ import { SwitchService } from '../../proxy/admin/switch-service.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
 import { FileSlotStore } from '../../proxy/state/file-store.js';
 import { SlotRegistry } from '../../proxy/state/slot-registry.js';
-import { startTestEdge, type TestEdge } from '../support/edge.js';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../support/edge.js';
 import { httpRequest, rawHttp } from '../support/http-client.js';
 import { checkMetrics } from '../support/promtool.js';
 import { ProxyProcess } from '../support/proxy-process.js';
-import { startUpstreams, type TestUpstream } from '../support/upstreams.js';
+import { headerOf, startFakeSlots, type FakeSlot } from '../support/fake-slot.js';
 import { until } from '../support/wait.js';
 
 function value(text: string, series: string): number | undefined {
@@ -22,28 +22,38 @@ function value(text: string, series: string): number | undefined {
 }
 
 describe('proxy metrics', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
+    t = await twoSlotsAndEdge();
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
+  afterAll(() => t?.close());
+
+  // First: the tests after it switch (through the switch service, which counts).
+  it('starts every bounded series at zero and shows the store up', async () => {
+    const text = await t.metrics();
+    for (const slot of ['blue', 'green']) {
+      for (const reason of ['refused', 'dns', 'unreachable', 'reset', 'timeout', 'drain_aborted']) {
+        expect(
+          value(text, `togather_proxy_upstream_errors_total{slot="${slot}",reason="${reason}"}`),
+        ).toBeDefined();
+      }
+    }
+    for (const result of ['switched', 'unchanged', 'refused', 'conflict', 'unavailable']) {
+      expect(value(text, `togather_proxy_switches_total{result="${result}"}`)).toBe(0);
+    }
+    expect(value(text, 'togather_proxy_store_up')).toBe(1);
   });
 
   it('counts requests by slot, bounded method and status, across scrapes', async () => {
     const series = 'togather_proxy_requests_total{slot="blue",method="GET",code="200"}';
-    const before = value(await t.metrics.metrics(), series) ?? 0;
+    const before = value(await t.metrics(), series) ?? 0;
     for (let i = 0; i < 3; i++) await httpRequest(`${t.url}/echo/${i}`);
-    expect(value(await t.metrics.metrics(), series)).toBe(before + 3);
+    expect(value(await t.metrics(), series)).toBe(before + 3);
     await httpRequest(`${t.url}/echo/again`);
     await httpRequest(`${t.url}/status/404`);
-    const text = await t.metrics.metrics();
+    const text = await t.metrics();
     expect(value(text, series)).toBe(before + 4);
     expect(value(text, 'togather_proxy_requests_total{slot="blue",method="GET",code="404"}')).toBe(
       1,
@@ -56,7 +66,7 @@ describe('proxy metrics', () => {
       'PROPFIND /echo/dav HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n',
     );
     expect(answer.status).toBe(200);
-    const text = await t.metrics.metrics();
+    const text = await t.metrics();
     expect(
       value(text, 'togather_proxy_requests_total{slot="blue",method="OTHER",code="200"}'),
     ).toBe(1);
@@ -65,14 +75,14 @@ describe('proxy metrics', () => {
 
   it('observes durations and reports in-flight requests, the active slot and the epoch', async () => {
     const count = 'togather_proxy_request_duration_seconds_count{slot="blue"}';
-    const before = value(await t.metrics.metrics(), count) ?? 0;
+    const before = value(await t.metrics(), count) ?? 0;
     const slow = httpRequest(`${t.url}/slow?ms=1500`, { headers: { 'x-request-id': 'm-slow' } });
-    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'm-slow'));
-    let text = await t.metrics.metrics();
+    await until(() => t.blue.requests.some((r) => headerOf(r, 'x-request-id') === 'm-slow'));
+    let text = await t.metrics();
     expect(value(text, 'togather_proxy_inflight_requests{slot="blue"}')).toBe(1);
     expect(value(text, 'togather_proxy_inflight_requests{slot="green"}')).toBe(0);
     await slow;
-    text = await t.metrics.metrics();
+    text = await t.metrics();
     expect(value(text, 'togather_proxy_inflight_requests{slot="blue"}')).toBe(0);
     expect(value(text, count)).toBe(before + 1);
     expect(value(text, 'togather_proxy_request_duration_seconds_bucket{le="1",slot="blue"}')).toBe(
@@ -80,26 +90,11 @@ describe('proxy metrics', () => {
     );
 
     const state = await t.switchTo('green');
-    text = await t.metrics.metrics();
+    text = await t.metrics();
     expect(value(text, 'togather_proxy_active_slot{slot="green"}')).toBe(1);
     expect(value(text, 'togather_proxy_active_slot{slot="blue"}')).toBe(0);
     expect(value(text, 'togather_proxy_slot_epoch')).toBe(state.epoch);
     await t.switchTo('blue');
-  });
-
-  it('starts every bounded series at zero and shows the store up', async () => {
-    const text = await t.metrics.metrics();
-    for (const slot of ['blue', 'green']) {
-      for (const reason of ['refused', 'dns', 'unreachable', 'reset', 'timeout', 'drain_aborted']) {
-        expect(
-          value(text, `togather_proxy_upstream_errors_total{slot="${slot}",reason="${reason}"}`),
-        ).toBeDefined();
-      }
-    }
-    for (const result of ['switched', 'unchanged', 'refused', 'conflict', 'unavailable']) {
-      expect(value(text, `togather_proxy_switches_total{result="${result}"}`)).toBe(0);
-    }
-    expect(value(text, 'togather_proxy_store_up')).toBe(1);
   });
 
   it('counts the attempts of the switch service by result', async () => {
@@ -140,19 +135,19 @@ describe('proxy metrics', () => {
     metrics.countUpstreamError('green', 'timeout');
     const own = await metrics.metrics();
     expect(checkMetrics(own)).toEqual({ status: 0, output: '' });
-    expect(checkMetrics(await t.metrics.metrics())).toEqual({ status: 0, output: '' });
+    expect(checkMetrics(await t.metrics())).toEqual({ status: 0, output: '' });
     expect(own).toContain('process_cpu_seconds_total');
     for (const name of LINT_FAILING_DEFAULT_METRICS) expect(own).not.toContain(name);
   });
 });
 
 describe('proxy /metrics scraped from the admin listener of a real process', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   const proxies: ProxyProcess[] = [];
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
   });
 
   afterAll(async () => {

@@ -1,4 +1,5 @@
 import { connect, type TLSSocket } from 'node:tls';
+import { valueOf } from './wait.js';
 
 /**
  * A raw HTTP/2 client over TLS for hostile-input tests: it writes HEADERS
@@ -109,17 +110,17 @@ export class RawH2Client {
   }
 
   /** Waits for the stream's end: its RST_STREAM code, or 'answered' with the :status-carrying HEADERS. */
-  async outcome(streamId: number, timeoutMs = 5000): Promise<{ rst?: number; answered: boolean }> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const mine = this.frames.filter((f) => f.streamId === streamId);
-      const rst = mine.find((f) => f.type === FRAME.RST_STREAM);
-      if (rst) return { rst: rst.payload.readUInt32BE(0), answered: false };
-      if (mine.some((f) => f.type === FRAME.HEADERS)) return { answered: true };
-      if (Date.now() > deadline)
-        throw new Error(`stream ${streamId}: no answer in ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+  outcome(streamId: number, timeoutMs = 5000): Promise<{ rst?: number; answered: boolean }> {
+    return valueOf(
+      () => {
+        const mine = this.frames.filter((f) => f.streamId === streamId);
+        const rst = mine.find((f) => f.type === FRAME.RST_STREAM);
+        if (rst) return { rst: rst.payload.readUInt32BE(0), answered: false };
+        if (mine.some((f) => f.type === FRAME.HEADERS)) return { answered: true };
+        return undefined;
+      },
+      { timeout: timeoutMs, what: `an answer on stream ${streamId}` },
+    );
   }
 
   goaways(): Array<{ lastStreamId: number; code: number }> {

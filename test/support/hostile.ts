@@ -1,14 +1,14 @@
 import { expect } from 'vitest';
 import type { ProxyProcess } from './proxy-process.js';
 import { converse, type RawResponse } from './raw-client.js';
-import type { RecordingUpstream } from './recording-upstream.js';
+import type { FakeSlot } from './fake-slot.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * Shared checks of the hostile-input suites: the proxy's own error answer,
  * and that after a hostile exchange the proxy is up and serves the next
- * request on a new connection normally, as the recording slot proves.
+ * request on a new connection normally, as the fake slot (raw wire) proves.
  */
 
 /** The proxy's own error answer: status, JSON `{error, slot, request_id}`, the slot header. */
@@ -30,7 +30,7 @@ export function expectProxyError(
 /** A request on a new connection is forwarded to `upstream` and answered normally. */
 export async function expectServedNormally(
   proxy: ProxyProcess,
-  upstream: RecordingUpstream,
+  upstream: FakeSlot,
   path = '/after',
 ): Promise<void> {
   expect(proxy.alive, `the proxy is running\n${proxy.output.slice(-4000)}`).toBe(true);
@@ -43,6 +43,6 @@ export async function expectServedNormally(
   const answer = reply.answers[0]!;
   expect(answer.status).toBe(200);
   expect(answer.headers['x-togather-slot']).toBe(upstream.slot);
-  expect(JSON.parse(answer.body)).toMatchObject({ slot: upstream.slot, target: path });
+  expect(JSON.parse(answer.body)).toMatchObject({ slot: upstream.slot, path });
   expect(upstream.received(path)).toHaveLength(before + 1);
 }

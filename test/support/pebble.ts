@@ -5,9 +5,8 @@ import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePorts } from '../../harness/ports.js';
+import { freePorts, waitForPort } from '../../harness/ports.js';
 
-import { waitForPort } from './redis.js';
 import { WatchedProcess } from '../../harness/child-process.js';
 
 const run = promisify(execFile);

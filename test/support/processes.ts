@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { WatchedProcess } from '../../harness/child-process.js';
+import { until } from './wait.js';
 
 /** The built CLI (`npm test` builds first). */
 export const CLI = fileURLToPath(new URL('../../dist/cli/togather.js', import.meta.url));
@@ -50,20 +51,21 @@ export function startCli(args: string[], env: Record<string, string> = {}, cwd?:
   return new WatchedProcess(`togather ${args.join(' ')}`, child);
 }
 
-/** Polls a URL until it answers with the given status. */
+/** Polls a URL until it answers with the given status; the failure says what it last answered. */
 export async function waitForHttp(url: string, status = 200, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    try {
-      const response = await fetch(url);
-      await response.arrayBuffer();
-      if (response.status === status) return;
-      last = `status ${response.status}`;
-    } catch (error) {
-      last = String(error);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${url} did not answer ${status} in ${timeoutMs} ms (last: ${last})`);
+  await until(
+    async () => {
+      let last: string;
+      try {
+        const response = await fetch(url);
+        await response.arrayBuffer();
+        if (response.status === status) return true;
+        last = `status ${response.status}`;
+      } catch (error) {
+        last = String(error);
+      }
+      throw new Error(`${url} did not answer ${status} in ${timeoutMs} ms (last: ${last})`);
+    },
+    { timeout: timeoutMs, interval: 50 },
+  );
 }

@@ -3,10 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../harness/ports.js';
+import { freePort, waitForPort } from '../../harness/ports.js';
 import { startCli } from './processes.js';
-import { waitForPort } from './redis.js';
 import { WatchedProcess } from '../../harness/child-process.js';
+import { until } from './wait.js';
 
 export const PROCESS_ADMIN_KEY = 'reliability-admin-key-0123456789abcdefghij';
 
@@ -210,18 +210,21 @@ export class ProxyProcess {
   }
 
   private async waitReady(timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (!this.alive) throw new Error('the process exited');
-      try {
-        const answer = await this.admin('GET', '/healthz', { timeoutMs: 1000 });
-        if (answer.status === 200) break;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`/healthz did not answer 200 in ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    // An exit ends the wait at once (no point polling a dead process).
+    await until(async () => !this.alive || (await this.healthy()), {
+      timeout: timeoutMs,
+      interval: 50,
+      what: '/healthz to answer 200',
+    });
+    if (!this.alive) throw new Error('the process exited');
     await waitForPort(this.port);
+  }
+
+  private async healthy(): Promise<boolean> {
+    try {
+      return (await this.admin('GET', '/healthz', { timeoutMs: 1000 })).status === 200;
+    } catch {
+      return false; // not listening yet
+    }
   }
 }

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { until } from './wait.js';
 
 /** One HTTP/1.x answer read off a raw socket. */
 export interface RawResponse {
@@ -86,12 +87,11 @@ export class RawClient {
 
   /** Waits until `count` complete answers arrived (or the connection closed, or the time ran out). */
   async waitForAnswers(count: number, timeoutMs = 10_000): Promise<RawResponse[]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const answers = this.answers();
-      if (answers.length >= count || this.closed || Date.now() > deadline) return answers;
-      await sleep(10);
-    }
+    // Running out of time is an outcome here, not a failure: the caller checks what came.
+    await until(() => this.closed || this.answers().length >= count, {
+      timeout: timeoutMs,
+    }).catch(() => undefined);
+    return this.answers();
   }
 
   /** Waits for the other side to close; false if it was still open after `timeoutMs`. */

@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createConnection } from 'node:net';
-import { freePort } from '../../harness/ports.js';
+import { freePort, waitForPort } from '../../harness/ports.js';
 import { WatchedProcess } from '../../harness/child-process.js';
 
 /** A private redis-server on a free loopback port, which a test may kill and restart. */
@@ -47,21 +46,4 @@ export class TestRedis {
     this.process = undefined;
     if (running) await running.stop('SIGTERM');
   }
-}
-
-export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = createConnection({ port, host: '127.0.0.1' });
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`port ${port} did not open in ${timeoutMs} ms`);
 }

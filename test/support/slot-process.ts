@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { waitForPort } from './redis.js';
+import { waitForPort } from '../../harness/ports.js';
 import { WatchedProcess } from '../../harness/child-process.js';
 
 /** The benchmark's bare node:http slot (bench/upstream.ts), built with the CLI. */

@@ -1,11 +1,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger } from '../../common/logger.js';
-import { loadProxyConfig } from '../../proxy/config.js';
-import { startProxy, type RunningProxy } from '../../proxy/main.js';
-import type { Slot } from '../../proxy/state/slot-state.js';
-import { LogCapture, TEST_ADMIN_KEY } from './edge.js';
+import type { RunningProxy } from '../../proxy/main.js';
+import type { Slot } from '../../common/slot.js';
+import { startTestEdge, type LogCapture } from './edge.js';
 import { selfSigned } from './pebble.js';
 
 export interface TlsProxy {
@@ -25,9 +23,9 @@ export interface TlsProxy {
 }
 
 /**
- * `startProxy(loadProxyConfig(…))` in this process with TLS_CERT_FILE set to
- * a fresh self-signed certificate, every listener on a free loopback port,
- * logging at debug level into `logs`.
+ * The test edge (startTestEdge: `startProxy(loadProxyConfig(…))` in this
+ * process) with TLS_CERT_FILE set to a fresh self-signed certificate and
+ * its TLS listener on a free loopback port too.
  */
 export async function startTlsProxy(
   slots: { blueUrl: string; greenUrl: string },
@@ -37,52 +35,35 @@ export async function startTlsProxy(
   try {
     const pair = await selfSigned(dir, 'localhost');
     const ca = await readFile(pair.certFile, 'utf8');
-    const logs = new LogCapture();
-    const config = loadProxyConfig({
-      ADMIN_API_KEY: TEST_ADMIN_KEY,
-      PROXY_HOST: '127.0.0.1',
-      PROXY_PORT: '0',
-      PROXY_TLS_PORT: '0',
-      ADMIN_PORT: '0',
-      BLUE_URL: slots.blueUrl,
-      GREEN_URL: slots.greenUrl,
-      STATE_FILE: join(dir, 'proxy-state.json'),
-      TLS_CERT_FILE: pair.certFile,
-      TLS_KEY_FILE: pair.keyFile,
-      DRAIN_TIMEOUT: '5s',
-      ...env,
-    });
-    const proxy = await startProxy(config, {
-      logger: createLogger({ level: 'debug', destination: logs.stream }),
+    const edge = await startTestEdge({
+      ...slots,
+      dir,
+      env: {
+        PROXY_TLS_PORT: '0',
+        TLS_CERT_FILE: pair.certFile,
+        TLS_KEY_FILE: pair.keyFile,
+        DRAIN_TIMEOUT: '5s',
+        ...env,
+      },
       healthPollIntervalMs: 60_000,
     });
-    const tlsUrl = proxy.tlsUrl!;
+    const tlsUrl = edge.proxy.tlsUrl!;
     return {
-      proxy,
+      proxy: edge.proxy,
       tlsUrl,
       tlsPort: Number(new URL(tlsUrl).port),
-      publicUrl: proxy.publicUrl,
+      publicUrl: edge.url,
       ca,
-      logs,
+      logs: edge.logs,
       async switchTo(slot) {
-        const outcome = await proxy.control.switches.switch(slot, { force: true, actor: 'test' });
-        if (!outcome.ok) throw new Error(`switch to ${slot} refused: ${JSON.stringify(outcome)}`);
+        await edge.switchTo(slot);
       },
       async admin(path) {
-        const response = await fetch(`${proxy.adminUrl}${path}`, {
-          headers: { authorization: `Bearer ${TEST_ADMIN_KEY}` },
-        });
-        const text = await response.text();
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        return { status: response.status, text, json };
+        const { status, text, body } = await edge.admin('GET', path);
+        return { status, text, json: body };
       },
       async stop() {
-        await proxy.close(2000);
+        await edge.stop(2000);
         await rm(dir, { recursive: true, force: true });
       },
     };

@@ -11,7 +11,9 @@ export interface WaitOptions {
 
 /**
  * Waits until `check` returns true, polling through vitest's `vi.waitFor` (one
- * polling loop for the whole suite instead of one per test file).
+ * polling loop for the whole suite instead of one per test file). A check that
+ * throws is not done yet either: the last error it threw is the failure, so a
+ * check can say what it saw. Not a new check while one is running.
  */
 export async function until(
   check: () => boolean | Promise<boolean>,

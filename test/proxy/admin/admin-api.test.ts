@@ -3,15 +3,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadProxyConfig } from '../../../proxy/config.js';
-import { startProxy } from '../../../proxy/main.js';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startTestEdge } from '../../support/edge.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { TestRedis } from '../../support/redis.js';
 
 const KEY = 'test-admin-key-0123456789-abcdefghijklmnop';
-const logger = pino({ level: 'silent' });
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 interface Admin {
@@ -20,24 +17,19 @@ interface Admin {
   close(): Promise<void>;
 }
 
-/** The whole proxy in this process (public listener unused here), on a real Redis. */
+/** The whole proxy in this process, on a real Redis. */
 async function startAdmin(
   redis: TestRedis,
   slots: Record<'blue' | 'green', FakeSlot>,
   prefix: string,
 ): Promise<Admin> {
-  const config = loadProxyConfig({
-    ADMIN_API_KEY: KEY,
-    PROXY_HOST: '127.0.0.1',
-    PROXY_PORT: '0',
-    ADMIN_PORT: '0',
-    BLUE_URL: slots.blue.url,
-    GREEN_URL: slots.green.url,
-    REDIS_URL: redis.url,
-    REDIS_KEY_PREFIX: prefix,
+  const edge = await startTestEdge({
+    blueUrl: slots.blue.url,
+    greenUrl: slots.green.url,
+    env: { ADMIN_API_KEY: KEY, REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix },
+    healthPollIntervalMs: 200,
   });
-  const proxy = await startProxy(config, { logger, healthPollIntervalMs: 200 });
-  return { url: proxy.adminUrl, publicUrl: proxy.publicUrl, close: () => proxy.close(1000) };
+  return { url: edge.adminUrl, publicUrl: edge.url, close: () => edge.stop() };
 }
 
 interface AdminStatusBody {

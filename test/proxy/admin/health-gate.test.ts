@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeProbe, healthUrl, runHealthGate } from '../../../proxy/admin/health-gate.js';
-import { FakeSlot } from '../../support/fake-slots.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 import { closedPort } from '../../../harness/ports.js';
 
 describe('health gate', () => {

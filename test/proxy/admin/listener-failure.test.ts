@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
-import { startTestProxy, type TestProxy } from '../../support/test-proxy.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
 
 /**
  * A state listener that throws (a bug in a metric, a relay, a log line) is
@@ -9,25 +8,12 @@ import { startTestProxy, type TestProxy } from '../../support/test-proxy.js';
  * and answered 200, never 500.
  */
 describe('a throwing slot state listener', () => {
-  let slots: Record<'blue' | 'green', FakeSlot>;
-  let t: TestProxy;
+  let t: SlotsAndEdge;
 
-  beforeAll(async () => {
-    slots = await startFakeSlots();
-  });
-  afterAll(async () => {
-    await Promise.all([slots.blue.close(), slots.green.close()]);
-  });
   beforeEach(async () => {
-    t = await startTestProxy({
-      BLUE_URL: slots.blue.url,
-      GREEN_URL: slots.green.url,
-      ACCESS_LOG: 'off',
-    });
+    t = await twoSlotsAndEdge({ env: { ACCESS_LOG: 'off' }, healthPollIntervalMs: 200 });
   });
-  afterEach(async () => {
-    await t.stop();
-  });
+  afterEach(() => t?.close());
 
   async function servedBy(): Promise<string | null> {
     const response = await fetch(`${t.proxy.publicUrl}/events`);

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
 import { closedPort } from '../../../harness/ports.js';
-import { startTestProxy, type TestProxy } from '../../support/test-proxy.js';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
 
 /**
  * A slot URL may carry a secret in its query (`?token=`, under any name) as
@@ -12,23 +11,21 @@ describe('slot URLs with secrets', () => {
   const TOKEN = 'tok-5ecret-in-query';
   const KEY = 'k3y-in-another-param';
   const PASSWORD = 'pa55word-in-userinfo';
-  let slots: Record<'blue' | 'green', FakeSlot>;
-  let t: TestProxy;
+  let t: SlotsAndEdge;
   let greenPort: number;
 
   beforeAll(async () => {
-    slots = await startFakeSlots();
     greenPort = await closedPort();
-    t = await startTestProxy({
-      BLUE_URL: `${slots.blue.url}/?token=${TOKEN}`,
-      // Nothing listens there: its health errors name the URL.
-      GREEN_URL: `http://ops:${PASSWORD}@127.0.0.1:${greenPort}/?access_key=${KEY}&region=eu`,
+    t = await twoSlotsAndEdge({
+      urls: {
+        blue: (blue) => `${blue.url}/?token=${TOKEN}`,
+        // Nothing listens there: its health errors name the URL.
+        green: `http://ops:${PASSWORD}@127.0.0.1:${greenPort}/?access_key=${KEY}&region=eu`,
+      },
+      healthPollIntervalMs: 200,
     });
   });
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([slots?.blue.close(), slots?.green.close()]);
-  });
+  afterAll(() => t?.close());
 
   function expectNoSecret(text: string): void {
     for (const secret of [TOKEN, KEY, PASSWORD]) expect(text).not.toContain(secret);
@@ -40,7 +37,7 @@ describe('slot URLs with secrets', () => {
     expectNoSecret(answer.text);
     expect(answer.body).toMatchObject({
       slots: {
-        blue: { url: `${slots.blue.url}/?token=***` },
+        blue: { url: `${t.blue.url}/?token=***` },
         green: {
           url: `http://ops:***@127.0.0.1:${greenPort}/?access_key=***&region=***`,
           healthy: false,

@@ -6,7 +6,7 @@ import { RedisStore } from '../../../proxy/state/redis-store.js';
 import { SlotRegistry } from '../../../proxy/state/slot-registry.js';
 import type { Slot } from '../../../common/slot.js';
 import { SwitchService } from '../../../proxy/admin/switch-service.js';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { TestRedis } from '../../support/redis.js';
 
 const logger = pino({ level: 'silent' });

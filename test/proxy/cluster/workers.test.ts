@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { httpRequest, type HttpAnswer } from '../../support/http-client.js';
 import { freePort } from '../../../harness/ports.js';
 import { runCli } from '../../support/processes.js';

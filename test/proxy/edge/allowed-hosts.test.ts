@@ -1,23 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostName } from '../../../proxy/edge/allowed-hosts.js';
-import { startTestEdge, type TestEdge } from '../../support/edge.js';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
 
 /** ALLOWED_HOSTS: requests for other authorities get 421 and never reach a slot. */
 
-let blue: TestUpstream;
-let green: TestUpstream;
-
-beforeAll(async () => {
-  ({ blue, green } = await startUpstreams());
-});
-
-afterAll(async () => {
-  await Promise.all([blue?.close(), green?.close()]);
-});
-
-function withHost(t: TestEdge, host: string, path = '/echo/host', requestId = 'h-1') {
+function withHost(t: SlotsAndEdge, host: string, path = '/echo/host', requestId = 'h-1') {
   return httpRequest(`${t.url}${path}`, { headers: { host, 'x-request-id': requestId } });
 }
 
@@ -29,19 +17,15 @@ it('reads a Host header value as a host name', () => {
 });
 
 describe('ALLOWED_HOSTS set', () => {
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
+    t = await twoSlotsAndEdge({
       env: { ALLOWED_HOSTS: 'events.example.org, www.example.org', ACCESS_LOG: 'off' },
     });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-  });
+  afterAll(() => t?.close());
 
   it.each(['events.example.org', 'WWW.Example.Org', 'events.example.org:8080', 'www.example.org.'])(
     'forwards a request for %s',
@@ -55,7 +39,7 @@ describe('ALLOWED_HOSTS set', () => {
   it.each(['127.0.0.1', 'other.example.org', 'events.example.org.evil.test', 'example.org'])(
     'answers 421 misdirected_request to a request for %s, which the slot never sees',
     async (host) => {
-      const before = blue.requests.length;
+      const before = t.blue.requests.length;
       const answer = await withHost(t, host, '/echo/scan', 'scan-1');
       expect(answer.status).toBe(421);
       expect(answer.headers['x-togather-slot']).toBe('blue');
@@ -64,7 +48,7 @@ describe('ALLOWED_HOSTS set', () => {
       expect(answer.body).toBe(
         '{"error":"misdirected_request","slot":"blue","request_id":"scan-1"}',
       );
-      expect(blue.requests.length).toBe(before);
+      expect(t.blue.requests.length).toBe(before);
     },
   );
 
@@ -101,22 +85,20 @@ describe('ALLOWED_HOSTS set', () => {
   });
 
   it('counts 421 answers in the request metric', async () => {
-    expect(await t.metrics.metrics()).toMatch(
+    expect(await t.metrics()).toMatch(
       /togather_proxy_requests_total\{slot="blue",method="GET",code="421"\} [1-9]/,
     );
   });
 });
 
 describe('ALLOWED_HOSTS unset', () => {
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url, env: { ACCESS_LOG: 'off' } });
+    t = await twoSlotsAndEdge({ env: { ACCESS_LOG: 'off' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-  });
+  afterAll(() => t?.close());
 
   it('forwards a request for any host', async () => {
     for (const host of ['127.0.0.1', 'anything.example']) {

@@ -1,10 +1,8 @@
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startTestEdge, type TestEdge } from '../../support/edge.js';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
 import { RawClient } from '../../support/raw-client.js';
-import { RecordingUpstream } from '../../support/recording-upstream.js';
-import { TestUpstream } from '../../support/upstreams.js';
 
 /**
  * MAX_BODY_SIZE: 413 for a declared body over the limit before the slot sees
@@ -59,26 +57,17 @@ function chunkedPost(
 }
 
 describe('MAX_BODY_SIZE=1kb', () => {
-  let blue: RecordingUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  /** Blue proves what bytes reached it (raw wire); green streams /upload back. */
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    [blue, green] = await Promise.all([
-      RecordingUpstream.start('blue'),
-      TestUpstream.start('green'),
-    ]);
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
+    t = await twoSlotsAndEdge({
+      blue: { wire: 'raw' },
       env: { MAX_BODY_SIZE: '1kb', ACCESS_LOG: 'off' },
     });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('answers a declared body over the limit with 413 before anything reaches the slot', async () => {
     const answer = await httpRequest(`${t.url}/declared`, {
@@ -96,8 +85,8 @@ describe('MAX_BODY_SIZE=1kb', () => {
       slot: 'blue',
       request_id: 'big-1',
     });
-    expect(blue.rawText()).not.toContain('/declared');
-    expect(await t.metrics.metrics()).toMatch(
+    expect(t.blue.rawText()).not.toContain('/declared');
+    expect(await t.metrics()).toMatch(
       /togather_proxy_requests_total\{slot="blue",method="POST",code="413"\} [1-9]/,
     );
   });
@@ -105,7 +94,7 @@ describe('MAX_BODY_SIZE=1kb', () => {
   it('forwards a body of exactly the limit', async () => {
     const answer = await httpRequest(`${t.url}/exact`, { method: 'POST', body: 'y'.repeat(1024) });
     expect(answer.status).toBe(200);
-    const [received] = blue.received('/exact');
+    const [received] = t.blue.received('/exact');
     expect(received?.body.length).toBe(1024);
   });
 
@@ -127,7 +116,7 @@ describe('MAX_BODY_SIZE=1kb', () => {
     } finally {
       client.destroy();
     }
-    expect(blue.rawText()).not.toContain('/expecting');
+    expect(t.blue.rawText()).not.toContain('/expecting');
   });
 
   it('still sends 100 Continue for a body within the limit', async () => {
@@ -143,14 +132,14 @@ describe('MAX_BODY_SIZE=1kb', () => {
     } finally {
       client.destroy();
     }
-    expect(blue.received('/continued')[0]?.body.toString()).toBe('hello');
+    expect(t.blue.received('/continued')[0]?.body.toString()).toBe('hello');
   });
 
   it('cuts a chunked body that grows past the limit: 413, the slot request aborted, its connection not reused', async () => {
     const answer = await chunkedPost(
       `${t.url}/chunked`,
       'a'.repeat(600),
-      () => vi.waitFor(() => expect(blue.rawText()).toContain('a'.repeat(600))),
+      () => vi.waitFor(() => expect(t.blue.rawText()).toContain('a'.repeat(600))),
       'b'.repeat(600),
       'chunk-413',
     );
@@ -161,19 +150,19 @@ describe('MAX_BODY_SIZE=1kb', () => {
       request_id: 'chunk-413',
     });
     // The slot saw the head and the part within the limit, never an end, nor the part past it.
-    const aborted = blue.connections().find((c) => c.text.includes('POST /chunked'));
+    const aborted = t.blue.connections().find((c) => c.text.includes('POST /chunked'));
     expect(aborted).toBeDefined();
     expect(aborted!.text).not.toContain('bbbb');
     await vi.waitFor(() =>
-      expect(blue.connections().find((c) => c.id === aborted!.id)?.open).toBe(false),
+      expect(t.blue.connections().find((c) => c.id === aborted!.id)?.open).toBe(false),
     );
-    expect(blue.received('/chunked')).toEqual([]);
+    expect(t.blue.received('/chunked')).toEqual([]);
     // The next request is served on another connection; nothing unreadable reached the slot.
     const next = await httpRequest(`${t.url}/after-chunked`);
     expect(next.status).toBe(200);
-    const [after] = blue.received('/after-chunked');
+    const [after] = t.blue.received('/after-chunked');
     expect(after?.connection).not.toBe(aborted!.id);
-    expect(blue.unreadable).toEqual([]);
+    expect(t.blue.unreadable).toEqual([]);
   });
 
   it('refuses a chunked body whose first chunk is already past the limit; the slot sees no request', async () => {
@@ -185,15 +174,15 @@ describe('MAX_BODY_SIZE=1kb', () => {
       'chunk-once',
     );
     expect(answer).toMatchObject({ status: 413 });
-    expect(blue.received('/chunked-at-once')).toEqual([]);
-    expect(blue.rawText()).not.toContain('ccc');
-    expect(blue.unreadable).toEqual([]);
+    expect(t.blue.received('/chunked-at-once')).toEqual([]);
+    expect(t.blue.rawText()).not.toContain('ccc');
+    expect(t.blue.unreadable).toEqual([]);
   });
 
   it('closes the client connection when the body crosses the limit after the answer started', async () => {
     await t.switchTo('green');
     try {
-      const abortedBefore = green.aborted;
+      const abortedBefore = t.green.aborted;
       let echoed = '';
       const outcome = await new Promise<string>((resolve) => {
         const req = request(`${t.url}/upload`, {
@@ -215,10 +204,10 @@ describe('MAX_BODY_SIZE=1kb', () => {
       });
       expect(outcome).toBe('aborted');
       expect(echoed).toBe('d'.repeat(600));
-      await vi.waitFor(() => expect(green.aborted).toBeGreaterThan(abortedBefore));
+      await vi.waitFor(() => expect(t.green.aborted).toBeGreaterThan(abortedBefore));
       const next = await httpRequest(`${t.url}/echo/after-cut`);
       expect(next.status).toBe(200);
-      expect(await t.metrics.metrics()).toMatch(
+      expect(await t.metrics()).toMatch(
         /togather_proxy_requests_total\{slot="green",method="POST",code="413"\} 1\n/,
       );
     } finally {
@@ -228,23 +217,13 @@ describe('MAX_BODY_SIZE=1kb', () => {
 });
 
 describe('MAX_BODY_SIZE=0 (no limit)', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    [blue, green] = await Promise.all([TestUpstream.start('blue'), TestUpstream.start('green')]);
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
-      env: { MAX_BODY_SIZE: '0', ACCESS_LOG: 'off' },
-    });
+    t = await twoSlotsAndEdge({ env: { MAX_BODY_SIZE: '0', ACCESS_LOG: 'off' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('forwards declared and chunked bodies of any size', async () => {
     const body = 'z'.repeat(200_000);
@@ -260,19 +239,13 @@ describe('MAX_BODY_SIZE=0 (no limit)', () => {
 });
 
 describe('MAX_BODY_SIZE default (10mb)', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    [blue, green] = await Promise.all([TestUpstream.start('blue'), TestUpstream.start('green')]);
-    t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url, env: { ACCESS_LOG: 'off' } });
+    t = await twoSlotsAndEdge({ env: { ACCESS_LOG: 'off' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('refuses a declared 10 MiB + 1 byte and forwards 1 MiB', async () => {
     const client = await RawClient.connect(t.port);
@@ -285,7 +258,7 @@ describe('MAX_BODY_SIZE default (10mb)', () => {
     } finally {
       client.destroy();
     }
-    expect(blue.requests.some((r) => r.url === '/echo/huge')).toBe(false);
+    expect(t.blue.requests.some((r) => r.target === '/echo/huge')).toBe(false);
     const body = 'm'.repeat(1024 * 1024);
     const ok = await httpRequest(`${t.url}/echo/mib`, { method: 'POST', body });
     expect(ok.status).toBe(200);

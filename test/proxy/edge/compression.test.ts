@@ -1,25 +1,14 @@
 import { request } from 'node:http';
 import { brotliDecompressSync, createGunzip, gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestEdge, type TestEdge } from '../../support/edge.js';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
 import { httpRequest, type HttpAnswer } from '../../support/http-client.js';
-import { answerBody, startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { answerBody } from '../../support/fake-slot.js';
 
 /** COMPRESSION: gzip and brotli of slot answers, decoded for real. */
 
-let blue: TestUpstream;
-let green: TestUpstream;
-
-beforeAll(async () => {
-  ({ blue, green } = await startUpstreams());
-});
-
-afterAll(async () => {
-  await Promise.all([blue?.close(), green?.close()]);
-});
-
 function get(
-  t: TestEdge,
+  t: SlotsAndEdge,
   path: string,
   acceptEncoding?: string,
   extra: Record<string, string> = {},
@@ -42,15 +31,13 @@ function decoded(answer: HttpAnswer): string {
 }
 
 describe('compression on (the default)', () => {
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url, env: { ACCESS_LOG: 'off' } });
+    t = await twoSlotsAndEdge({ env: { ACCESS_LOG: 'off' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-  });
+  afterAll(() => t?.close());
 
   it('gzips a JSON answer for a client that accepts gzip, keeping the slot headers', async () => {
     const answer = await get(t, '/answer?bytes=20000&h-x-app=kept', 'gzip');
@@ -244,19 +231,13 @@ describe('compression on (the default)', () => {
 });
 
 describe('compression off', () => {
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
-      env: { ACCESS_LOG: 'off', COMPRESSION: 'off' },
-    });
+    t = await twoSlotsAndEdge({ env: { ACCESS_LOG: 'off', COMPRESSION: 'off' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-  });
+  afterAll(() => t?.close());
 
   it('sends every answer as the slot wrote it, without Vary', async () => {
     const answer = await get(t, '/answer?bytes=20000', 'gzip, br');

@@ -2,12 +2,12 @@ import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Slot } from '../../../proxy/state/slot-state.js';
-import { startTestEdge, type TestEdge } from '../../support/edge.js';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { headerOf } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
 
-async function activate(t: TestEdge, slot: Slot): Promise<void> {
+async function activate(t: SlotsAndEdge, slot: Slot): Promise<void> {
   if (t.edge.registry.current.active !== slot) await t.switchTo(slot);
 }
 
@@ -32,30 +32,20 @@ async function roundTrip(ws: WebSocket, text: string): Promise<string> {
 }
 
 describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
-      env: { DRAIN_TIMEOUT: '10s' },
-    });
+    t = await twoSlotsAndEdge({ env: { DRAIN_TIMEOUT: '10s' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('lets a request in flight on the old slot finish while new requests go to the new slot', async () => {
     await activate(t, 'blue');
     const inFlight = httpRequest(`${t.url}/slow?ms=3000`, {
       headers: { 'x-request-id': 'long-1' },
     });
-    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'long-1'), {
+    await until(() => t.blue.requests.some((r) => headerOf(r, 'x-request-id') === 'long-1'), {
       timeout: 15_000,
     });
 
@@ -70,7 +60,7 @@ describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
     const answer = await inFlight;
     expect(answer.status).toBe(200);
     expect(answer.headers['x-togather-slot']).toBe('blue');
-    expect(JSON.parse(answer.body)).toEqual({ slot: 'blue' });
+    expect(JSON.parse(answer.body)).toEqual({ slot: 'blue', path: '/slow?ms=3000' });
 
     const line = await t.logs.waitFor((l) => l.msg === 'slot switched' && l.epoch === state.epoch);
     expect(line).toMatchObject({
@@ -83,7 +73,7 @@ describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
     });
     expect(t.edge.traffic('blue')).toMatchObject({ inflight: 0, draining: false });
     // The drained slot's pooled connections are closed once nothing runs on it.
-    await until(async () => (await blue.openConnections()) === 0, { timeout: 15_000 });
+    await until(() => t.blue.openConnections === 0, { timeout: 15_000 });
   });
 
   it('never closes a keep-alive client connection at a switch', async () => {
@@ -112,31 +102,21 @@ describe('switch and drain (DRAIN_TIMEOUT 10s)', () => {
 
 describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
   const DRAIN_MS = 1500;
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
-      env: { DRAIN_TIMEOUT: `${DRAIN_MS}ms` },
-    });
+    t = await twoSlotsAndEdge({ env: { DRAIN_TIMEOUT: `${DRAIN_MS}ms` } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('aborts a request still running on the old slot at the drain timeout', async () => {
     await activate(t, 'blue');
-    const abortedBefore = blue.aborted;
+    const abortedBefore = t.blue.aborted;
     const inFlight = httpRequest(`${t.url}/slow?ms=60000`, {
       headers: { 'x-request-id': 'too-long-1' },
     });
-    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'too-long-1'), {
+    await until(() => t.blue.requests.some((r) => headerOf(r, 'x-request-id') === 'too-long-1'), {
       timeout: 15_000,
     });
     const state = await t.switchTo('green');
@@ -149,7 +129,7 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
       slot: 'blue',
       request_id: 'too-long-1',
     });
-    await until(() => blue.aborted > abortedBefore, { timeout: 15_000 });
+    await until(() => t.blue.aborted > abortedBefore, { timeout: 15_000 });
 
     const warning = await t.logs.waitFor(
       (l) => l.request_id === 'too-long-1' && l.level === 40 && l.msg !== 'upstream request failed',
@@ -157,7 +137,7 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
     expect(warning).toMatchObject({ slot: 'blue', method: 'GET', path: '/slow' });
     const line = await t.logs.waitFor((l) => l.msg === 'slot switched' && l.epoch === state.epoch);
     expect(line.drain).toMatchObject({ slot: 'blue', result: 'timeout', aborted_requests: 1 });
-    expect(await t.metrics.metrics()).toMatch(
+    expect(await t.metrics()).toMatch(
       /togather_proxy_upstream_errors_total\{slot="blue",reason="drain_aborted"\} 1/,
     );
   });
@@ -167,7 +147,7 @@ describe('drain timeout (DRAIN_TIMEOUT 1500ms)', () => {
     const inFlight = httpRequest(`${t.url}/slow?ms=${DRAIN_MS + 1000}`, {
       headers: { 'x-request-id': 'back-again-1' },
     });
-    await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'back-again-1'), {
+    await until(() => t.blue.requests.some((r) => headerOf(r, 'x-request-id') === 'back-again-1'), {
       timeout: 15_000,
     });
     const away = await t.switchTo('green');

@@ -1,32 +1,27 @@
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { connect, createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestEdge, type TestEdge } from '../../support/edge.js';
+import {
+  startTestEdge,
+  twoSlotsAndEdge,
+  type SlotsAndEdge,
+  type TestEdge,
+} from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
-import { freePort } from '../../../harness/ports.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { closedPort } from '../../../harness/ports.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 describe('edge proxy forwarding', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
-      env: { MAX_HEADER_SIZE: '8192' },
-    });
+    t = await twoSlotsAndEdge({ env: { MAX_HEADER_SIZE: '8192' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   describe('methods and bodies', () => {
     it.each(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])(
@@ -410,14 +405,14 @@ describe('edge proxy forwarding', () => {
   });
 
   it('aborts the upstream request when the client goes away', async () => {
-    const abortedBefore = blue.aborted;
+    const abortedBefore = t.blue.aborted;
     const controller = new AbortController();
     const pending = httpRequest(`${t.url}/slow?ms=30000`, { signal: controller.signal });
     pending.catch(() => undefined);
-    await until(() => blue.requests.some((r) => r.url === '/slow?ms=30000'));
+    await until(() => t.blue.requests.some((r) => r.target === '/slow?ms=30000'));
     controller.abort();
     await expect(pending).rejects.toThrow();
-    await until(() => blue.aborted > abortedBefore);
+    await until(() => t.blue.aborted > abortedBefore);
     await until(() => t.edge.upstreams.blue.inflight === 0);
   });
 
@@ -441,23 +436,13 @@ describe('edge proxy forwarding', () => {
 });
 
 describe('edge proxy forwarding with TRUST_PROXY on', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
-      env: { TRUST_PROXY: 'on', ACCESS_LOG: 'off' },
-    });
+    t = await twoSlotsAndEdge({ env: { TRUST_PROXY: 'on', ACCESS_LOG: 'off' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('appends to an incoming X-Forwarded-For and keeps the rest of the chain', async () => {
     const answer = await httpRequest(`${t.url}/echo/fwd`, {
@@ -493,29 +478,20 @@ describe('edge proxy forwarding with TRUST_PROXY on', () => {
 });
 
 describe('edge proxy upstream failures', () => {
-  let blue: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue } = await startUpstreams().then(async (u) => {
-      await u.green.close();
-      return u;
-    }));
-    const nothingListens = await freePort();
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: `http://127.0.0.1:${nothingListens}`,
+    const nothingListens = `http://127.0.0.1:${await closedPort()}`;
+    t = await twoSlotsAndEdge({
+      urls: { green: nothingListens },
       env: { UPSTREAM_TIMEOUT: '500ms' },
     });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await blue?.close();
-  });
+  afterAll(() => t?.close());
 
   it('answers 504 upstream_timeout when the slot says nothing within UPSTREAM_TIMEOUT', async () => {
-    const abortedBefore = blue.aborted;
+    const abortedBefore = t.blue.aborted;
     const answer = await httpRequest(`${t.url}/hang`, { headers: { 'x-request-id': 'slow-1' } });
     expect(answer.status).toBe(504);
     expect(answer.headers['x-togather-slot']).toBe('blue');
@@ -524,7 +500,7 @@ describe('edge proxy upstream failures', () => {
       slot: 'blue',
       request_id: 'slow-1',
     });
-    await until(() => blue.aborted > abortedBefore);
+    await until(() => t.blue.aborted > abortedBefore);
   });
 
   it('answers 502 upstream_unreachable when the slot refuses connections', async () => {
@@ -538,7 +514,7 @@ describe('edge proxy upstream failures', () => {
         slot: 'green',
         request_id: 'down-1',
       });
-      const metrics = await t.metrics.metrics();
+      const metrics = await t.metrics();
       expect(metrics).toMatch(
         /togather_proxy_upstream_errors_total\{slot="green",reason="refused"\} [1-9]/,
       );
@@ -560,7 +536,7 @@ describe('edge proxy and stale pooled connections', () => {
   let slot: TcpServer;
   let connections = 0;
   let t: TestEdge;
-  let green: TestUpstream;
+  let green: FakeSlot;
 
   beforeAll(async () => {
     slot = createTcpServer((socket) => {
@@ -580,10 +556,7 @@ describe('edge proxy and stale pooled connections', () => {
     });
     await new Promise<void>((resolve) => slot.listen(0, '127.0.0.1', () => resolve()));
     const address = slot.address() as { port: number };
-    ({ green } = await startUpstreams().then(async (u) => {
-      await u.blue.close();
-      return u;
-    }));
+    green = await FakeSlot.start('green');
     t = await startTestEdge({
       blueUrl: `http://127.0.0.1:${address.port}`,
       greenUrl: green.url,
@@ -625,19 +598,13 @@ describe('edge proxy and stale pooled connections', () => {
 });
 
 describe('edge proxy with a slot URL that has a path', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({ blueUrl: `${blue.url}/echo/prefix`, greenUrl: green.url });
+    t = await twoSlotsAndEdge({ urls: { blue: (blue) => `${blue.url}/echo/prefix` } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('puts the path in front of the request target', async () => {
     const answer = await httpRequest(`${t.url}/items?page=2`);
@@ -647,23 +614,13 @@ describe('edge proxy with a slot URL that has a path', () => {
 });
 
 describe('edge proxy client-side limits', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
-      env: { HEADERS_TIMEOUT: '400ms', REQUEST_TIMEOUT: '800ms' },
-    });
+    t = await twoSlotsAndEdge({ env: { HEADERS_TIMEOUT: '400ms', REQUEST_TIMEOUT: '800ms' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('answers 408 with the slot header when the headers do not arrive in time', async () => {
     const answer = await rawHttp(t.port, 'GET /echo HTTP/1.1\r\nHost: edge.test\r\n');
@@ -691,23 +648,13 @@ describe('edge proxy client-side limits', () => {
 });
 
 describe('edge proxy connection limit', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
-      env: { MAX_CONNECTIONS: '3' },
-    });
+    t = await twoSlotsAndEdge({ env: { MAX_CONNECTIONS: '3' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('refuses connections beyond MAX_CONNECTIONS and counts them', async () => {
     const held = await Promise.all(
@@ -722,7 +669,7 @@ describe('edge proxy connection limit', () => {
       await expect(httpRequest(`${t.url}/echo/fourth`)).rejects.toThrow(
         /socket hang up|ECONNRESET/,
       );
-      expect(await t.metrics.metrics()).toMatch(/togather_proxy_dropped_connections_total 1\n/);
+      expect(await t.metrics()).toMatch(/togather_proxy_dropped_connections_total 1\n/);
     } finally {
       for (const s of held) s.destroy();
     }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest, type HttpRequestOptions } from '../../support/http-client.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { createTestCertificates, type TestCertificates } from '../../support/tls.js';
-import { TestUpstream } from '../../support/upstreams.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 import { nextMessage, openWebSocket, refusedWebSocket } from '../../support/websocket-client.js';
 
 /**
@@ -29,11 +29,11 @@ async function get(
 
 describe('https slot URLs', () => {
   let certs: TestCertificates;
-  let secureBlue: TestUpstream;
-  let secureGreen: TestUpstream;
-  let plainBlue: TestUpstream;
-  let plainGreen: TestUpstream;
-  let otherNameBlue: TestUpstream;
+  let secureBlue: FakeSlot;
+  let secureGreen: FakeSlot;
+  let plainBlue: FakeSlot;
+  let plainGreen: FakeSlot;
+  let otherNameBlue: FakeSlot;
   const running = new Set<ProxyProcess>();
 
   /** Runs `check` against a `togather proxy` process with these slots, then stops it. */
@@ -60,11 +60,11 @@ describe('https slot URLs', () => {
     certs = await createTestCertificates();
     const tls = { cert: certs.cert, key: certs.key };
     [secureBlue, secureGreen, plainBlue, plainGreen, otherNameBlue] = await Promise.all([
-      TestUpstream.start('blue', 0, { tls }),
-      TestUpstream.start('green', 0, { tls }),
-      TestUpstream.start('blue'),
-      TestUpstream.start('green'),
-      TestUpstream.start('blue', 0, { tls: certs.otherName }),
+      FakeSlot.start('blue', { tls }),
+      FakeSlot.start('green', { tls }),
+      FakeSlot.start('blue'),
+      FakeSlot.start('green'),
+      FakeSlot.start('blue', { tls: certs.otherName }),
     ]);
   });
   afterAll(async () => {

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SECURITY_HEADERS } from '../../../proxy/edge/security-headers.js';
-import { startTestEdge, type TestEdge } from '../../support/edge.js';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
-import { freePort } from '../../../harness/ports.js';
-import { TestUpstream } from '../../support/upstreams.js';
+import { closedPort } from '../../../harness/ports.js';
 
 /** SECURITY_HEADERS and CONTENT_SECURITY_POLICY on slot answers and the proxy's own. */
 
@@ -17,21 +16,15 @@ const DEFAULTS = {
 };
 const CSP = "default-src 'self'; img-src 'self' data:";
 
-let blue: TestUpstream;
-/** A green slot nothing listens on: the proxy answers 502 itself. */
-let greenUrl: string;
+/** What green is told to be: a slot nothing listens on, so the proxy answers 502 itself. */
+let nothingListens: string;
 
 beforeAll(async () => {
-  blue = await TestUpstream.start('blue');
-  greenUrl = `http://127.0.0.1:${await freePort()}`;
-});
-
-afterAll(async () => {
-  await blue?.close();
+  nothingListens = `http://127.0.0.1:${await closedPort()}`;
 });
 
 /** The headers of every kind of answer: a slot's, the proxy's 502, a raw 400, a relayed handshake refusal. */
-async function answers(t: TestEdge) {
+async function answers(t: SlotsAndEdge) {
   const slot = await httpRequest(`${t.url}/answer?bytes=10&h-server=app/1.2.3`);
   await t.switchTo('green');
   let gateway;
@@ -50,15 +43,13 @@ async function answers(t: TestEdge) {
 }
 
 describe('SECURITY_HEADERS on (the default)', () => {
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    t = await startTestEdge({ blueUrl: blue.url, greenUrl, env: { ACCESS_LOG: 'off' } });
+    t = await twoSlotsAndEdge({ urls: { green: nothingListens }, env: { ACCESS_LOG: 'off' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-  });
+  afterAll(() => t?.close());
 
   it('adds the set to every answer, removes the slot Server, adds no CSP', async () => {
     expect(
@@ -100,19 +91,16 @@ describe('SECURITY_HEADERS on (the default)', () => {
 });
 
 describe('CONTENT_SECURITY_POLICY set', () => {
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl,
+    t = await twoSlotsAndEdge({
+      urls: { green: nothingListens },
       env: { ACCESS_LOG: 'off', CONTENT_SECURITY_POLICY: CSP },
     });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-  });
+  afterAll(() => t?.close());
 
   it('adds the policy where the slot set none, to the proxy answers too', async () => {
     const { slot, gateway, parseError } = await answers(t);
@@ -126,19 +114,16 @@ describe('CONTENT_SECURITY_POLICY set', () => {
 });
 
 describe('SECURITY_HEADERS off', () => {
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl,
+    t = await twoSlotsAndEdge({
+      urls: { green: nothingListens },
       env: { ACCESS_LOG: 'off', SECURITY_HEADERS: 'off' },
     });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-  });
+  afterAll(() => t?.close());
 
   it('adds nothing and keeps the slot Server', async () => {
     const { slot, gateway, parseError, handshake } = await answers(t);
@@ -151,19 +136,16 @@ describe('SECURITY_HEADERS off', () => {
 });
 
 describe('SECURITY_HEADERS off with CONTENT_SECURITY_POLICY', () => {
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl,
+    t = await twoSlotsAndEdge({
+      urls: { green: nothingListens },
       env: { ACCESS_LOG: 'off', SECURITY_HEADERS: 'off', CONTENT_SECURITY_POLICY: CSP },
     });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-  });
+  afterAll(() => t?.close());
 
   it('adds only the policy that was asked for', async () => {
     const answer = await httpRequest(`${t.url}/answer?bytes=10&h-server=app/1.2.3`);

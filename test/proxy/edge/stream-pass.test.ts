@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prefixedPath, upstreamPath } from '../../../proxy/edge/stream-pass.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse } from '../../support/raw-client.js';
-import { RecordingUpstream, type RecordedRequest } from '../../support/recording-upstream.js';
+import { FakeSlot, type RecordedRequest } from '../../support/fake-slot.js';
 
 /**
  * The data plane's own web pass (stream-pass.ts) forwards every request, to
@@ -16,12 +16,12 @@ import { RecordingUpstream, type RecordedRequest } from '../../support/recording
 
 const PREFIX = '/prefix';
 
-let slot: RecordingUpstream;
+let slot: FakeSlot;
 let lean: ProxyProcess;
 let stream: ProxyProcess;
 
 beforeAll(async () => {
-  slot = await RecordingUpstream.start('blue');
+  slot = await FakeSlot.start('blue', { wire: 'raw' });
   const env = { ACCESS_LOG: 'off', LOG_LEVEL: 'warn' };
   [lean, stream] = await Promise.all([
     ProxyProcess.start({ blueUrl: slot.url, greenUrl: slot.url, env }),

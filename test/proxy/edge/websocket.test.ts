@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestEdge, type TestEdge } from '../../support/edge.js';
+import { startTestEdge, twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
 import { rawHttp } from '../../support/http-client.js';
-import { freePort } from '../../../harness/ports.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { closedPort } from '../../../harness/ports.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 import {
   closeOf,
   nextMessage,
@@ -14,19 +14,13 @@ import {
 import { until } from '../../support/wait.js';
 
 describe('WebSocket proxying', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
+    t = await twoSlotsAndEdge();
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('echoes text and binary messages through the proxy and tags the handshake', async () => {
     const { ws, headers } = await openWebSocket(`ws://127.0.0.1:${t.port}/live?room=1`, {
@@ -34,7 +28,7 @@ describe('WebSocket proxying', () => {
     });
     expect(headers['x-togather-slot']).toBe('blue');
     expect(headers['x-request-id']).toBe('ws-1');
-    const upstreamSide = blue.requests.length; // handshakes are not recorded as requests
+    const upstreamSide = t.blue.requests.length; // handshakes are not recorded as requests
     expect(upstreamSide).toBeGreaterThanOrEqual(0);
 
     const text = nextMessage(ws);
@@ -60,7 +54,7 @@ describe('WebSocket proxying', () => {
 
   it('sends the handshake to the slot with forwarded headers and without the client slot header', async () => {
     let seen: Record<string, string | string[] | undefined> = {};
-    blue.wss.once('headers', (_headers, req) => (seen = req.headers));
+    t.blue.wss.once('headers', (_headers, req) => (seen = req.headers));
     const { ws } = await openWebSocket(`ws://127.0.0.1:${t.port}/live`, {
       'x-togather-slot': 'green',
       'x-forwarded-for': '198.51.100.7',
@@ -104,7 +98,7 @@ describe('WebSocket proxying', () => {
   });
 
   it('closes open WebSockets with 1001 when the proxy shuts down', async () => {
-    const own = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
+    const own = await startTestEdge({ blueUrl: t.blue.url, greenUrl: t.green.url });
     const { ws } = await openWebSocket(`ws://127.0.0.1:${own.port}/live`);
     const closed = closeOf(ws);
     await own.stop();
@@ -113,24 +107,14 @@ describe('WebSocket proxying', () => {
 });
 
 describe('WebSocket handshake failures', () => {
-  let blue: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    const upstreams = await startUpstreams();
-    blue = upstreams.blue;
-    await upstreams.green.close();
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: `http://127.0.0.1:${await freePort()}`,
-    });
+    t = await twoSlotsAndEdge({ urls: { green: `http://127.0.0.1:${await closedPort()}` } });
     await t.switchTo('green');
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await blue?.close();
-  });
+  afterAll(() => t?.close());
 
   it('answers 502 upstream_unreachable when the slot is down', async () => {
     const answer = await refusedWebSocket(`ws://127.0.0.1:${t.port}/live`);
@@ -142,7 +126,7 @@ describe('WebSocket handshake failures', () => {
       slot: 'green',
       request_id: body.request_id,
     });
-    expect(await t.metrics.metrics()).toMatch(
+    expect(await t.metrics()).toMatch(
       /togather_proxy_requests_total\{slot="green",method="GET",code="502"\} 1/,
     );
     await until(() => t.edge.traffic('green').websockets === 0, { timeout: 15_000 });
@@ -172,6 +156,11 @@ class HalfFrameSlot {
         if (slot.socket === socket) return;
         head += chunk.toString('latin1');
         if (!head.includes('\r\n\r\n')) return;
+        if (!/\r\nupgrade: *websocket\r\n/i.test(head)) {
+          // Not a handshake (the proxy's health probe): a plain answer, and this connection is done.
+          socket.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+          return;
+        }
         const key = /sec-websocket-key: *(\S+)/i.exec(head)?.[1] ?? '';
         const accept = createHash('sha1')
           .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
@@ -210,10 +199,7 @@ class HalfFrameSlot {
 describe('WebSocket close at the drain timeout, mid-frame', () => {
   it('finishes the frame in progress before sending the close frame', async () => {
     const slot = await HalfFrameSlot.start('hello, whole frame', 7);
-    const green = await startUpstreams().then(async (u) => {
-      await u.blue.close();
-      return u.green;
-    });
+    const green = await FakeSlot.start('green');
     const t = await startTestEdge({
       blueUrl: slot.url,
       greenUrl: green.url,
@@ -242,10 +228,7 @@ describe('WebSocket close at the drain timeout, mid-frame', () => {
 
   it('cuts the tunnel when the frame in progress never ends', async () => {
     const slot = await HalfFrameSlot.start('never finished', 3);
-    const green = await startUpstreams().then(async (u) => {
-      await u.blue.close();
-      return u.green;
-    });
+    const green = await FakeSlot.start('green');
     const t = await startTestEdge({
       blueUrl: slot.url,
       greenUrl: green.url,

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestEdge, type TestEdge } from '../../support/edge.js';
+import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
 import { httpRequest, rawHttp } from '../../support/http-client.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
 
 /** X-Real-IP: the client socket's address, whatever the client sent. */
 
@@ -9,23 +8,13 @@ describe.each([
   ['off', '127.0.0.1'],
   ['on', '203.0.113.9, 127.0.0.1'],
 ])('X-Real-IP with TRUST_PROXY=%s', (trustProxy, forwardedFor) => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-  let t: TestEdge;
+  let t: SlotsAndEdge;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-    t = await startTestEdge({
-      blueUrl: blue.url,
-      greenUrl: green.url,
-      env: { TRUST_PROXY: trustProxy, ACCESS_LOG: 'off' },
-    });
+    t = await twoSlotsAndEdge({ env: { TRUST_PROXY: trustProxy, ACCESS_LOG: 'off' } });
   });
 
-  afterAll(async () => {
-    await t?.stop();
-    await Promise.all([blue?.close(), green?.close()]);
-  });
+  afterAll(() => t?.close());
 
   it('sends the socket address and replaces a client value', async () => {
     const plain = await httpRequest(`${t.url}/echo/ip`);

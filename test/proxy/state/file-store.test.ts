@@ -13,7 +13,7 @@ import { StoreCorruptError, StoreUnavailableError } from '../../../proxy/state/s
 import type { SwitchRecord } from '../../../proxy/state/switch-record.js';
 import { LogCapture, startTestEdge, TEST_ADMIN_KEY } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 function next(from: SlotState, actor = 'test'): SlotState {
   return {
@@ -199,12 +199,12 @@ describe('FileSlotStore', () => {
 });
 
 describe('edge proxy on a file store', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
+  let blue: FakeSlot;
+  let green: FakeSlot;
   let dir: string;
 
   beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
+    ({ blue, green } = await startFakeSlots());
     dir = await mkdtemp(join(tmpdir(), 'togather-edge-restart-'));
   });
 

@@ -197,9 +197,10 @@ async function scenario(ops: Op[]): Promise<void> {
           await Promise.all(
             registries.map(async (_, i) => {
               if (i === o.store) return;
-              for (let tries = 0; tries < 40 && !stores[i]!.isUp(); tries++) {
-                await new Promise((r) => setTimeout(r, 5));
-              }
+              // Up to 200 ms; a store still down then is part of what is tested.
+              await until(() => stores[i]!.isUp(), { timeout: 200, interval: 5 }).catch(
+                () => undefined,
+              );
               await attempt(i, otherSlot(registries[i]!.current.active), step, true);
             }),
           );

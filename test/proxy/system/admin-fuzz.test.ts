@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { secretsEqual } from '../../../common/secrets.js';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { freePort } from '../../../harness/ports.js';
 import { runCli, startCli } from '../../support/processes.js';
 import { PROCESS_ADMIN_KEY, ProxyProcess } from '../../support/proxy-process.js';

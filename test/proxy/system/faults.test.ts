@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../harness/ports.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { sleep } from '../../support/raw-client.js';
-import { RecordingUpstream } from '../../support/recording-upstream.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 import { SlotProcess } from '../../support/slot-process.js';
 import { until } from '../../support/wait.js';
 
@@ -89,13 +89,13 @@ function startLoad(url: string, clients: number) {
 
 describe('the active slot killed under load', () => {
   let blue: SlotProcess;
-  let green: RecordingUpstream;
+  let green: FakeSlot;
   let proxy: ProxyProcess;
 
   beforeAll(async () => {
     blue = new SlotProcess('blue', await freePort());
     await blue.start();
-    green = await RecordingUpstream.start('green');
+    green = await FakeSlot.start('green', { wire: 'raw' });
     proxy = await ProxyProcess.start({
       blueUrl: blue.url,
       greenUrl: green.url,
@@ -183,12 +183,12 @@ class BlackHole {
 
 describe('a slot that accepts and never answers', () => {
   let hole: BlackHole;
-  let green: RecordingUpstream;
+  let green: FakeSlot;
   let proxy: ProxyProcess;
 
   beforeAll(async () => {
     hole = await BlackHole.start();
-    green = await RecordingUpstream.start('green');
+    green = await FakeSlot.start('green', { wire: 'raw' });
     proxy = await ProxyProcess.start({
       blueUrl: hole.url,
       greenUrl: green.url,
@@ -245,10 +245,10 @@ describe('a slot that accepts and never answers', () => {
 describe('slots that answer with something that is not HTTP', () => {
   const servers: Server[] = [];
   const sockets = new Set<Socket>();
-  let green: RecordingUpstream;
+  let green: FakeSlot;
 
   beforeAll(async () => {
-    green = await RecordingUpstream.start('green');
+    green = await FakeSlot.start('green', { wire: 'raw' });
   });
 
   afterAll(async () => {

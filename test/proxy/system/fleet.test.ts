@@ -2,10 +2,10 @@ import { Agent, request } from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { otherSlot, type Slot } from '../../../common/slot.js';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
-import { freePort } from '../../../harness/ports.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
+import { freePort, waitForPort } from '../../../harness/ports.js';
 import { startCli, waitForHttp } from '../../support/processes.js';
-import { TestRedis, waitForPort } from '../../support/redis.js';
+import { TestRedis } from '../../support/redis.js';
 import { valueOf } from '../../support/wait.js';
 import { WatchedProcess } from '../../../harness/child-process.js';
 

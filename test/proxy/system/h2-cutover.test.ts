@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { H2Client } from '../../support/h2-client.js';
 import { selfSigned } from '../../support/pebble.js';
 import { freePort } from '../../../harness/ports.js';

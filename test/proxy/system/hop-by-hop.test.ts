@@ -2,8 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse } from '../../support/raw-client.js';
-import type { RecordedRequest } from '../../support/recording-upstream.js';
-import { RecordingUpstream } from '../../support/recording-upstream.js';
+import { FakeSlot, type RecordedRequest } from '../../support/fake-slot.js';
 
 /**
  * Hop-by-hop abuse against a `togather proxy` process: Connection tokens
@@ -12,16 +11,16 @@ import { RecordingUpstream } from '../../support/recording-upstream.js';
  * own headers. The recording slot shows exactly which header lines arrived.
  */
 
-let blue: RecordingUpstream;
-let green: RecordingUpstream;
+let blue: FakeSlot;
+let green: FakeSlot;
 let proxy: ProxyProcess;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 beforeAll(async () => {
   [blue, green] = await Promise.all([
-    RecordingUpstream.start('blue'),
-    RecordingUpstream.start('green'),
+    FakeSlot.start('blue', { wire: 'raw' }),
+    FakeSlot.start('green', { wire: 'raw' }),
   ]);
   proxy = await ProxyProcess.start({
     blueUrl: blue.url,

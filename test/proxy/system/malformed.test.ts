@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse } from '../../support/raw-client.js';
-import { RecordingUpstream } from '../../support/recording-upstream.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 
 /**
  * Malformed and oversize requests on the public listener of a `togather
@@ -14,14 +14,14 @@ import { RecordingUpstream } from '../../support/recording-upstream.js';
 const HEAD = 'Host: edge.test\r\n';
 const MAX_HEADER_SIZE = 8192;
 
-let blue: RecordingUpstream;
-let green: RecordingUpstream;
+let blue: FakeSlot;
+let green: FakeSlot;
 let proxy: ProxyProcess;
 
 beforeAll(async () => {
   [blue, green] = await Promise.all([
-    RecordingUpstream.start('blue'),
-    RecordingUpstream.start('green'),
+    FakeSlot.start('blue', { wire: 'raw' }),
+    FakeSlot.start('green', { wire: 'raw' }),
   ]);
   proxy = await ProxyProcess.start({
     blueUrl: blue.url,

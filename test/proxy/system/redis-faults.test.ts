@@ -1,7 +1,7 @@
 import { Agent, request } from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { ProxyProcess, type AdminAnswer } from '../../support/proxy-process.js';
 import { sleep } from '../../support/raw-client.js';
 import { TestRedis } from '../../support/redis.js';
@@ -101,24 +101,26 @@ class Fleet {
   /** Waits until both proxies serve what Redis holds; returns how long that took. */
   async converged(timeoutMs: number): Promise<number> {
     const startedAt = Date.now();
-    for (;;) {
-      const stored = await this.stored();
-      const served = await Promise.all([this.servedBy(this.a), this.servedBy(this.b)]);
-      const statuses = await Promise.all([this.a.status(), this.b.status()]);
-      if (
-        served.every((s) => s === stored.active) &&
-        statuses.every((s) => s.epoch === stored.epoch && s.active === stored.active)
-      ) {
-        return Date.now() - startedAt;
-      }
-      if (Date.now() - startedAt > timeoutMs) {
+    // Each check that finds them apart throws what it saw: the failure shows the last one.
+    await until(
+      async () => {
+        const stored = await this.stored();
+        const served = await Promise.all([this.servedBy(this.a), this.servedBy(this.b)]);
+        const statuses = await Promise.all([this.a.status(), this.b.status()]);
+        if (
+          served.every((s) => s === stored.active) &&
+          statuses.every((s) => s.epoch === stored.epoch && s.active === stored.active)
+        ) {
+          return true;
+        }
         throw new Error(
           `not converged after ${timeoutMs} ms: stored ${JSON.stringify(stored)}, served ${served}, ` +
             `statuses ${JSON.stringify(statuses.map((s) => [s.active, s.epoch, s.store]))}`,
         );
-      }
-      await sleep(20);
-    }
+      },
+      { timeout: timeoutMs, interval: 20 },
+    );
+    return Date.now() - startedAt;
   }
 
   async stop(): Promise<void> {

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeSlots, type FakeSlot } from '../../support/fake-slots.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse, sleep } from '../../support/raw-client.js';
 import { TestRedis } from '../../support/redis.js';

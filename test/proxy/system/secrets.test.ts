@@ -1,11 +1,10 @@
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../../harness/ports.js';
+import { freePort, waitForPort } from '../../../harness/ports.js';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.js';
 import { runCli, startCli, waitForHttp } from '../../support/processes.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
-import { waitForPort } from '../../support/redis.js';
 import { WatchedProcess } from '../../../harness/child-process.js';
 
 /**

@@ -1,24 +1,13 @@
 import { Agent } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestEdge } from '../../support/edge.js';
+import { describe, expect, it } from 'vitest';
+import { twoSlotsAndEdge } from '../../support/edge.js';
 import { httpRequest } from '../../support/http-client.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { headerOf } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
 
 describe('edge proxy shutdown', () => {
-  let blue: TestUpstream;
-  let green: TestUpstream;
-
-  beforeAll(async () => {
-    ({ blue, green } = await startUpstreams());
-  });
-
-  afterAll(async () => {
-    await Promise.all([blue?.close(), green?.close()]);
-  });
-
   it('stops accepting, lets a request in flight finish with Connection: close, then resolves', async () => {
-    const t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
+    const t = await twoSlotsAndEdge();
     const idle = new Agent({ keepAlive: true });
     try {
       // An idle keep-alive connection must not hold the shutdown.
@@ -27,7 +16,7 @@ describe('edge proxy shutdown', () => {
         headers: { 'x-request-id': 'last-1' },
         agent: new Agent({ keepAlive: true }),
       });
-      await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'last-1'));
+      await until(() => t.blue.requests.some((r) => headerOf(r, 'x-request-id') === 'last-1'));
 
       let closed = false;
       const closing = t.edge.close(10_000).then(() => (closed = true));
@@ -47,17 +36,17 @@ describe('edge proxy shutdown', () => {
       });
     } finally {
       idle.destroy();
-      await t.stop();
+      await t.close();
     }
   });
 
   it('cuts what is still running when the shutdown timeout passes', async () => {
-    const t = await startTestEdge({ blueUrl: blue.url, greenUrl: green.url });
+    const t = await twoSlotsAndEdge();
     try {
       const inFlight = httpRequest(`${t.url}/slow?ms=60000`, {
         headers: { 'x-request-id': 'stuck-1' },
       });
-      await until(() => blue.requests.some((r) => r.headers['x-request-id'] === 'stuck-1'));
+      await until(() => t.blue.requests.some((r) => headerOf(r, 'x-request-id') === 'stuck-1'));
       await t.edge.close(300);
       await expect(inFlight).rejects.toThrow(/socket hang up|ECONNRESET/);
       expect(await t.logs.waitFor((l) => l.msg === 'edge proxy closed')).toMatchObject({
@@ -65,7 +54,7 @@ describe('edge proxy shutdown', () => {
       });
       await until(() => t.edge.upstreams.blue.inflight === 0);
     } finally {
-      await t.stop();
+      await t.close();
     }
   });
 });

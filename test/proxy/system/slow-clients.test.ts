@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { RawClient, sleep } from '../../support/raw-client.js';
-import { RecordingUpstream } from '../../support/recording-upstream.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
 
 /**
@@ -20,13 +20,13 @@ const KEEP_ALIVE_TIMEOUT_MS = 1000;
 /** How late a cut may come: Node checks the timeouts on an interval. */
 const SLACK_MS = 2500;
 
-let blue: RecordingUpstream;
-let green: RecordingUpstream;
+let blue: FakeSlot;
+let green: FakeSlot;
 
 beforeAll(async () => {
   [blue, green] = await Promise.all([
-    RecordingUpstream.start('blue'),
-    RecordingUpstream.start('green'),
+    FakeSlot.start('blue', { wire: 'raw' }),
+    FakeSlot.start('green', { wire: 'raw' }),
   ]);
 });
 

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse, RawClient } from '../../support/raw-client.js';
-import { RecordingUpstream } from '../../support/recording-upstream.js';
+import { FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
 
 /**
@@ -16,14 +16,14 @@ import { until } from '../../support/wait.js';
 
 const HEAD = 'Host: edge.test\r\n';
 
-let blue: RecordingUpstream;
-let green: RecordingUpstream;
+let blue: FakeSlot;
+let green: FakeSlot;
 let proxy: ProxyProcess;
 
 beforeAll(async () => {
   [blue, green] = await Promise.all([
-    RecordingUpstream.start('blue'),
-    RecordingUpstream.start('green'),
+    FakeSlot.start('blue', { wire: 'raw' }),
+    FakeSlot.start('green', { wire: 'raw' }),
   ]);
   proxy = await ProxyProcess.start({
     blueUrl: blue.url,
@@ -242,7 +242,7 @@ describe('framing the proxy accepts reaches the slot framed one way only', () =>
       { answers: 2 },
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200, 400]);
-    expect(JSON.parse(reply.answers[0]!.body)).toMatchObject({ target: '/slow?ms=300' });
+    expect(JSON.parse(reply.answers[0]!.body)).toMatchObject({ path: '/slow?ms=300' });
     expectProxyError(reply.answers[1], 400, 'bad_request');
     expect(reply.closed).toBe(true);
   });

@@ -8,7 +8,7 @@ import { PEBBLE_MISSING, TestPebble } from '../../support/pebble.js';
 import { freePort } from '../../../harness/ports.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { h2Get, httpsGet } from '../../support/tls-clients.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 interface AcmeDomainView {
   domain: string;
@@ -21,7 +21,7 @@ interface AcmeDomainView {
 describe.skipIf(PEBBLE_MISSING !== undefined)(
   `togather proxy with ACME_DOMAINS against pebble${PEBBLE_MISSING ? ` (skipped: ${PEBBLE_MISSING})` : ''}`,
   () => {
-    let slots: { blue: TestUpstream; green: TestUpstream };
+    let slots: { blue: FakeSlot; green: FakeSlot };
     let pebble: TestPebble;
     let proxy: ProxyProcess;
     let certDir: string;
@@ -29,7 +29,7 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
     let tlsPort: number;
 
     beforeAll(async () => {
-      slots = await startUpstreams();
+      slots = await startFakeSlots();
       // pebble validates HTTP-01 on the proxy's plain port, which must be known before it starts.
       const port = await freePort();
       tlsPort = await freePort();

@@ -44,13 +44,16 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
       const target = { port: e.port, servername: DOMAIN, ca: suite.root };
       const agent = keepAliveAgent(target);
       expect((await httpsGet(target, agent)).serial).toBe(first);
-      let second: string | null = null;
-      while (second === null) {
-        await new Promise((r) => setTimeout(r, 200));
-        const answer = await httpsGet(target, agent);
-        expect(answer).toMatchObject({ status: 200, serial: first, reused: true });
-        if (status(e).serial !== first) second = status(e).serial;
-      }
+      const second = await eventually(
+        async () => {
+          const answer = await httpsGet(target, agent);
+          expect(answer).toMatchObject({ status: 200, serial: first, reused: true });
+          const serial = status(e).serial;
+          return serial !== first ? serial : undefined;
+        },
+        'the renewed certificate',
+        VALIDITY_SECONDS * 1000,
+      );
       expect(await httpsGet(target, agent)).toMatchObject({ serial: first, reused: true });
       agent.destroy();
       // New connections get the new one.

@@ -1,16 +1,13 @@
 import { X509Certificate } from 'node:crypto';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { loadProxyConfig } from '../../../proxy/config.js';
-import { startProxy } from '../../../proxy/main.js';
-import { TEST_ADMIN_KEY } from '../../support/edge.js';
+import { startTestEdge } from '../../support/edge.js';
 import { H2Client, H2StreamError, h2Request } from '../../support/h2-client.js';
 import { httpRequest } from '../../support/http-client.js';
 import { closedPort } from '../../../harness/ports.js';
 import { httpsRequest } from '../../support/tls-clients.js';
 import { startTlsProxy, type TlsProxy } from '../../support/tls-proxy.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 type Echo = {
   slot: string;
@@ -21,11 +18,11 @@ type Echo = {
 };
 
 describe('togather proxy with TLS: HTTP/2 and HTTP/1.1 on the TLS listener, redirect and HSTS on the plain one', () => {
-  let slots: { blue: TestUpstream; green: TestUpstream };
+  let slots: { blue: FakeSlot; green: FakeSlot };
   let tls: TlsProxy;
 
   beforeAll(async () => {
-    slots = await startUpstreams();
+    slots = await startFakeSlots();
     tls = await startTlsProxy(
       { blueUrl: slots.blue.url, greenUrl: slots.green.url },
       { UPSTREAM_TIMEOUT: '1s', HTTPS_REDIRECT_EXCEPT: '/health,/public/*' },
@@ -256,7 +253,7 @@ describe('togather proxy with TLS: HTTP/2 and HTTP/1.1 on the TLS listener, redi
       const finished = await slow;
       expect(finished.status).toBe(200);
       expect(finished.headers['x-togather-slot']).toBe('blue');
-      expect(JSON.parse(finished.body)).toEqual({ slot: 'blue' });
+      expect(JSON.parse(finished.body)).toEqual({ slot: 'blue', path: '/slow?ms=700' });
       await expect.poll(() => tls.proxy.edge.traffic('blue').draining).toBe(false);
     } finally {
       await client.close();
@@ -283,10 +280,10 @@ describe('togather proxy with TLS: HTTP/2 and HTTP/1.1 on the TLS listener, redi
 });
 
 describe('togather proxy with TLS: switches and closing', () => {
-  let slots: { blue: TestUpstream; green: TestUpstream };
+  let slots: { blue: FakeSlot; green: FakeSlot };
 
   beforeAll(async () => {
-    slots = await startUpstreams();
+    slots = await startFakeSlots();
   });
   afterAll(async () => {
     await Promise.all([slots?.blue.close(), slots?.green.close()]);
@@ -351,45 +348,32 @@ describe('togather proxy with TLS: switches and closing', () => {
   });
 
   it('does not start when the certificate files cannot be read, naming the variables', async () => {
-    const config = loadProxyConfig({
-      ADMIN_API_KEY: TEST_ADMIN_KEY,
-      PROXY_HOST: '127.0.0.1',
-      PROXY_PORT: '0',
-      ADMIN_PORT: '0',
-      PROXY_TLS_PORT: '0',
-      BLUE_URL: slots.blue.url,
-      GREEN_URL: slots.green.url,
-      TLS_CERT_FILE: '/nonexistent/edge.crt',
-      TLS_KEY_FILE: '/nonexistent/edge.key',
+    const starting = startTestEdge({
+      blueUrl: slots.blue.url,
+      greenUrl: slots.green.url,
+      env: {
+        PROXY_TLS_PORT: '0',
+        TLS_CERT_FILE: '/nonexistent/edge.crt',
+        TLS_KEY_FILE: '/nonexistent/edge.key',
+      },
     });
-    await expect(startProxy(config, { logger: pino({ level: 'silent' }) })).rejects.toThrow(
-      /^TLS_CERT_FILE\/TLS_KEY_FILE: /,
-    );
+    await expect(starting).rejects.toThrow(/^TLS_CERT_FILE\/TLS_KEY_FILE: /);
   });
 
   it('has no TLS listener without a certificate source', async () => {
-    const proxy = await startProxy(
-      loadProxyConfig({
-        ADMIN_API_KEY: TEST_ADMIN_KEY,
-        PROXY_HOST: '127.0.0.1',
-        PROXY_PORT: '0',
-        ADMIN_PORT: '0',
-        BLUE_URL: slots.blue.url,
-        GREEN_URL: slots.green.url,
-        STATE_FILE: `/tmp/togather-no-tls-${process.pid}.json`,
-      }),
-      { logger: pino({ level: 'silent' }), healthPollIntervalMs: 60_000 },
-    );
+    const edge = await startTestEdge({
+      blueUrl: slots.blue.url,
+      greenUrl: slots.green.url,
+      healthPollIntervalMs: 60_000,
+    });
     try {
-      expect(proxy.tlsUrl).toBeUndefined();
-      const status = await fetch(`${proxy.adminUrl}/admin/status`, {
-        headers: { authorization: `Bearer ${TEST_ADMIN_KEY}` },
-      });
-      expect(((await status.json()) as { tls: unknown }).tls).toBeNull();
+      expect(edge.proxy.tlsUrl).toBeUndefined();
+      const status = await edge.admin('GET', '/admin/status');
+      expect((status.body as { tls: unknown }).tls).toBeNull();
       // No redirect without TLS.
-      expect((await httpRequest(`${proxy.publicUrl}/events`)).status).toBe(200);
+      expect((await httpRequest(`${edge.url}/events`)).status).toBe(200);
     } finally {
-      await proxy.close(1000);
+      await edge.stop(1000);
     }
   });
 });

@@ -3,18 +3,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { H2Client, H2StreamError } from '../../support/h2-client.js';
 import { RawH2Client } from '../../support/h2-frames.js';
 import { startTlsProxy, type TlsProxy } from '../../support/tls-proxy.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { headerOf, startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 const PROTOCOL_ERROR = constants.NGHTTP2_PROTOCOL_ERROR;
 const ENHANCE_YOUR_CALM = constants.NGHTTP2_ENHANCE_YOUR_CALM;
 
 /** HTTP/2 hostile inputs on the TLS listener: refused before anything reaches a slot. */
 describe('HTTP/2 hostile inputs', () => {
-  let slots: { blue: TestUpstream; green: TestUpstream };
+  let slots: { blue: FakeSlot; green: FakeSlot };
   let tls: TlsProxy;
 
   beforeAll(async () => {
-    slots = await startUpstreams();
+    slots = await startFakeSlots();
     tls = await startTlsProxy({ blueUrl: slots.blue.url, greenUrl: slots.green.url });
   });
   afterAll(async () => {
@@ -24,7 +24,7 @@ describe('HTTP/2 hostile inputs', () => {
 
   /** Paths the slot received (the recorded ones of this test carry a marker). */
   const reached = (marker: string) =>
-    slots.blue.requests.filter((r) => r.url.includes(marker)).map((r) => r.url);
+    slots.blue.requests.filter((r) => r.target.includes(marker)).map((r) => r.target);
 
   it('refuses connection-specific header fields with RST_STREAM PROTOCOL_ERROR, and passes TE: trailers without forwarding it', async () => {
     const raw = await RawH2Client.connect(tls.tlsPort, tls.ca);
@@ -57,8 +57,8 @@ describe('HTTP/2 hostile inputs', () => {
       raw.destroy();
     }
     await expect.poll(() => reached('conn-')).toEqual(['/echo?conn-te-trailers']);
-    const forwarded = slots.blue.requests.find((r) => r.url === '/echo?conn-te-trailers')!;
-    expect(forwarded.headers.te).toBeUndefined();
+    const forwarded = slots.blue.requests.find((r) => r.target === '/echo?conn-te-trailers')!;
+    expect(headerOf(forwarded, 'te')).toBeUndefined();
   });
 
   it('refuses invalid pseudo-headers with RST_STREAM PROTOCOL_ERROR', async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { H2StreamError, h2Request } from '../../support/h2-client.js';
 import { startTlsProxy, type TlsProxy } from '../../support/tls-proxy.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 /**
  * The edge policy on HTTP/2 streams as on HTTP/1.1: security headers added
@@ -10,11 +10,11 @@ import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
  * for a declared length and cutting a streamed body that grows past it.
  */
 describe('the edge policy on HTTP/2', () => {
-  let slots: { blue: TestUpstream; green: TestUpstream };
+  let slots: { blue: FakeSlot; green: FakeSlot };
   let tls: TlsProxy;
 
   beforeAll(async () => {
-    slots = await startUpstreams();
+    slots = await startFakeSlots();
     tls = await startTlsProxy(
       { blueUrl: slots.blue.url, greenUrl: slots.green.url },
       {

@@ -8,7 +8,7 @@ import { PEBBLE_MISSING, selfSigned, TestPebble } from '../../support/pebble.js'
 import { freePort } from '../../../harness/ports.js';
 import { ProxyProcess } from '../../support/proxy-process.js';
 import { h2Get, httpsGet } from '../../support/tls-clients.js';
-import { startUpstreams, type TestUpstream } from '../../support/upstreams.js';
+import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 /**
  * PROXY_WORKERS=2 with TLS: every worker serves the TLS listener on the
@@ -27,10 +27,10 @@ function servingPids(proxy: ProxyProcess, path: string): Set<number> {
 }
 
 describe('PROXY_WORKERS=2 with TLS', () => {
-  let slots: { blue: TestUpstream; green: TestUpstream };
+  let slots: { blue: FakeSlot; green: FakeSlot };
 
   beforeAll(async () => {
-    slots = await startUpstreams();
+    slots = await startFakeSlots();
   });
   afterAll(async () => {
     await Promise.all([slots?.blue.close(), slots?.green.close()]);

@@ -5,8 +5,11 @@ export function isLoopbackHost(host: string): boolean {
   return LOOPBACK.test(host);
 }
 
-/** The http URL of a listening address, an IPv6 address in brackets. */
-export function urlOf(address: { address: string; port: number }): string {
+/** The URL of a listening address (http unless told), an IPv6 address in brackets. */
+export function urlOf(
+  address: { address: string; port: number },
+  scheme: 'http' | 'https' = 'http',
+): string {
   const host = address.address.includes(':') ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
+  return `${scheme}://${host}:${address.port}`;
 }

@@ -15,7 +15,7 @@ import { tuneHeapForProxying } from './heap-tuning.js';
 import { createEdgeProxy, type EdgeProxy } from './edge/edge-proxy.js';
 import { RedisStore } from './state/redis-store.js';
 import { StoreCorruptError, StoreUnavailableError, type SlotStore } from './state/store.js';
-import { httpsUrlOf, startEdgeTls, type EdgeTls } from './tls/edge-tls.js';
+import { startEdgeTls, type EdgeTls } from './tls/edge-tls.js';
 
 export interface RunningProxy {
   /** The public listener, e.g. http://127.0.0.1:8080 */
@@ -98,7 +98,7 @@ export async function startProxy(
     });
     const publicUrl = urlOf(await data.listen());
     const tlsAddress = await tls?.listen(data);
-    const tlsUrl = tlsAddress && httpsUrlOf(tlsAddress);
+    const tlsUrl = tlsAddress && urlOf(tlsAddress, 'https');
     const adminUrl = await control.listen();
     logger.info(
       {

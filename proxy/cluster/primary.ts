@@ -142,10 +142,7 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     const tlsUrl =
       listening.tlsPort === undefined
         ? undefined
-        : urlOf({ address: listening.address, port: listening.tlsPort }).replace(
-            /^http:/,
-            'https:',
-          );
+        : urlOf({ address: listening.address, port: listening.tlsPort }, 'https');
     logger.info(
       {
         public: publicUrl,

@@ -3,7 +3,6 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { redactUrl } from '../../common/logger.js';
 import { AccessLog } from './access-log.js';
 import type { ProxyConfig } from '../config.js';
 import { ClientRefusals } from './client-refusals.js';
@@ -101,7 +100,7 @@ export interface EdgeProxy {
   readonly upstreams: Readonly<Record<Slot, Upstream>>;
   /** The public listener (not listening until listen()). */
   readonly server: Server<typeof EdgeRequest, typeof EdgeResponse>;
-  /** What runs on a slot now (URL without password). */
+  /** What runs on a slot now (its URL as configured: /admin/status redacts it). */
   traffic(slot: Slot): SlotTrafficView;
   readonly handlers: EdgeHandlers;
   /**
@@ -321,7 +320,8 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
     traffic(slot) {
       const upstream = upstreams[slot];
       return {
-        url: upstream.target.password ? redactUrl(upstream.url) : upstream.url,
+        // As configured: /admin/status redacts it (redactSlotUrl), for workers' reports too.
+        url: upstream.url,
         inflight: upstream.inflight,
         websockets: upstream.openWebSockets,
         draining: upstream.draining,

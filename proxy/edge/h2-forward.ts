@@ -35,6 +35,7 @@ import type { ProxyMetrics } from '../metrics.js';
 import type { SecurityHeaders } from './security-headers.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
 import type { Slot } from '../state/slot-state.js';
+import { isIdempotentMethod } from './request-target.js';
 import { upstreamPath } from './stream-pass.js';
 import {
   classifyUpstreamError,
@@ -64,16 +65,6 @@ export interface Http2ForwarderOptions {
    */
   policy: Pick<EdgePolicy, 'securityHeaders' | 'allowedHosts' | 'bodyLimit'>;
 }
-
-/** Methods that may be sent again when a pooled socket turns out to be closed. */
-const IDEMPOTENT: ReadonlySet<string> = new Set([
-  'GET',
-  'HEAD',
-  'OPTIONS',
-  'PUT',
-  'DELETE',
-  'TRACE',
-]);
 
 /** How often upstream failures of one slot reach the log at most (the metric counts all). */
 const WARN_INTERVAL_MS = 1000;
@@ -288,7 +279,7 @@ export class Http2Forwarder implements H2ExchangeOwner {
       isStaleSocketError(error) &&
       exchange.proxyReq?.reusedSocket === true &&
       exchange.req.stream.endAfterHeaders &&
-      IDEMPOTENT.has(exchange.method)
+      isIdempotentMethod(exchange.method)
     ) {
       // The slot closed a pooled keep-alive socket as we reused it; the request never reached it.
       exchange.retried = true;

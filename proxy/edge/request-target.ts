@@ -8,6 +8,11 @@ const IDEMPOTENT: Readonly<Record<string, true>> = Object.assign(
   { GET: true, HEAD: true, OPTIONS: true, PUT: true, DELETE: true, TRACE: true },
 );
 
+/** Whether a method may be sent again once its pooled socket turned out closed (HTTP/1.1 and HTTP/2). */
+export function isIdempotentMethod(method: string): boolean {
+  return IDEMPOTENT[method] === true;
+}
+
 /** Absolute-form targets (`GET http://host/path`) become origin-form; anything else is refused. */
 export function toOriginForm(req: EdgeRequest): boolean {
   const url = req.url;
@@ -20,7 +25,7 @@ export function toOriginForm(req: EdgeRequest): boolean {
 }
 
 export function isReplayable(req: EdgeRequest): boolean {
-  if (req.method === undefined || IDEMPOTENT[req.method] !== true) return false;
+  if (req.method === undefined || !isIdempotentMethod(req.method)) return false;
   const length = req.headers['content-length'];
   return (length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined;
 }

@@ -240,8 +240,3 @@ function createEdgeTlsListener(
   });
   return listener;
 }
-
-export function httpsUrlOf(address: AddressInfo): string {
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `https://${host}:${address.port}`;
-}

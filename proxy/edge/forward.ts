@@ -33,8 +33,8 @@ import {
   classifyUpstreamError,
   isStaleSocketError,
   UpstreamTimeoutError,
-  type UpstreamFailure,
 } from './upstream-errors.js';
+import { UpstreamWarnings } from './upstream-warnings.js';
 import type { Upstream } from './upstream.js';
 
 /** Shared between the pipeline parts: flips once when the proxy starts shutting down. */
@@ -58,9 +58,6 @@ export interface ForwarderOptions {
   front?: EdgeFront | null;
 }
 
-/** How often upstream failures of one slot reach the log at most (the metric counts all). */
-const WARN_INTERVAL_MS = 1000;
-
 /**
  * The request pipeline of the public listener, on http-proxy-3: reads the
  * active slot once per request, rewrites headers (headers.ts), forwards with
@@ -74,7 +71,6 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
   private readonly upstreams: Readonly<Record<Slot, Upstream>>;
   private readonly metrics: ProxyMetrics;
   private readonly accessLog: AccessLog | null;
-  private readonly logger: Logger;
   private readonly trustProxy: boolean;
   private readonly lifecycle: Lifecycle;
   private readonly policy: EdgePolicy;
@@ -84,15 +80,14 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
   /** The http-proxy-3 servers requests go through. */
   private readonly slotProxies: SlotProxies;
   private readonly front: EdgeFront | null;
-  private readonly lastWarnAt: Record<Slot, number> = { blue: -Infinity, green: -Infinity };
-  private readonly suppressedWarnings: Record<Slot, number> = { blue: 0, green: 0 };
+  private readonly warnings: UpstreamWarnings;
 
   constructor(options: ForwarderOptions) {
     this.registry = options.registry;
     this.upstreams = options.upstreams;
     this.metrics = options.metrics;
     this.accessLog = options.accessLog;
-    this.logger = options.logger;
+    this.warnings = new UpstreamWarnings(options.logger);
     this.trustProxy = options.trustProxy;
     this.lifecycle = options.lifecycle;
     this.policy = options.policy;
@@ -225,7 +220,13 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
     if (req.upstreamError === null) {
       req.upstreamError = 'reset';
       this.metrics.countUpstreamError(req.slot, 'reset');
-      this.warn(req, { reason: 'reset', status: 502, error: 'upstream_reset' }, undefined);
+      this.warnings.warn(
+        req.slot,
+        req.requestId,
+        { reason: 'reset', status: 502, error: 'upstream_reset' },
+        undefined,
+        false,
+      );
     }
     res.destroy();
   }
@@ -348,37 +349,13 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
     const failure = classifyUpstreamError(error);
     req.upstreamError = failure.reason;
     this.metrics.countUpstreamError(req.slot, failure.reason);
-    this.warn(req, failure, error);
+    this.warnings.warn(req.slot, req.requestId, failure, error, false);
     if (res.headersSent) {
       res.destroy();
       return;
     }
     this.errors.send(res, failure.status, failure.error, req.slot, req.requestId);
   };
-
-  private warn(req: EdgeRequest, failure: UpstreamFailure, error: Error | undefined): void {
-    const slot = req.slot;
-    const now = performance.now();
-    if (now - this.lastWarnAt[slot] < WARN_INTERVAL_MS) {
-      this.suppressedWarnings[slot]++;
-      return;
-    }
-    this.lastWarnAt[slot] = now;
-    const suppressed = this.suppressedWarnings[slot];
-    this.suppressedWarnings[slot] = 0;
-    this.logger.warn(
-      {
-        slot,
-        request_id: req.requestId,
-        reason: failure.reason,
-        status: failure.status,
-        code: (error as NodeJS.ErrnoException | undefined)?.code,
-        error: error?.message,
-        ...(suppressed > 0 ? { suppressed } : {}),
-      },
-      'upstream request failed',
-    );
-  }
 }
 
 function onResponseClose(this: EdgeResponse): void {

@@ -42,6 +42,7 @@ import {
   isStaleSocketError,
   type UpstreamFailure,
 } from './upstream-errors.js';
+import { UpstreamWarnings } from './upstream-warnings.js';
 import type { Upstream } from './upstream.js';
 
 export interface Http2ForwarderOptions {
@@ -66,9 +67,6 @@ export interface Http2ForwarderOptions {
   policy: Pick<EdgePolicy, 'securityHeaders' | 'allowedHosts' | 'bodyLimit'>;
 }
 
-/** How often upstream failures of one slot reach the log at most (the metric counts all). */
-const WARN_INTERVAL_MS = 1000;
-
 const INVALID_RESPONSE: UpstreamFailure = {
   reason: 'protocol',
   status: 502,
@@ -90,7 +88,6 @@ export class Http2Forwarder implements H2ExchangeOwner {
   private readonly upstreams: Readonly<Record<Slot, Upstream>>;
   private readonly metrics: ProxyMetrics;
   private readonly accessLog: AccessLog | null;
-  private readonly logger: Logger;
   private readonly trustProxy: boolean;
   private readonly hsts: string | null;
   private readonly resets: StreamResetGuard;
@@ -100,15 +97,14 @@ export class Http2Forwarder implements H2ExchangeOwner {
   private readonly allowedHosts: AllowedHosts | null;
   /** MAX_BODY_SIZE in bytes; Infinity when off. */
   private readonly maxBodyBytes: number;
-  private readonly lastWarnAt: Record<Slot, number> = { blue: -Infinity, green: -Infinity };
-  private readonly suppressedWarnings: Record<Slot, number> = { blue: 0, green: 0 };
+  private readonly warnings: UpstreamWarnings;
 
   constructor(options: Http2ForwarderOptions) {
     this.registry = options.registry;
     this.upstreams = options.upstreams;
     this.metrics = options.metrics;
     this.accessLog = options.accessLog;
-    this.logger = options.logger;
+    this.warnings = new UpstreamWarnings(options.logger);
     this.trustProxy = options.trustProxy;
     this.hsts = options.hsts;
     this.resets = options.resets;
@@ -296,7 +292,13 @@ export class Http2Forwarder implements H2ExchangeOwner {
     if (exchange.upstreamError === null) {
       exchange.upstreamError = 'reset';
       this.metrics.countUpstreamError(exchange.slot, 'reset');
-      this.warn(exchange, { reason: 'reset', status: 502, error: 'upstream_reset' }, undefined);
+      this.warnings.warn(
+        exchange.slot,
+        exchange.requestId,
+        { reason: 'reset', status: 502, error: 'upstream_reset' },
+        undefined,
+        true,
+      );
     }
     exchange.cut = true;
     exchange.res.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
@@ -305,7 +307,7 @@ export class Http2Forwarder implements H2ExchangeOwner {
   private fail(exchange: H2Exchange, failure: UpstreamFailure, error: Error | undefined): void {
     exchange.upstreamError = failure.reason;
     this.metrics.countUpstreamError(exchange.slot, failure.reason);
-    this.warn(exchange, failure, error);
+    this.warnings.warn(exchange.slot, exchange.requestId, failure, error, true);
     if (exchange.res.headersSent) {
       exchange.cut = true;
       exchange.res.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
@@ -386,31 +388,6 @@ export class Http2Forwarder implements H2ExchangeOwner {
       aborted,
       upstreamError: exchange.upstreamError,
     });
-  }
-
-  private warn(exchange: H2Exchange, failure: UpstreamFailure, error: Error | undefined): void {
-    const slot = exchange.slot;
-    const now = performance.now();
-    if (now - this.lastWarnAt[slot] < WARN_INTERVAL_MS) {
-      this.suppressedWarnings[slot]++;
-      return;
-    }
-    this.lastWarnAt[slot] = now;
-    const suppressed = this.suppressedWarnings[slot];
-    this.suppressedWarnings[slot] = 0;
-    this.logger.warn(
-      {
-        slot,
-        request_id: exchange.requestId,
-        reason: failure.reason,
-        status: failure.status,
-        code: (error as NodeJS.ErrnoException | undefined)?.code,
-        error: error?.message,
-        http2: true,
-        ...(suppressed > 0 ? { suppressed } : {}),
-      },
-      'upstream request failed',
-    );
   }
 }
 

@@ -1,37 +1,21 @@
 import cluster from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
 import { CommandFailed } from '../cli/errors.js';
 import { exitOnFatalErrors } from '../common/fatal-errors.js';
 import { createLogger } from '../common/logger.js';
 import { startClusterProxy } from './cluster/primary.js';
+import { composeProxy, type ComposedProxy } from './compose.js';
 import type { ProxyConfig } from './config.js';
-import { isLoopbackHost, urlOf } from '../common/listen-address.js';
-import { createControlPlane, type ControlPlane } from './admin/control-plane.js';
-import { FileSlotStore } from './state/file-store.js';
-import { ProxyMetrics } from './metrics.js';
-import { tuneHeapForProxying } from './heap-tuning.js';
+import type { DataPlane, DataPlaneParts } from './data-plane.js';
 import { createEdgeProxy, type EdgeProxy } from './edge/edge-proxy.js';
-import { RedisStore } from './state/redis-store.js';
-import { StoreCorruptError, StoreUnavailableError, type SlotStore } from './state/store.js';
-import { startEdgeTls, type EdgeTls } from './tls/edge-tls.js';
+import { tuneHeapForProxying } from './heap-tuning.js';
+import { StoreCorruptError, StoreUnavailableError } from './state/store.js';
+import { createEdgeTls } from './tls/edge-tls.js';
 
-export interface RunningProxy {
-  /** The public listener, e.g. http://127.0.0.1:8080 */
-  publicUrl: string;
-  /** The admin listener, e.g. http://127.0.0.1:9080 */
-  adminUrl: string;
-  /** The TLS listener (HTTP/2 and HTTP/1.1), e.g. https://127.0.0.1:443; undefined without TLS. */
-  tlsUrl: string | undefined;
+export interface RunningProxy extends Omit<ComposedProxy<EdgePlane>, 'plane'> {
+  /** The data plane in this process. */
   edge: EdgeProxy;
-  control: ControlPlane;
-  store: SlotStore;
-  /**
-   * Stops the admin listener, lets requests in flight finish (up to
-   * `timeoutMs`, default SHUTDOWN_TIMEOUT), then closes the store.
-   */
-  close(timeoutMs?: number): Promise<void>;
 }
 
 export interface StartProxyOptions {
@@ -44,21 +28,32 @@ export interface StartProxyOptions {
 /** What a cluster worker runs (built next to this file). */
 const WORKER_SCRIPT = fileURLToPath(new URL('./cluster/worker-main.js', import.meta.url));
 
-/** Redis for a fleet (REDIS_URL), else the state file (docs/architecture.md, Slot state). */
-export function storeFor(config: ProxyConfig, logger: Logger): SlotStore {
-  if (config.REDIS_URL) {
-    return new RedisStore({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger });
-  }
-  return new FileSlotStore({ stateFile: config.STATE_FILE, logger });
+/** The single process's data plane: the edge here, with its TLS listener when TLS is on. */
+interface EdgePlane extends DataPlane {
+  readonly edge: EdgeProxy;
 }
 
-function warnIfAdminOffLoopback(config: ProxyConfig, logger: Logger): void {
-  if (!isLoopbackHost(config.ADMIN_HOST)) {
-    logger.warn(
-      { admin_host: config.ADMIN_HOST },
-      'the admin API listens off loopback (ADMIN_ALLOW_REMOTE): anyone who can reach it and guesses the key can move traffic; keep it on a private network',
-    );
-  }
+function edgePlane({ config, registry, store, metrics, tls, logger }: DataPlaneParts): EdgePlane {
+  const edgeTls = tls && createEdgeTls(config, tls, logger);
+  const edge = createEdgeProxy({
+    config,
+    registry,
+    storeKind: store.kind,
+    logger,
+    metrics,
+    front: edgeTls?.front,
+  });
+  return {
+    edge,
+    metrics,
+    traffic: () => ({ slots: { blue: edge.traffic('blue'), green: edge.traffic('green') } }),
+    async listen() {
+      const { address, port } = await edge.listen();
+      const tlsAddress = await edgeTls?.listen(edge);
+      return { address, port, tlsPort: tlsAddress?.port };
+    },
+    close: (timeoutMs) => edge.close(timeoutMs),
+  };
 }
 
 /**
@@ -72,78 +67,21 @@ export async function startProxy(
   config: ProxyConfig,
   options: StartProxyOptions = {},
 ): Promise<RunningProxy> {
-  const logger =
-    options.logger ??
-    createLogger({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, name: 'togather-proxy' });
-  warnIfAdminOffLoopback(config, logger);
-  const store = storeFor(config, logger);
-  const metrics = new ProxyMetrics(new Registry());
-  let edge: EdgeProxy | undefined;
-  let control: ControlPlane | undefined;
-  let tls: EdgeTls | undefined;
-  try {
-    tls = await startEdgeTls({ config, logger, registry: metrics.registry });
-    edge = await createEdgeProxy({ config, store, logger, metrics, front: tls?.front });
-    const data = edge;
-    control = createControlPlane({
-      config,
-      store,
-      registry: data.registry,
-      traffic: () => ({ slots: { blue: data.traffic('blue'), green: data.traffic('green') } }),
-      metrics,
-      switches: metrics.switches,
-      logger,
-      healthPollIntervalMs: options.healthPollIntervalMs,
-      tls: tls?.status,
-    });
-    const publicUrl = urlOf(await data.listen());
-    const tlsAddress = await tls?.listen(data);
-    const tlsUrl = tlsAddress && urlOf(tlsAddress, 'https');
-    const adminUrl = await control.listen();
-    logger.info(
-      {
-        public: publicUrl,
-        tls: tlsUrl ?? null,
-        admin: adminUrl,
-        store: `${store.kind} ${store.location}`,
-        active: data.registry.current.active,
-        epoch: data.registry.current.epoch,
-      },
-      'togather proxy listening',
-    );
-    const running = { publicUrl, tlsUrl, adminUrl, edge: data, control, store, tls };
-    let closing: Promise<void> | undefined;
-    return {
-      ...running,
-      close(timeoutMs?: number) {
-        closing ??= stop(running, logger, timeoutMs);
-        return closing;
-      },
-    };
-  } catch (error) {
-    await control?.close().catch(() => undefined);
-    await edge?.close(0).catch(() => undefined);
-    await tls?.close().catch(() => undefined);
-    await store.close().catch(() => undefined);
-    throw error;
-  }
+  const logger = options.logger ?? processLogger(config);
+  const { plane, ...proxy } = await composeProxy(config, {
+    logger,
+    healthPollIntervalMs: options.healthPollIntervalMs,
+    dataPlane: edgePlane,
+  });
+  return { ...proxy, edge: plane.edge };
 }
 
-async function stop(
-  running: { edge: EdgeProxy; control: ControlPlane; store: SlotStore; tls?: EdgeTls | undefined },
-  logger: Logger,
-  timeoutMs: number | undefined,
-): Promise<void> {
-  // No switch may start once shutdown has begun; the public side drains.
-  await Promise.all([
-    running.control.close().catch((error: unknown) => {
-      logger.warn({ err: error }, 'admin listener did not close cleanly');
-    }),
-    running.edge.close(timeoutMs),
-  ]);
-  await running.tls?.close();
-  await running.store.close();
-  logger.info('togather proxy stopped');
+function processLogger(config: ProxyConfig): Logger {
+  return createLogger({
+    level: config.LOG_LEVEL,
+    format: config.LOG_FORMAT,
+    name: 'togather-proxy',
+  });
 }
 
 /**
@@ -154,26 +92,14 @@ async function stop(
  */
 export async function runProxyProcess(config: ProxyConfig): Promise<void> {
   tuneHeapForProxying();
-  const logger = createLogger({
-    level: config.LOG_LEVEL,
-    format: config.LOG_FORMAT,
-    name: 'togather-proxy',
-  });
+  const logger = processLogger(config);
   exitOnFatalErrors(logger);
   let running: { close(timeoutMs?: number): Promise<void> };
   try {
-    if (config.PROXY_WORKERS > 1) {
-      warnIfAdminOffLoopback(config, logger);
-      running = await startClusterProxy({
-        config,
-        store: storeFor(config, logger),
-        logger,
-        cluster,
-        workerScript: WORKER_SCRIPT,
-      });
-    } else {
-      running = await startProxy(config, { logger });
-    }
+    running =
+      config.PROXY_WORKERS > 1
+        ? await startClusterProxy(config, { logger, cluster, workerScript: WORKER_SCRIPT })
+        : await startProxy(config, { logger });
   } catch (error) {
     throw new CommandFailed(`cannot start the proxy: ${startFailure(error)}`);
   }

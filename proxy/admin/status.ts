@@ -3,18 +3,10 @@ import type { SlotHealthMonitor } from './health-monitor.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
 import { SLOTS, type Slot } from '../../common/slot.js';
 import type { SlotStore } from '../state/store.js';
+import type { SlotTraffic } from '../edge/edge-proxy.js';
 import type { SlotTls } from '../edge/upstream-trust.js';
 
-/** What the data plane knows of one slot's traffic right now. */
-export interface SlotTraffic {
-  /** The slot URL (shown with its password and query values hidden). */
-  url: string;
-  inflight: number;
-  websockets: number;
-  /** The slot lost traffic and still has requests or sockets finishing. */
-  draining: boolean;
-}
-
+/** One slot in /admin/status: its traffic (the URL with its secrets hidden), health and trust. */
 export interface SlotStatus extends SlotTraffic {
   active: boolean;
   healthy: boolean | null;

@@ -1,24 +1,17 @@
 import type { Cluster } from 'node:cluster';
 import type { Logger } from 'pino';
-import { Counter, Registry } from 'prom-client';
-import { urlOf } from '../../common/listen-address.js';
-import type { SlotTraffic, TrafficReport, WorkerStatus } from '../admin/status.js';
-import { ClusterMetrics } from './metrics.js';
-import type { ProxyConfig } from '../config.js';
-import { createControlPlane, type ControlPlane } from '../admin/control-plane.js';
-import { ProxyMetrics } from '../metrics.js';
-import { SlotRegistry } from '../state/slot-registry.js';
+import { Counter } from 'prom-client';
+import type { TrafficReport, WorkerStatus } from '../admin/status.js';
 import { SLOTS, type Slot } from '../../common/slot.js';
-import type { SlotStore } from '../state/store.js';
-import { WorkerPool, type WorkerAnswer } from './worker-pool.js';
+import { composeProxy, type ComposedProxy } from '../compose.js';
+import type { ProxyConfig } from '../config.js';
+import type { DataPlane, DataPlaneParts } from '../data-plane.js';
+import type { SlotTraffic } from '../edge/edge-proxy.js';
 import { acmeSnapshot } from '../tls/acme-relay.js';
-import { tlsSettings } from '../tls/edge-tls.js';
-import { startTlsLayer, type TlsLayer } from '../tls/tls-layer.js';
+import { ClusterMetrics } from './metrics.js';
+import { WorkerPool, type WorkerAnswer } from './worker-pool.js';
 
 export interface ClusterProxyOptions {
-  config: ProxyConfig;
-  /** Not initialised yet; owned (and closed) by the cluster proxy. */
-  store: SlotStore;
   logger: Logger;
   cluster: Cluster;
   /** The worker entry script (dist/proxy/cluster/worker-main.js). */
@@ -27,17 +20,9 @@ export interface ClusterProxyOptions {
   healthPollIntervalMs?: number;
 }
 
-export interface RunningCluster {
-  /** The public listener every worker accepts on. */
-  publicUrl: string;
-  /** The TLS listener every worker accepts on; undefined without TLS. */
-  tlsUrl: string | undefined;
-  adminUrl: string;
-  control: ControlPlane;
-  pool: WorkerPool;
-  store: SlotStore;
-  /** Stops the admin listener, drains every worker (up to `timeoutMs`), closes the store. */
-  close(timeoutMs?: number): Promise<void>;
+/** The data plane of PROXY_WORKERS > 1: the workers, seen from the primary. */
+export interface WorkerPoolPlane extends DataPlane {
+  readonly pool: WorkerPool;
 }
 
 /** How long the admin API waits for workers' answers (status, metrics, switch confirmation). */
@@ -46,29 +31,33 @@ const WORKER_ANSWER_TIMEOUT_MS = 2000;
 /**
  * `togather proxy` with PROXY_WORKERS > 1, the primary process: it owns the
  * store (Redis or file: one connection, one writer), the slot registry, the
- * admin API and the health poll, and N workers (node:cluster) own the public
- * listener. Every state the primary learns (its own switches, the store's
- * notifications and reconcile reads) is relayed to every worker over IPC; a
- * switch through the admin API answers once every worker applies it. The
- * primary forwards no request: Node's cluster hands each new connection to a
- * worker (round-robin), and requests are served there.
+ * admin API and the health poll (compose.ts), and N workers (node:cluster)
+ * own the public listener. Every state the primary learns (its own
+ * switches, the store's notifications and reconcile reads) is relayed to
+ * every worker over IPC; a switch through the admin API answers once every
+ * worker applies it. The primary forwards no request: Node's cluster hands
+ * each new connection to a worker (round-robin), and requests are served there.
  */
-export async function startClusterProxy(options: ClusterProxyOptions): Promise<RunningCluster> {
-  const { config, store, logger } = options;
-  const state = await store.init(config.DEFAULT_SLOT);
-  const registry = new SlotRegistry(state, logger);
-  const metrics = new ProxyMetrics(new Registry());
-  metrics.attach({ registry });
-  metrics.setStoreUp(store.isUp());
+export function startClusterProxy(
+  config: ProxyConfig,
+  options: ClusterProxyOptions,
+): Promise<ComposedProxy<WorkerPoolPlane>> {
+  return composeProxy(config, {
+    logger: options.logger,
+    healthPollIntervalMs: options.healthPollIntervalMs,
+    dataPlane: (parts) => workerPoolPlane(parts, options),
+  });
+}
+
+function workerPoolPlane(
+  { config, store, registry, metrics, tls, logger }: DataPlaneParts,
+  options: Pick<ClusterProxyOptions, 'cluster' | 'workerScript'>,
+): WorkerPoolPlane {
   const restarts = new Counter({
     name: 'togather_proxy_worker_restarts_total',
     help: 'Proxy worker processes that died and were replaced (PROXY_WORKERS > 1).',
     registers: [metrics.registry],
   });
-
-  // The certificate layer runs here for /admin/status, the metrics and ACME:
-  // only this process orders; the workers get the certificates and tokens relayed.
-  let tls: TlsLayer | undefined;
   const pool = new WorkerPool({
     cluster: options.cluster,
     size: config.PROXY_WORKERS,
@@ -83,9 +72,6 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     onExit: (workerId) => clusterMetrics.retire(workerId),
   });
   const clusterMetrics = new ClusterMetrics(metrics.registry, pool, WORKER_ANSWER_TIMEOUT_MS);
-  store.onState((next) => registry.apply(next));
-  // togather_proxy_store_up is the primary's alone (aggregated `first`): the workers have no store.
-  store.onAvailability((up) => metrics.setStoreUp(up));
   registry.onChange((next, previous) => {
     logger.info(
       { actor: next.actor, from: previous.active, to: next.active, epoch: next.epoch },
@@ -93,100 +79,38 @@ export async function startClusterProxy(options: ClusterProxyOptions): Promise<R
     );
     pool.broadcastState(next);
   });
+  // The certificate layer runs here for /admin/status, the metrics and ACME:
+  // only this process orders; the workers get the certificates and tokens relayed.
+  const relay = () => {
+    const snapshot = acmeSnapshot(tls);
+    if (snapshot !== undefined) pool.broadcastTls(snapshot);
+  };
+  tls?.acme?.onChange(relay);
+  tls?.challenges?.onChange(relay);
 
-  let control: ControlPlane | undefined;
-  try {
-    tls = await startTlsLayer({
-      config,
-      redis: config.REDIS_URL
-        ? { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX }
-        : undefined,
-      logger,
-      registry: metrics.registry,
-      autoStart: false,
-    });
-    const layer = tls;
-    const relay = () => {
-      const snapshot = acmeSnapshot(layer);
-      if (snapshot !== undefined) pool.broadcastTls(snapshot);
-    };
-    layer?.acme?.onChange(relay);
-    layer?.challenges?.onChange(relay);
-    const listening = await pool.start();
-    // Every worker answers the challenges now.
-    layer?.start();
-    control = createControlPlane({
-      config,
-      store,
-      registry,
-      traffic: async () =>
-        trafficReport(config, await pool.ask('traffic', WORKER_ANSWER_TIMEOUT_MS), pool),
-      metrics: clusterMetrics,
-      switches: metrics.switches,
-      logger,
-      healthPollIntervalMs: options.healthPollIntervalMs,
-      tls:
-        layer && (() => ({ ...tlsSettings(config, listening.tlsPort ?? null), ...layer.status() })),
-      applied: async (next) => {
-        const lagging = await pool.converged(next.epoch, WORKER_ANSWER_TIMEOUT_MS);
-        if (lagging.length > 0) {
-          logger.warn(
-            { epoch: next.epoch, workers: lagging },
-            `not every worker confirmed the switch within ${WORKER_ANSWER_TIMEOUT_MS} ms`,
-          );
-        }
-      },
-    });
-    const adminUrl = await control.listen();
-    const publicUrl = urlOf(listening);
-    const tlsUrl =
-      listening.tlsPort === undefined
-        ? undefined
-        : urlOf({ address: listening.address, port: listening.tlsPort }, 'https');
-    logger.info(
-      {
-        public: publicUrl,
-        tls: tlsUrl ?? null,
-        admin: adminUrl,
-        store: `${store.kind} ${store.location}`,
-        active: registry.current.active,
-        epoch: registry.current.epoch,
-        workers: pool.views().map((w) => w.pid),
-      },
-      'togather proxy listening',
-    );
-    const running = control;
-    let closing: Promise<void> | undefined;
-    return {
-      publicUrl,
-      tlsUrl,
-      adminUrl,
-      control: running,
-      pool,
-      store,
-      close(timeoutMs = config.SHUTDOWN_TIMEOUT) {
-        closing ??= (async () => {
-          // No switch may start once shutdown has begun; the workers drain.
-          await Promise.all([
-            running.close().catch((error: unknown) => {
-              logger.warn({ err: error }, 'admin listener did not close cleanly');
-            }),
-            pool.stop(timeoutMs),
-          ]);
-          await layer?.close();
-          await store.close();
-          logger.info('togather proxy stopped');
-        })();
-        return closing;
-      },
-    };
-  } catch (error) {
-    await control?.close().catch(() => undefined);
-    await pool.stop(0);
-    await tls?.close().catch(() => undefined);
-    await store.close().catch(() => undefined);
-    throw error;
-  }
+  return {
+    pool,
+    metrics: clusterMetrics,
+    traffic: async () =>
+      trafficReport(config, await pool.ask('traffic', WORKER_ANSWER_TIMEOUT_MS), pool),
+    applied: async (next) => {
+      const lagging = await pool.converged(next.epoch, WORKER_ANSWER_TIMEOUT_MS);
+      if (lagging.length > 0) {
+        logger.warn(
+          { epoch: next.epoch, workers: lagging },
+          `not every worker confirmed the switch within ${WORKER_ANSWER_TIMEOUT_MS} ms`,
+        );
+      }
+    },
+    async listen() {
+      const listening = await pool.start();
+      // Every worker answers the challenges now.
+      tls?.start();
+      return listening;
+    },
+    logFields: () => ({ workers: pool.views().map((w) => w.pid) }),
+    close: (timeoutMs) => pool.stop(timeoutMs),
+  };
 }
 
 /** Sums the workers' answers per slot; a worker that did not answer is listed, not counted. */

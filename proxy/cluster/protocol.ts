@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import type { Slot } from '../../common/slot.js';
+import type { SlotTraffic } from '../edge/edge-proxy.js';
 import { invalidStateReason, type SlotState } from '../state/slot-state.js';
 import { isAcmeSnapshot, type AcmeSnapshot } from '../tls/acme-relay.js';
 
@@ -10,19 +11,15 @@ import { isAcmeSnapshot, type AcmeSnapshot } from '../tls/acme-relay.js';
  * applies the slot states the primary relays.
  */
 
-/** What one worker serves on one slot now. */
-export interface WorkerSlotTraffic {
-  inflight: number;
-  websockets: number;
-  draining: boolean;
-}
-
-/** A worker's answer to `traffic`: its data plane, as /admin/status shows it. */
+/**
+ * A worker's answer to `traffic`: its data plane, as /admin/status shows it.
+ * The slot URLs are the primary's configuration: they do not cross the channel.
+ */
 export interface WorkerTraffic {
   pid: number;
   epoch: number;
   active: Slot;
-  slots: Record<Slot, WorkerSlotTraffic>;
+  slots: Record<Slot, Omit<SlotTraffic, 'url'>>;
 }
 
 /** prom-client's registry.getMetricsAsJSON(), as it crosses the channel. */

@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
-import type { SlotStateSource } from '../edge/edge-proxy.js';
 import type { Slot } from '../../common/slot.js';
 import type { SlotState } from '../state/slot-state.js';
 import { ListenerList } from '../state/listeners.js';
-import { StoreUnavailableError } from '../state/store.js';
+import { StoreUnavailableError, type SlotStateSource } from '../state/store.js';
 
 export interface RelayedSlotStateOptions {
   /** Where a failing listener is logged. */
@@ -81,12 +80,4 @@ export class RelayedSlotState implements SlotStateSource {
   onState(listener: (state: SlotState) => void): void {
     this.stateListeners.add(listener);
   }
-
-  /** A worker has no store of its own to be up (see above). */
-  isUp(): boolean {
-    return false;
-  }
-
-  /** Nothing to tell: availability is the primary's. */
-  onAvailability(_listener: (up: boolean) => void): void {}
 }

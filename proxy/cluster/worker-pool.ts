@@ -6,6 +6,7 @@ import {
   type Question,
   type WorkerMessage,
 } from './protocol.js';
+import type { ListeningAddress } from '../data-plane.js';
 import type { SlotState } from '../state/slot-state.js';
 import type { AcmeSnapshot } from '../tls/acme-relay.js';
 
@@ -47,13 +48,6 @@ export interface WorkerView {
 export interface WorkerAnswer {
   worker: WorkerView;
   answer: Extract<WorkerMessage, { type: 'togather:answer' }> | null;
-}
-
-export interface ListeningAddress {
-  address: string;
-  port: number;
-  /** The TLS listener's port, when the workers serve TLS. */
-  tlsPort?: number | undefined;
 }
 
 interface Member {

@@ -10,6 +10,7 @@ import type { ProxyConfig } from '../config.js';
 import { ProxyMetrics } from '../metrics.js';
 import { createEdgeProxy, type EdgeProxy } from '../edge/edge-proxy.js';
 import { RelayedSlotState } from './relayed-state.js';
+import { loadRegistry, type SlotRegistry } from '../state/slot-registry.js';
 import type { Slot } from '../../common/slot.js';
 import { AcmeRelay } from '../tls/acme-relay.js';
 import { startWorkerTls, type EdgeTls } from '../tls/edge-tls.js';
@@ -40,6 +41,7 @@ export async function runClusterWorker(options: ClusterWorkerOptions): Promise<n
   const { config, logger, channel } = options;
   const source = new RelayedSlotState({ logger });
   const metrics = new ProxyMetrics(new Registry());
+  let registry: SlotRegistry | null = null;
   let edge: EdgeProxy | null = null;
   let tls: EdgeTls | undefined;
   // The primary orders ACME certificates; this worker serves what it relays.
@@ -83,7 +85,7 @@ export async function runClusterWorker(options: ClusterWorkerOptions): Promise<n
         return;
       case 'togather:state':
         source.relay(message.state);
-        send({ type: 'togather:applied', epoch: edge?.registry.current.epoch ?? source.epoch });
+        send({ type: 'togather:applied', epoch: registry?.current.epoch ?? source.epoch });
         return;
       case 'togather:ask':
         if (message.question === 'traffic') {
@@ -123,9 +125,11 @@ export async function runClusterWorker(options: ClusterWorkerOptions): Promise<n
     const share = Math.ceil(config.MAX_CONNECTIONS / config.PROXY_WORKERS);
     const shared = { ...config, MAX_CONNECTIONS: share };
     tls = await startWorkerTls({ config: shared, logger, relay });
-    const created = await createEdgeProxy({
+    registry = await loadRegistry(source, config.DEFAULT_SLOT, logger);
+    const created = createEdgeProxy({
       config: shared,
-      store: source,
+      registry,
+      storeKind: source.kind,
       logger,
       metrics,
       front: tls?.front,

@@ -14,9 +14,8 @@ import { Http2Forwarder } from './h2-forward.js';
 import { StreamResetGuard } from './h2-reset-guard.js';
 import type { EdgeFront } from './plain-front.js';
 import type { ProxyMetrics } from '../metrics.js';
-import { SlotRegistry } from '../state/slot-registry.js';
+import type { SlotRegistry } from '../state/slot-registry.js';
 import type { Slot, SlotState } from '../state/slot-state.js';
-import type { SlotStore } from '../state/store.js';
 import { Upstream } from './upstream.js';
 import { WebSocketProxy, WS_CLOSE_GOING_AWAY } from './websocket.js';
 
@@ -28,7 +27,6 @@ export type EdgeProxyConfig = EdgePolicyConfig &
     | 'PROXY_PORT'
     | 'BLUE_URL'
     | 'GREEN_URL'
-    | 'DEFAULT_SLOT'
     | 'DRAIN_TIMEOUT'
     | 'UPSTREAM_TIMEOUT'
     | 'UPSTREAM_CA_FILE'
@@ -42,19 +40,12 @@ export type EdgeProxyConfig = EdgePolicyConfig &
     | 'ACCESS_LOG'
   >;
 
-/**
- * What the data plane needs of a store: the state to start from and its
- * changes (a SlotStore, or a cluster worker's relay of the primary's store).
- */
-export type SlotStateSource = Pick<
-  SlotStore,
-  'kind' | 'init' | 'onState' | 'isUp' | 'onAvailability'
->;
-
 export interface EdgeProxyOptions {
   config: EdgeProxyConfig;
-  /** Initialised here; owned (and closed) by the caller. */
-  store: SlotStateSource;
+  /** The slot state to follow, fed by the caller (loadRegistry); the data plane never reads a store. */
+  registry: SlotRegistry;
+  /** Where that state is kept, for the listening line. */
+  storeKind: 'redis' | 'file';
   logger: Logger;
   metrics: ProxyMetrics;
   /** With TLS on: the plain listener's own answers (ACME challenges, redirect) and HSTS. */
@@ -86,22 +77,27 @@ export interface ServedListener {
   close(timeoutMs: number): Promise<void>;
 }
 
-/** One slot's traffic as /admin/status shows it. */
-export interface SlotTrafficView {
+/**
+ * What runs on one slot now: counted by the data plane, summed over the
+ * workers by the cluster, shown by /admin/status.
+ */
+export interface SlotTraffic {
+  /** The slot URL as configured (/admin/status shows it with its secrets hidden). */
   url: string;
   inflight: number;
   websockets: number;
+  /** The slot lost traffic and still has requests or sockets finishing. */
   draining: boolean;
 }
 
 export interface EdgeProxy {
-  /** The in-memory slot state the hot path reads; apply store states to it. */
+  /** The in-memory slot state the hot path reads (the one it was created with). */
   readonly registry: SlotRegistry;
   readonly upstreams: Readonly<Record<Slot, Upstream>>;
   /** The public listener (not listening until listen()). */
   readonly server: Server<typeof EdgeRequest, typeof EdgeResponse>;
   /** What runs on a slot now (its URL as configured: /admin/status redacts it). */
-  traffic(slot: Slot): SlotTrafficView;
+  traffic(slot: Slot): SlotTraffic;
   readonly handlers: EdgeHandlers;
   /**
    * Registers another listener serving these handlers: close() drains it
@@ -127,15 +123,12 @@ const HTTP2_RESET_BURST = 100;
 const HTTP2_RESETS_PER_SECOND = 10;
 
 /**
- * The data plane: loads the slot state from the store, keeps it in memory
- * (store notifications → registry), forwards the public listener's requests
- * and WebSockets to the active slot and drains the old slot on every switch.
+ * The data plane: forwards the public listener's requests and WebSockets to
+ * the registry's active slot and drains the old slot on every switch.
  */
-export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgeProxy> {
-  const { config, store, logger, metrics } = options;
+export function createEdgeProxy(options: EdgeProxyOptions): EdgeProxy {
+  const { config, registry, logger, metrics } = options;
   const front = options.front ?? null;
-  const state = await store.init(config.DEFAULT_SLOT);
-  const registry = new SlotRegistry(state);
   const upstreams: Readonly<Record<Slot, Upstream>> = {
     blue: new Upstream({
       slot: 'blue',
@@ -154,9 +147,6 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
   };
 
   metrics.attach({ registry, upstreams });
-  metrics.setStoreUp(store.isUp());
-  store.onState((next) => registry.apply(next));
-  store.onAvailability((up) => metrics.setStoreUp(up));
 
   const drainer = new SlotDrainer({ upstreams, drainTimeoutMs: config.DRAIN_TIMEOUT });
   registry.onChange((next, previous) => onSwitch(next, previous));
@@ -180,44 +170,28 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
   const lifecycle: Lifecycle = { closing: false };
   const accessLog = config.ACCESS_LOG ? new AccessLog(logger) : null;
   const policy = edgePolicyFrom(config);
-  const forwarder = new Forwarder({
+  // What the HTTP/1.1, HTTP/2 and WebSocket paths share.
+  const shared = {
     registry,
     upstreams,
     metrics,
     accessLog,
     logger,
     trustProxy: config.TRUST_PROXY,
-    lifecycle,
     policy,
-    front,
-  });
+  };
+  const forwarder = new Forwarder({ ...shared, lifecycle, front });
   const http2 = new Http2Forwarder({
-    registry,
-    upstreams,
-    metrics,
-    accessLog,
-    logger,
-    trustProxy: config.TRUST_PROXY,
+    ...shared,
     hsts: front?.hsts ?? null,
     maxHeaderSize: config.MAX_HEADER_SIZE,
-    policy,
     resets: new StreamResetGuard({
       burst: HTTP2_RESET_BURST,
       perSecond: HTTP2_RESETS_PER_SECOND,
       logger,
     }),
   });
-  const websockets = new WebSocketProxy({
-    forwarder,
-    registry,
-    upstreams,
-    metrics,
-    accessLog,
-    logger,
-    trustProxy: config.TRUST_PROXY,
-    lifecycle,
-    policy,
-  });
+  const websockets = new WebSocketProxy({ ...shared, forwarder, lifecycle });
 
   const server = createServer<typeof EdgeRequest, typeof EdgeResponse>(
     {
@@ -343,7 +317,7 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
               port: address.port,
               active: registry.current.active,
               epoch: registry.current.epoch,
-              store: store.kind,
+              store: options.storeKind,
             },
             'edge proxy listening',
           );

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
+import type { Slot } from '../../common/slot.js';
 import { ListenerList } from './listeners.js';
 import type { SlotState } from './slot-state.js';
+import type { SlotStateSource } from './store.js';
 
 export type SlotChangeListener = (next: SlotState, previous: SlotState) => void;
 
@@ -36,4 +38,19 @@ export class SlotRegistry {
   onChange(listener: SlotChangeListener): void {
     this.listeners.add(listener);
   }
+}
+
+/**
+ * The registry a proxy starts from: the source's state (or `defaultSlot`'s
+ * first state), then every state the source announces. Throws what the
+ * source's init() throws (StoreCorruptError, StoreUnavailableError).
+ */
+export async function loadRegistry(
+  source: Pick<SlotStateSource, 'init' | 'onState'>,
+  defaultSlot: Slot,
+  logger?: Pick<Logger, 'error'>,
+): Promise<SlotRegistry> {
+  const registry = new SlotRegistry(await source.init(defaultSlot), logger);
+  source.onState((next) => registry.apply(next));
+  return registry;
 }

@@ -77,3 +77,9 @@ export interface SlotStore {
 
   close(): Promise<void>;
 }
+
+/**
+ * Where a data plane's slot state comes from: a SlotStore, or a cluster
+ * worker's relay of its primary's store (which has no availability of its own).
+ */
+export type SlotStateSource = Pick<SlotStore, 'kind' | 'init' | 'onState'>;

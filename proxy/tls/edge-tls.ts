@@ -12,7 +12,7 @@ import type { ChallengeResponder } from './challenge-responder.js';
 import { HttpsFront } from './https-front.js';
 import { OcspStapler } from './ocsp-stapler.js';
 import { createTlsListener, type TlsListener } from './tls-listener.js';
-import { startTlsLayer, type TlsLayer, type TlsLayerOptions, type TlsStatus } from './tls-layer.js';
+import { startTlsLayer, type TlsLayer, type TlsStatus } from './tls-layer.js';
 
 /** What GET /admin/status shows under `tls` (null there without a certificate source). */
 export interface EdgeTlsStatus extends TlsStatus {
@@ -23,24 +23,12 @@ export interface EdgeTlsStatus extends TlsStatus {
   hsts_max_age: number | null;
 }
 
-export interface EdgeTlsOptions {
-  config: ProxyConfig;
-  logger: Logger;
-  /** The admin listener's registry: the certificate metrics go there. */
-  registry: Registry;
-  /** Timings for tests. */
-  tuning?: TlsLayerOptions['tuning'];
-}
-
 /**
  * What the TLS listener serves and the plain listener answers: the
  * certificate layer itself in one process, or in a cluster worker its file
  * sources beside the certificates and tokens the primary relays.
  */
-export type ServedCertificates = Pick<
-  TlsLayer,
-  'source' | 'ocsp' | 'status' | 'start' | 'close'
-> & {
+export type ServedCertificates = Pick<TlsLayer, 'source' | 'ocsp' | 'start' | 'close'> & {
   challenges: ChallengeResponder | undefined;
 };
 
@@ -53,7 +41,6 @@ export interface EdgeTls {
   readonly certificates: ServedCertificates;
   /** For createEdgeProxy. */
   readonly front: HttpsFront;
-  status(): EdgeTlsStatus;
   /**
    * Starts the TLS listener on PROXY_HOST:PROXY_TLS_PORT serving `edge`
    * (which then drains it with its plain listener), then ACME's ordering:
@@ -62,26 +49,6 @@ export interface EdgeTls {
   listen(edge: EdgeProxy): Promise<AddressInfo>;
   /** Stops the certificates' work; the listener is closed by the edge's close(). */
   close(): Promise<void>;
-}
-
-/**
- * Starts the certificate layer when the configuration sets a source
- * (TLS_CERT_FILE, TLS_CERT_DIR, ACME_DOMAINS); undefined otherwise. Throws
- * TlsStartError naming the variable when a source cannot start.
- */
-export async function startEdgeTls(options: EdgeTlsOptions): Promise<EdgeTls | undefined> {
-  const { config, logger } = options;
-  const layer = await startTlsLayer({
-    config,
-    redis: config.REDIS_URL
-      ? { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX }
-      : undefined,
-    logger,
-    registry: options.registry,
-    autoStart: false,
-    tuning: options.tuning,
-  });
-  return layer === undefined ? undefined : createEdgeTls(config, layer, logger);
 }
 
 /**
@@ -113,7 +80,6 @@ export async function startWorkerTls(options: {
       source,
       ocsp,
       challenges: relay.challenges,
-      status: () => files?.status() ?? { certificates: [], acme: null },
       start: () => undefined,
       async close() {
         await ocsp.close();
@@ -124,7 +90,7 @@ export async function startWorkerTls(options: {
   );
 }
 
-/** The front and the TLS listener over `certificates`. */
+/** The front and the TLS listener over `certificates` (the certificate layer in one process). */
 export function createEdgeTls(
   config: ProxyConfig,
   certificates: ServedCertificates,
@@ -136,18 +102,12 @@ export function createEdgeTls(
     redirect: redirect ? { exceptions: config.HTTPS_REDIRECT_EXCEPT } : null,
     hstsMaxAge: config.HSTS,
   });
-  let port: number | null = null;
   return {
     certificates,
     front,
-    status: () => ({
-      ...tlsSettings(config, port),
-      ...certificates.status(),
-    }),
     async listen(edge) {
       const listener = createEdgeTlsListener(config, certificates, edge.handlers, logger);
       const address = await listener.listen();
-      port = address.port;
       front.setTlsPort(address.port);
       edge.serve(listener);
       certificates.start();

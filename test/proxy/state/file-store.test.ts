@@ -1,13 +1,11 @@
 import { mkdtemp, readdir, readFile, rm, unlink, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../common/logger.js';
 import { loadProxyConfig } from '../../../proxy/config.js';
 import { FileSlotStore, historyFileFor } from '../../../proxy/state/file-store.js';
-import { ProxyMetrics } from '../../../proxy/metrics.js';
-import { createEdgeProxy } from '../../../proxy/edge/edge-proxy.js';
+import { startProxy } from '../../../proxy/main.js';
 import type { SlotState } from '../../../proxy/state/slot-state.js';
 import { StoreCorruptError, StoreUnavailableError } from '../../../proxy/state/store.js';
 import type { SwitchRecord } from '../../../proxy/state/switch-record.js';
@@ -236,16 +234,14 @@ describe('edge proxy on a file store', () => {
       ADMIN_API_KEY: TEST_ADMIN_KEY,
       PROXY_PORT: '0',
       PROXY_HOST: '127.0.0.1',
+      ADMIN_PORT: '0',
       BLUE_URL: blue.url,
       GREEN_URL: green.url,
       STATE_FILE: stateFile,
     });
     const logs = new LogCapture();
-    const attempt = createEdgeProxy({
-      config,
-      store: new FileSlotStore({ stateFile }),
+    const attempt = startProxy(config, {
       logger: createLogger({ level: 'info', destination: logs.stream }),
-      metrics: new ProxyMetrics(new Registry(), { processMetrics: false }),
     });
     await expect(attempt).rejects.toThrow(StoreCorruptError);
     await expect(attempt).rejects.toThrow(`state file ${stateFile} is corrupt: it is not JSON (`);

@@ -4,10 +4,11 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { processAlive } from '../../common/process-alive.js';
 import {
+  holdLock,
   isLockOwner,
   LockHeldError,
   newOwner,
-  renewalInterval,
+  unreadableOwner,
   type DeployLock,
   type HeldLock,
   type LockOwner,
@@ -119,18 +120,7 @@ export function createFileLock(options: FileLockOptions): DeployLock {
         if (current === undefined) continue; // released between our tries
         const stale = await staleReason(current);
         if (!stale) {
-          if (current === 'unreadable') {
-            throw new LockHeldError(
-              {
-                token: '',
-                holder: 'unknown (unreadable lock file)',
-                pid: 0,
-                since: 'unknown',
-                purpose: 'unknown',
-              },
-              ttlMs,
-            );
-          }
+          if (current === 'unreadable') throw new LockHeldError(unreadableOwner('file'), ttlMs);
           throw new LockHeldError(stripExpiry(current), current.expires_at - now());
         }
         await removeStale(current === 'unreadable' ? '' : current.token);
@@ -140,19 +130,15 @@ export function createFileLock(options: FileLockOptions): DeployLock {
   };
 
   function hold(owner: LockOwner): HeldLock {
-    let resolveLost: (reason: string) => void = () => {};
-    const lost = new Promise<string>((resolve) => (resolveLost = resolve));
-    let released = false;
-    let renewing = Promise.resolve();
-    const timer = setInterval(() => {
-      renewing = renewing.then(async () => {
-        if (released) return;
-        const current = await read().catch(() => undefined);
-        if (!current || current === 'unreadable' || current.token !== owner.token) {
-          clearInterval(timer);
-          resolveLost(`the deploy lock ${path} was removed or taken over`);
-          return;
-        }
+    const ours = async () => {
+      const current = await read();
+      return current !== undefined && current !== 'unreadable' && current.token === owner.token;
+    };
+    return holdLock(owner, ttlMs, {
+      lostReason: `the deploy lock ${path} was removed or taken over`,
+      async renew() {
+        // A lock file that cannot be read is not ours any more.
+        if (!(await ours().catch(() => false))) return false;
         const temp = `${path}.renew-${owner.token}`;
         try {
           await write(temp, { ...owner, expires_at: now() + ttlMs }, false);
@@ -161,28 +147,13 @@ export function createFileLock(options: FileLockOptions): DeployLock {
           // retried at the next tick; the TTL covers two misses
           await fs.rm(temp, { force: true }).catch(() => {});
         }
-      });
-    }, renewalInterval(ttlMs));
-    timer.unref();
-
-    return {
-      owner,
-      lost,
-      async release() {
-        if (released) return;
-        released = true;
-        clearInterval(timer);
-        await renewing.catch(() => {});
-        try {
-          const current = await read();
-          if (current && current !== 'unreadable' && current.token === owner.token) {
-            await fs.rm(path, { force: true });
-          }
-        } catch {
-          // An unreadable state dir: the lock expires on its own.
-        }
+        return true;
       },
-    };
+      async remove() {
+        // An unreadable state dir throws: the lock expires on its own.
+        if (await ours()) await fs.rm(path, { force: true });
+      },
+    });
   }
 }
 

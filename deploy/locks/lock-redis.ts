@@ -1,11 +1,11 @@
 import type { Redis } from 'ioredis';
 import {
+  holdLock,
   isLockOwner,
   LockHeldError,
   newOwner,
-  renewalInterval,
+  unreadableOwner,
   type DeployLock,
-  type HeldLock,
   type LockOwner,
 } from './lock.js';
 
@@ -46,15 +46,7 @@ export function createRedisLock(options: RedisLockOptions): DeployLock {
     } catch {
       parsed = undefined;
     }
-    const owner: LockOwner = isLockOwner(parsed)
-      ? parsed
-      : {
-          token: '',
-          holder: 'unknown (unreadable lock value)',
-          pid: 0,
-          since: 'unknown',
-          purpose: 'unknown',
-        };
+    const owner = isLockOwner(parsed) ? parsed : unreadableOwner('value');
     return { owner, expiresInMs: Math.max(0, pttl) };
   }
 
@@ -70,39 +62,14 @@ export function createRedisLock(options: RedisLockOptions): DeployLock {
         if (!current) return this.acquire(purpose); // expired between SET and GET
         throw new LockHeldError(current.owner, current.expiresInMs);
       }
-
-      let resolveLost: (reason: string) => void = () => {};
-      const lost = new Promise<string>((resolve) => (resolveLost = resolve));
-      let released = false;
-      const timer = setInterval(() => {
-        redis.eval(RENEW, 1, key, owner.token, String(ttlMs)).then(
-          (renewed) => {
-            if (!released && renewed !== 1) {
-              clearInterval(timer);
-              resolveLost(`the deploy lock ${key} expired or was taken over`);
-            }
-          },
-          // A failed renewal is retried at the next tick; the TTL covers two misses.
-          () => {},
-        );
-      }, renewalInterval(ttlMs));
-      timer.unref();
-
-      const held: HeldLock = {
-        owner,
-        lost,
-        async release() {
-          if (released) return;
-          released = true;
-          clearInterval(timer);
-          try {
-            await redis.eval(RELEASE, 1, key, owner.token);
-          } catch {
-            // Unreachable Redis: the lock expires on its own after ttlMs.
-          }
+      return holdLock(owner, ttlMs, {
+        lostReason: `the deploy lock ${key} expired or was taken over`,
+        renew: async () => (await redis.eval(RENEW, 1, key, owner.token, String(ttlMs))) === 1,
+        async remove() {
+          // Unreachable Redis throws: the lock expires on its own after ttlMs.
+          await redis.eval(RELEASE, 1, key, owner.token);
         },
-      };
-      return held;
+      });
     },
   };
 }

@@ -78,7 +78,59 @@ export function isLockOwner(value: unknown): value is LockOwner {
   );
 }
 
+/** The holder shown for a lock whose content cannot be read (`what`: file or value). */
+export function unreadableOwner(what: string): LockOwner {
+  return {
+    token: '',
+    holder: `unknown (unreadable lock ${what})`,
+    pid: 0,
+    since: 'unknown',
+    purpose: 'unknown',
+  };
+}
+
 /** Renewal runs at a third of the time to live: two renewals may fail before it lapses. */
 export function renewalInterval(ttlMs: number): number {
   return Math.max(50, Math.floor(ttlMs / 3));
+}
+
+/** How one kind of lock keeps a lock it has taken. */
+export interface LockKeeper {
+  /** Extends the time to live if the lock is still ours: false when it is not. A throw is retried. */
+  renew(): Promise<boolean>;
+  /** Removes the lock if it is still ours. A throw is ignored: the lock expires on its own. */
+  remove(): Promise<void>;
+  /** What `lost` says when renew() finds the lock gone. */
+  lostReason: string;
+}
+
+/** A taken lock, renewed (one renewal at a time) until it is released or lost. */
+export function holdLock(owner: LockOwner, ttlMs: number, keeper: LockKeeper): HeldLock {
+  let resolveLost: (reason: string) => void = () => {};
+  const lost = new Promise<string>((resolve) => (resolveLost = resolve));
+  let released = false;
+  let renewing = Promise.resolve();
+  const timer = setInterval(() => {
+    renewing = renewing.then(async () => {
+      if (released) return;
+      // A failed renewal is retried at the next tick; the time to live covers two misses.
+      const ours = await keeper.renew().catch(() => true);
+      if (!ours && !released) {
+        clearInterval(timer);
+        resolveLost(keeper.lostReason);
+      }
+    });
+  }, renewalInterval(ttlMs));
+  timer.unref();
+  return {
+    owner,
+    lost,
+    async release() {
+      if (released) return;
+      released = true;
+      clearInterval(timer);
+      await renewing;
+      await keeper.remove().catch(() => {});
+    },
+  };
 }

@@ -1,6 +1,7 @@
 import { redactSlotUrl } from '../../common/logger.js';
 import type { SlotHealthMonitor } from './health-monitor.js';
 import type { SlotRegistry } from '../state/slot-registry.js';
+import { stateFields } from '../state/slot-state.js';
 import { SLOTS, type Slot } from '../../common/slot.js';
 import type { SlotStore } from '../state/store.js';
 import type { SlotTraffic } from '../edge/edge-proxy.js';
@@ -88,11 +89,7 @@ export function adminStatus(sources: AdminStatusSources, report: TrafficReport):
   };
   const slots = { blue: slot('blue'), green: slot('green') };
   return {
-    active: state.active,
-    previous: state.previous,
-    epoch: state.epoch,
-    switched_at: state.switched_at,
-    actor: state.actor,
+    ...stateFields(state),
     store: {
       kind: sources.store.kind,
       location: sources.store.location,

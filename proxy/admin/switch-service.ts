@@ -142,7 +142,7 @@ export class SwitchService {
       if (written.ok) {
         this.options.registry.apply(written.state);
         if (written.recorded === true) this.options.switches.inc({ result: 'switched' });
-        else await this.record(request, current.active, target, written.state.epoch, 'switched');
+        else await this.record(entry);
         // The data plane logs the switch itself (with its drain result) when it applies it.
         this.options.logger.debug(
           { actor: request.actor, from: current.active, to: target, epoch: written.state.epoch },
@@ -189,7 +189,7 @@ export class SwitchService {
     target: Slot,
     request: SwitchRequest,
   ): Promise<SwitchOutcome> {
-    await this.record(request, current.active, target, current.epoch, 'unchanged');
+    await this.record(this.entry(request, current.active, target, current.epoch, 'unchanged'));
     return { ok: true, changed: false, state: current };
   }
 
@@ -203,7 +203,9 @@ export class SwitchService {
       error instanceof StoreOutcomeUnknownError
         ? `no answer from the slot store (${error.message}): the switch to ${target} may have been written, and then every proxy moves to it within seconds, or not, and then traffic stays on ${known.active}; it cannot be written any later. See /admin/status`
         : `the slot store is unavailable (${error.message}); traffic stays on ${known.active}`;
-    await this.record(request, known.active, target, known.epoch, 'unavailable', message);
+    await this.record(
+      this.entry(request, known.active, target, known.epoch, 'unavailable', message),
+    );
     return { ok: false, error: 'store_unavailable', message, state: known };
   }
 
@@ -216,7 +218,7 @@ export class SwitchService {
     message: string,
     health?: HealthGateResult,
   ): Promise<SwitchOutcome> {
-    await this.record(request, current.active, target, current.epoch, result, message);
+    await this.record(this.entry(request, current.active, target, current.epoch, result, message));
     return { ok: false, error, message, state: current, ...(health ? { health } : {}) };
   }
 
@@ -241,23 +243,13 @@ export class SwitchService {
   }
 
   /** Counts the attempt and appends it to the audit history; a lost entry is logged, never fatal. */
-  private async record(
-    request: SwitchRequest,
-    from: Slot | null,
-    to: Slot,
-    epoch: number,
-    result: SwitchResult,
-    reason?: string,
-  ): Promise<void> {
+  private async record(entry: SwitchRecord): Promise<void> {
+    const { actor, from, to, epoch, result, reason } = entry;
     this.options.switches.inc({ result });
-    const entry = this.entry(request, from, to, epoch, result, reason);
     if (result === 'unchanged') {
-      this.options.logger.info({ actor: request.actor, to, epoch }, 'switch: slot already active');
+      this.options.logger.info({ actor, to, epoch }, 'switch: slot already active');
     } else if (result !== 'switched') {
-      this.options.logger.warn(
-        { actor: request.actor, from, to, epoch, result, reason },
-        'switch not done',
-      );
+      this.options.logger.warn({ actor, from, to, epoch, result, reason }, 'switch not done');
     }
     // The history lives in the store: with the store down the log line above is the record.
     if (result === 'unavailable') return;

@@ -7,6 +7,7 @@ import {
   initialState,
   assertValidSuccessor,
   invalidStateReason,
+  stateFields,
   type SlotState,
 } from './slot-state.js';
 import {
@@ -112,7 +113,7 @@ export class FileSlotStore implements SlotStore {
     return this.serialised(async () => {
       const current = this.requireState();
       if (current.epoch !== expectedEpoch) return { ok: false, state: current };
-      const stored = pick(next);
+      const stored = stateFields(next);
       await this.replaceStateFile(serialise(stored, record));
       this.state = stored;
       this.stateListeners.emit(stored);
@@ -218,7 +219,7 @@ export class FileSlotStore implements SlotStore {
     if (reason) throw this.corrupt(reason);
     const lastSwitch = (parsed as { last_switch?: unknown }).last_switch;
     return {
-      state: pick(parsed as SlotState),
+      state: stateFields(parsed as SlotState),
       lastSwitch: lastSwitch === undefined ? null : (parseSwitchRecord(lastSwitch) ?? null),
     };
   }
@@ -308,20 +309,11 @@ export class FileSlotStore implements SlotStore {
   }
 }
 
-/** Only the state's own fields are stored, in a fixed order. */
-function pick(state: SlotState): SlotState {
-  return {
-    active: state.active,
-    previous: state.previous,
-    epoch: state.epoch,
-    switched_at: state.switched_at,
-    actor: state.actor,
-  };
-}
-
 /** The state file's content: the state, and the record of the switch that wrote it. */
 function serialise(state: SlotState, lastSwitch?: SwitchRecord): string {
-  const content = lastSwitch ? { ...pick(state), last_switch: lastSwitch } : pick(state);
+  const content = lastSwitch
+    ? { ...stateFields(state), last_switch: lastSwitch }
+    : stateFields(state);
   return JSON.stringify(content, null, 2) + '\n';
 }
 

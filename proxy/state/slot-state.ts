@@ -28,6 +28,17 @@ export function initialState(defaultSlot: Slot, now = new Date()): SlotState {
   };
 }
 
+/** Only the state's own fields, in their fixed order (the state file, /admin/status). */
+export function stateFields(state: SlotState): SlotState {
+  return {
+    active: state.active,
+    previous: state.previous,
+    epoch: state.epoch,
+    switched_at: state.switched_at,
+    actor: state.actor,
+  };
+}
+
 /** Whether two states are the same in every field. */
 export function sameState(a: SlotState, b: SlotState): boolean {
   return (

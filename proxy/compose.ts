@@ -77,7 +77,8 @@ export async function composeProxy<P extends DataPlane>(
     const registry = await loadRegistry(store, config.DEFAULT_SLOT, logger);
     const metrics = new ProxyMetrics(new Registry());
     metrics.attach({ registry });
-    // The primary's alone with workers (aggregated `first`): they have no store.
+    // togather_proxy_store_up is this process's: with workers the primary's alone
+    // (aggregated `first`), as they have no store.
     metrics.setStoreUp(store.isUp());
     store.onAvailability((up) => metrics.setStoreUp(up));
     tls = await startTlsLayer({

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { requestIdFrom } from '../../common/request-id.js';
 import type { ContentCoding } from './accept-encoding.js';
 import type { AccessLog } from './access-log.js';
-import type { EdgePolicy } from './edge-policy.js';
+import { applyToSlotHead, type EdgePolicy } from './edge-policy.js';
 import type { ErrorAnswers } from './error-response.js';
 import { EdgeResponse, type EdgeRequest, type ExchangeObserver } from './exchange.js';
 import {
@@ -311,12 +311,9 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
       dropped,
       this.droppedResponseHeaders,
     );
-    this.policy.securityHeaders?.addMissing(lines, headers);
-    const compression = this.policy.compression;
-    const decision = compression === null ? 'leave' : compression.decide(req, status, headers);
-    if (decision !== 'leave') compression!.editHead(lines, decision);
+    const coding = applyToSlotHead(this.policy, lines, req, status, headers);
     res.stageHead(status, message, lines);
-    return decision === 'leave' || decision === 'vary' ? null : decision;
+    return coding;
   }
 
   readonly onError = (error: Error, req: EdgeRequest, target: ServerResponse | Socket): void => {

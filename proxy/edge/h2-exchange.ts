@@ -9,6 +9,7 @@ import {
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Slot } from '../state/slot-state.js';
+import type { CompressedBody } from './compression.js';
 import { clientAddress } from './headers.js';
 import { UpstreamTimeoutError, type UpstreamErrorReason } from './upstream-errors.js';
 import type { Upstream, UpstreamExchange } from './upstream.js';
@@ -66,6 +67,8 @@ export class H2Exchange implements UpstreamExchange {
   done = false;
   /** Body bytes written to the client (HTTP/2 frames and headers are the session's). */
   bytes = 0;
+  /** The answer body goes through an encoder (COMPRESSION), which counts what it wrote. */
+  compressed: CompressedBody | null = null;
 
   constructor(
     readonly forwarder: H2ExchangeOwner,
@@ -147,7 +150,8 @@ export function onUpstreamEnd(this: LinkedUpstreamResponse): void {
   const exchange = this.h2Exchange;
   if (exchange === undefined || exchange.done) return;
   exchange.ended = true;
-  if (!exchange.res.writableEnded) exchange.res.end();
+  // A compressed answer is ended by its encoder, once the last bytes are flushed.
+  if (exchange.compressed === null && !exchange.res.writableEnded) exchange.res.end();
 }
 
 export function onUpstreamResponseClose(this: LinkedUpstreamResponse): void {

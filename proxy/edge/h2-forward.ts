@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { requestIdFrom } from '../../common/request-id.js';
 import type { AccessLog } from './access-log.js';
 import type { AllowedHosts } from './allowed-hosts.js';
-import type { EdgePolicy } from './edge-policy.js';
+import { applyToSlotHead, type EdgePolicy } from './edge-policy.js';
 import type { ProxyErrorBody } from './error-response.js';
 import {
   H2Exchange,
@@ -30,6 +30,7 @@ import {
   DROPPED_RESPONSE_HEADERS,
   isValidHost,
   prepareRequestHeaders,
+  responseHeaderLines,
 } from './headers.js';
 import type { ProxyMetrics } from '../metrics.js';
 import type { SecurityHeaders } from './security-headers.js';
@@ -61,10 +62,10 @@ export interface Http2ForwarderOptions {
   /** MAX_HEADER_SIZE: bytes of a header list (names, values and 32 per field, as HTTP/2 counts). */
   maxHeaderSize: number;
   /**
-   * The edge policy of the HTTP/1.1 path: security headers, ALLOWED_HOSTS
-   * and MAX_BODY_SIZE hold on HTTP/2 too (compression does not yet).
+   * The edge policy of the HTTP/1.1 path, applied by the same code: security
+   * headers, compression, ALLOWED_HOSTS and MAX_BODY_SIZE.
    */
-  policy: Pick<EdgePolicy, 'securityHeaders' | 'allowedHosts' | 'bodyLimit'>;
+  policy: Pick<EdgePolicy, 'securityHeaders' | 'compression' | 'allowedHosts' | 'bodyLimit'>;
 }
 
 const INVALID_RESPONSE: UpstreamFailure = {
@@ -93,6 +94,7 @@ export class Http2Forwarder implements H2ExchangeOwner {
   private readonly resets: StreamResetGuard;
   private readonly maxHeaderSize: number;
   private readonly security: SecurityHeaders | null;
+  private readonly policy: Http2ForwarderOptions['policy'];
   private readonly droppedResponseHeaders: Readonly<Record<string, true>>;
   private readonly allowedHosts: AllowedHosts | null;
   /** MAX_BODY_SIZE in bytes; Infinity when off. */
@@ -110,6 +112,7 @@ export class Http2Forwarder implements H2ExchangeOwner {
     this.resets = options.resets;
     this.maxHeaderSize = options.maxHeaderSize;
     this.security = options.policy.securityHeaders;
+    this.policy = options.policy;
     this.droppedResponseHeaders =
       options.policy.securityHeaders?.droppedResponseHeaders ?? DROPPED_RESPONSE_HEADERS;
     this.allowedHosts = options.policy.allowedHosts;
@@ -230,8 +233,23 @@ export class Http2Forwarder implements H2ExchangeOwner {
       this.fail(exchange, INVALID_RESPONSE, undefined);
       return;
     }
+    const headers = proxyRes.headers;
+    // RFC 9110 §8.6: never on a 204; HTTP/2 clients reset a stream whose length disagrees.
+    if (status === 204) delete headers['content-length'];
+    // As on HTTP/1.1 (headers.ts), minus what HTTP/2 cannot carry: the same dropped set.
+    const lines = responseHeaderLines(
+      exchange.slot,
+      exchange.requestId,
+      headers,
+      connectionTokens(headers.connection),
+      this.droppedResponseHeaders,
+    );
+    if (this.hsts !== null && headers['strict-transport-security'] === undefined) {
+      lines.push('strict-transport-security', this.hsts);
+    }
+    const coding = applyToSlotHead(this.policy, lines, exchange.req, status, headers);
     try {
-      res.writeHead(status, this.responseHeaders(exchange, proxyRes.headers));
+      res.writeHead(status, lines);
     } catch (error) {
       // A header HTTP/2 cannot carry: refused here rather than sent broken.
       proxyRes.destroy();
@@ -240,29 +258,13 @@ export class Http2Forwarder implements H2ExchangeOwner {
     }
     exchange.proxyRes = proxyRes;
     proxyRes.h2Exchange = exchange;
-    proxyRes.on('data', onUpstreamData);
+    if (coding !== null) {
+      exchange.compressed = this.policy.compression!.relay(proxyRes, res, coding);
+    } else {
+      proxyRes.on('data', onUpstreamData);
+    }
     proxyRes.on('end', onUpstreamEnd);
     proxyRes.on('close', onUpstreamResponseClose);
-  }
-
-  /** The slot's answer head as HTTP/2 takes it: no connection-specific headers. */
-  private responseHeaders(exchange: H2Exchange, headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-    const dropped = connectionTokens(headers.connection);
-    const out: OutgoingHttpHeaders = {
-      'x-togather-slot': exchange.slot,
-      'x-request-id': exchange.requestId,
-    };
-    for (const name in headers) {
-      if (this.droppedResponseHeaders[name] === true) continue;
-      if (dropped !== null && dropped.includes(name)) continue;
-      const value = headers[name];
-      if (value !== undefined) out[name] = value;
-    }
-    if (this.hsts !== null && out['strict-transport-security'] === undefined) {
-      out['strict-transport-security'] = this.hsts;
-    }
-    if (this.security !== null) this.security.addMissingTo(out, headers);
-    return out;
   }
 
   /** The upstream request failed: sent again once after a stale pooled socket, else answered. */
@@ -384,7 +386,7 @@ export class Http2Forwarder implements H2ExchangeOwner {
       remoteAddress: exchange.remoteAddress,
       status,
       durationMs,
-      bytes: exchange.bytes,
+      bytes: exchange.bytes + (exchange.compressed?.bytesWritten ?? 0),
       aborted,
       upstreamError: exchange.upstreamError,
     });

@@ -10,6 +10,8 @@ export interface H2Answer {
   status: number;
   headers: IncomingHttpHeaders;
   body: string;
+  /** The body's bytes as they came (a compressed body still compressed). */
+  raw: Buffer;
 }
 
 export interface H2RequestOptions {
@@ -76,7 +78,10 @@ export class H2Client {
       stream.on('error', (error: NodeJS.ErrnoException) =>
         reject(new H2StreamError(error.message, error.code, stream.rstCode)),
       );
-      stream.on('end', () => resolve({ status, headers, body: Buffer.concat(chunks).toString() }));
+      stream.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        resolve({ status, headers, body: raw.toString(), raw });
+      });
       stream.on('close', () => {
         if (stream.rstCode !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR) {
           reject(new H2StreamError(`stream reset (${stream.rstCode})`, undefined, stream.rstCode));

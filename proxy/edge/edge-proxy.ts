@@ -9,7 +9,8 @@ import { ClientRefusals } from './client-refusals.js';
 import { SlotDrainer } from './drain.js';
 import { edgePolicyFrom, type EdgePolicyConfig } from './edge-policy.js';
 import { EdgeRequest, EdgeResponse } from './exchange.js';
-import { Forwarder, type Lifecycle } from './forward.js';
+import type { EdgeContext, Lifecycle } from './edge-handler.js';
+import { Forwarder } from './forward.js';
 import { Http2Forwarder } from './h2-forward.js';
 import { StreamResetGuard } from './h2-reset-guard.js';
 import type { EdgeFront } from './plain-front.js';
@@ -180,7 +181,7 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
   const lifecycle: Lifecycle = { closing: false };
   const accessLog = config.ACCESS_LOG ? new AccessLog(logger) : null;
   const policy = edgePolicyFrom(config);
-  const forwarder = new Forwarder({
+  const context: EdgeContext = {
     registry,
     upstreams,
     metrics,
@@ -188,16 +189,10 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
     logger,
     trustProxy: config.TRUST_PROXY,
     lifecycle,
-    policy,
-    front,
-  });
+  };
+  const forwarder = new Forwarder({ ...context, policy, front });
   const http2 = new Http2Forwarder({
-    registry,
-    upstreams,
-    metrics,
-    accessLog,
-    logger,
-    trustProxy: config.TRUST_PROXY,
+    ...context,
     hsts: front?.hsts ?? null,
     maxHeaderSize: config.MAX_HEADER_SIZE,
     policy,
@@ -207,17 +202,7 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
       logger,
     }),
   });
-  const websockets = new WebSocketProxy({
-    forwarder,
-    registry,
-    upstreams,
-    metrics,
-    accessLog,
-    logger,
-    trustProxy: config.TRUST_PROXY,
-    lifecycle,
-    policy,
-  });
+  const websockets = new WebSocketProxy({ ...context, forwarder, policy });
 
   const server = createServer<typeof EdgeRequest, typeof EdgeResponse>(
     {
@@ -243,7 +228,7 @@ export async function createEdgeProxy(options: EdgeProxyOptions): Promise<EdgePr
   server.maxHeadersCount = 0;
   if (config.MAX_CONNECTIONS > 0) server.maxConnections = config.MAX_CONNECTIONS;
   server.on('upgrade', websockets.handleUpgrade);
-  const refusals = new ClientRefusals({ registry, metrics, accessLog, errors: policy.errors });
+  const refusals = new ClientRefusals({ ...context, errors: policy.errors });
   server.on('clientError', refusals.onClientError);
   server.on('checkExpectation', refusals.onCheckExpectation);
   // Without a body limit Node sends 100 Continue itself.

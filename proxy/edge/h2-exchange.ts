@@ -28,6 +28,8 @@ export interface H2ExchangeOwner {
   finished(exchange: H2Exchange): void;
   upstreamFailed(exchange: H2Exchange, error: NodeJS.ErrnoException): void;
   relay(exchange: H2Exchange, proxyRes: LinkedUpstreamResponse): void;
+  /** The slot answered an extended CONNECT's handshake with 101 (h2-websocket.ts). */
+  upgraded(exchange: H2Exchange, proxyRes: IncomingMessage, socket: Socket, head: Buffer): void;
   upstreamCut(exchange: H2Exchange): void;
 }
 
@@ -60,6 +62,8 @@ export class H2Exchange implements UpstreamExchange {
   cut = false;
   /** The proxy ended the answer (Node reports a stream the client reset as finished too). */
   ended = false;
+  /** An RFC 8441 extended CONNECT for a WebSocket: the slot gets an HTTP/1.1 handshake. */
+  webSocket = false;
   /** MAX_BODY_SIZE refused the body (declared or counted). */
   bodyTooLarge = false;
   bodyBytes = 0;
@@ -128,6 +132,20 @@ export function onUpstreamResponse(this: LinkedRequest, proxyRes: IncomingMessag
   const exchange = this.h2Exchange;
   if (exchange === undefined) return;
   exchange.forwarder.relay(exchange, proxyRes as LinkedUpstreamResponse);
+}
+
+export function onUpstreamUpgrade(
+  this: LinkedRequest,
+  proxyRes: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+): void {
+  const exchange = this.h2Exchange;
+  if (exchange === undefined || exchange.proxyReq !== this) {
+    socket.destroy();
+    return;
+  }
+  exchange.forwarder.upgraded(exchange, proxyRes, socket, head);
 }
 
 export function onUpstreamData(this: LinkedUpstreamResponse, chunk: Buffer): void {

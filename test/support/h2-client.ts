@@ -1,7 +1,9 @@
+import { once } from 'node:events';
 import {
   connect,
   constants,
   type ClientHttp2Session,
+  type ClientHttp2Stream,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
 } from 'node:http2';
@@ -40,7 +42,11 @@ export class H2StreamError extends Error {
 export class H2Client {
   readonly goaways: Array<{ errorCode: number; lastStreamID: number }> = [];
 
-  private constructor(readonly session: ClientHttp2Session) {
+  private constructor(
+    readonly session: ClientHttp2Session,
+    /** The server's first SETTINGS (Node shows defaults in remoteSettings until then). */
+    private readonly settingsArrived: Promise<unknown>,
+  ) {
     session.on('goaway', (errorCode: number, lastStreamID: number) =>
       this.goaways.push({ errorCode, lastStreamID }),
     );
@@ -51,9 +57,12 @@ export class H2Client {
   static connect(url: string, ca: string, servername = 'localhost'): Promise<H2Client> {
     return new Promise((resolve, reject) => {
       const session = connect(url, { ca, servername });
+      const settingsArrived = once(session, 'remoteSettings');
+      // A session that fails first rejects this too; nobody may be waiting for it.
+      settingsArrived.catch(() => undefined);
       session.once('connect', () => {
         session.off('error', reject);
-        resolve(new H2Client(session));
+        resolve(new H2Client(session, settingsArrived));
       });
       session.once('error', reject);
     });
@@ -101,6 +110,43 @@ export class H2Client {
     });
   }
 
+  /** Whether the server's SETTINGS allow extended CONNECT (RFC 8441), once they arrived. */
+  async connectProtocolEnabled(): Promise<boolean> {
+    await this.settingsArrived;
+    return this.session.remoteSettings.enableConnectProtocol === true;
+  }
+
+  /**
+   * RFC 8441: a WebSocket on a stream of this connection (`:method CONNECT`,
+   * `:protocol`), once the server allowed it. Resolves with the answer's head;
+   * on a 200 the stream carries the WebSocket (StreamWebSocket speaks it).
+   */
+  async webSocket(
+    path: string,
+    headers: OutgoingHttpHeaders = {},
+    protocol = 'websocket',
+  ): Promise<{ status: number; headers: IncomingHttpHeaders; stream: ClientHttp2Stream }> {
+    if (!(await this.connectProtocolEnabled())) {
+      throw new Error('the server does not allow extended CONNECT');
+    }
+    const stream = this.session.request({
+      ':method': 'CONNECT',
+      ':protocol': protocol,
+      ':scheme': 'https',
+      ':path': path,
+      'sec-websocket-version': '13',
+      ...headers,
+    });
+    return new Promise((resolve, reject) => {
+      stream.once('response', (head) =>
+        resolve({ status: Number(head[':status']), headers: head, stream }),
+      );
+      stream.once('error', (error: NodeJS.ErrnoException) =>
+        reject(new H2StreamError(error.message, error.code, stream.rstCode)),
+      );
+    });
+  }
+
   close(): Promise<void> {
     return new Promise((resolve) => {
       if (this.session.closed || this.session.destroyed) resolve();
@@ -126,4 +172,11 @@ export async function h2Request(
   } finally {
     client.destroy();
   }
+}
+
+/** The rest of a stream's body, as text. */
+export async function bodyOf(stream: ClientHttp2Stream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -188,17 +188,7 @@ export class Forwarder extends EdgeHandler implements ExchangeObserver, SlotProx
   upstreamAnswerCut(req: EdgeRequest, res: EdgeResponse): void {
     // The proxy answers by itself (a refused body): the slot's answer was dropped on purpose.
     if (res.proxyAnswered) return;
-    if (req.upstreamError === null) {
-      req.upstreamError = 'reset';
-      this.metrics.countUpstreamError(req.slot, 'reset');
-      this.warnings.warn(
-        req.slot,
-        req.requestId,
-        { reason: 'reset', status: 502, error: 'upstream_reset' },
-        undefined,
-        false,
-      );
-    }
+    this.warnings.answerCut(req, this.metrics, false);
     res.destroy();
   }
 

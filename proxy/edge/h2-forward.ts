@@ -325,17 +325,7 @@ export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
   /** The slot cut its answer short after the head went out: the stream is cut too. */
   upstreamCut(exchange: H2Exchange): void {
     if (exchange.done || exchange.ended) return;
-    if (exchange.upstreamError === null) {
-      exchange.upstreamError = 'reset';
-      this.metrics.countUpstreamError(exchange.slot, 'reset');
-      this.warnings.warn(
-        exchange.slot,
-        exchange.requestId,
-        { reason: 'reset', status: 502, error: 'upstream_reset' },
-        undefined,
-        true,
-      );
-    }
+    this.warnings.answerCut(exchange, this.metrics, true);
     exchange.cut = true;
     exchange.res.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
   }

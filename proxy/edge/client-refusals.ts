@@ -1,18 +1,12 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { newRequestId, requestIdFrom } from '../../common/request-id.js';
-import type { AccessLog } from './access-log.js';
+import { EdgeHandler, type EdgeContext } from './edge-handler.js';
 import type { ErrorAnswers } from './error-response.js';
 import type { EdgeRequest, EdgeResponse } from './exchange.js';
 import { clientAddress } from './headers.js';
-import type { ProxyMetrics } from '../metrics.js';
-import type { SlotRegistry } from '../state/slot-registry.js';
 
-export interface ClientRefusalsOptions {
-  registry: SlotRegistry;
-  metrics: ProxyMetrics;
-  /** null when ACCESS_LOG is off. */
-  accessLog: AccessLog | null;
+export interface ClientRefusalsOptions extends EdgeContext {
   errors: ErrorAnswers;
 }
 
@@ -23,16 +17,11 @@ export interface ClientRefusalsOptions {
  * CONNECT ('connect'), each answered with the proxy's JSON error, tagged
  * with the active slot, and counted.
  */
-export class ClientRefusals {
-  private readonly registry: SlotRegistry;
-  private readonly metrics: ProxyMetrics;
-  private readonly accessLog: AccessLog | null;
+export class ClientRefusals extends EdgeHandler {
   private readonly errors: ErrorAnswers;
 
   constructor(options: ClientRefusalsOptions) {
-    this.registry = options.registry;
-    this.metrics = options.metrics;
-    this.accessLog = options.accessLog;
+    super(options);
     this.errors = options.errors;
   }
 

@@ -2,7 +2,6 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Transform } from 'node:stream';
 import { constants, createBrotliCompress, createGzip } from 'node:zlib';
 import { CodingNegotiator, type ContentCoding } from './accept-encoding.js';
-import type { EdgeRequest, EdgeResponse } from './exchange.js';
 
 /**
  * COMPRESSION: gzip or brotli for a slot's answer of a compressible type
@@ -24,6 +23,33 @@ const BROTLI_WINDOW_BITS = 18;
 
 /** What to do with a slot's answer. */
 export type CompressionDecision = 'leave' | 'vary' | ContentCoding;
+
+/** What the decision reads of a client request (HTTP/1.1's EdgeRequest, HTTP/2's compatibility request). */
+export interface CompressionRequest {
+  readonly method?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/**
+ * The client answer a compressed body is written into: HTTP/1.1's
+ * EdgeResponse or HTTP/2's compatibility answer (which has neither
+ * `destroyed` nor `proxyAnswered`: its 'close' ends the relay instead).
+ */
+export interface CompressedSink {
+  readonly writableEnded: boolean;
+  readonly destroyed?: boolean;
+  /** The proxy answers by itself (a refused body): the slot's answer is dropped. */
+  readonly proxyAnswered?: boolean;
+  write(chunk: Buffer): boolean;
+  end(): void;
+  destroy(): void;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
+}
+
+/** A compressed body on its way: what it has written so far (the access log's bytes on HTTP/2). */
+export interface CompressedBody {
+  readonly bytesWritten: number;
+}
 
 /** application/* types that compress; text/*, +json and +xml are recognised by form. */
 const COMPRESSIBLE_APPLICATION = new Set([
@@ -77,7 +103,11 @@ export class Compression {
    * the two header objects only; allocates nothing once the Content-Type and
    * Accept-Encoding values are known.
    */
-  decide(req: EdgeRequest, status: number, headers: IncomingHttpHeaders): CompressionDecision {
+  decide(
+    req: CompressionRequest,
+    status: number,
+    headers: IncomingHttpHeaders,
+  ): CompressionDecision {
     if (status < 200 || status === 204 || status === 206 || status === 304) return 'leave';
     if (headers['content-encoding'] !== undefined) return 'leave';
     const type = headers['content-type'];
@@ -112,10 +142,8 @@ export class Compression {
   }
 
   /** Streams the slot's answer body through `coding` into the client answer. */
-  relay(proxyRes: IncomingMessage, res: EdgeResponse, coding: ContentCoding): void {
-    const length = Number(proxyRes.headers['content-length']);
-    const encoder = coding === 'br' ? brotli(length) : createGzip(GZIP_OPTIONS);
-    CompressedRelay.start(proxyRes, res, encoder);
+  relay(proxyRes: IncomingMessage, res: CompressedSink, coding: ContentCoding): CompressedBody {
+    return CompressedRelay.start(proxyRes, res, encoderFor(coding, proxyRes.headers));
   }
 
   /**
@@ -125,9 +153,8 @@ export class Compression {
    * ends (never when it breaks off) and waits for its 'drain' when a write
    * answers false; an encoder failure destroys the client answer.
    */
-  encoderInto(res: EdgeResponse, coding: ContentCoding, headers: IncomingHttpHeaders): Transform {
-    const length = Number(headers['content-length']);
-    const encoder = coding === 'br' ? brotli(length) : createGzip(GZIP_OPTIONS);
+  encoderInto(res: CompressedSink, coding: ContentCoding, headers: IncomingHttpHeaders): Transform {
+    const encoder = encoderFor(coding, headers);
     CompressedRelay.start(null, res, encoder);
     return encoder;
   }
@@ -144,6 +171,11 @@ export class Compression {
 
 /** Every write flushed: a chunk of the slot reaches the client as soon as it is compressed. */
 const GZIP_OPTIONS = { level: GZIP_LEVEL, flush: constants.Z_SYNC_FLUSH };
+
+/** The one encoder set: gzip, or brotli sized by the slot's declared length. */
+function encoderFor(coding: ContentCoding, headers: IncomingHttpHeaders): Transform {
+  return coding === 'br' ? brotli(Number(headers['content-length'])) : createGzip(GZIP_OPTIONS);
+}
 
 function brotli(declaredLength: number): Transform {
   const params: Record<number, number> = {
@@ -189,26 +221,34 @@ function addVary(lines: string[]): void {
  * answer), so a cut answer never looks complete to the client. Whatever
  * ends the client answer destroys the encoder and its zlib memory.
  */
-class CompressedRelay {
+class CompressedRelay implements CompressedBody {
   /** `proxyRes` null: the caller writes the slot's body into the encoder itself. */
-  static start(proxyRes: IncomingMessage | null, res: EdgeResponse, encoder: Transform): void {
+  static start(
+    proxyRes: IncomingMessage | null,
+    res: CompressedSink,
+    encoder: Transform,
+  ): CompressedRelay {
     const relay = new CompressedRelay(proxyRes, res, encoder);
     proxyRes?.pipe(encoder);
     encoder.on('data', relay.onData);
     encoder.on('end', relay.onEnd);
     encoder.on('error', relay.onError);
     res.once('close', relay.onClose);
+    return relay;
   }
+
+  bytesWritten = 0;
 
   private constructor(
     private readonly proxyRes: IncomingMessage | null,
-    private readonly res: EdgeResponse,
+    private readonly res: CompressedSink,
     private readonly encoder: Transform,
   ) {}
 
   private readonly onData = (chunk: Buffer): void => {
     const res = this.res;
-    if (res.destroyed || res.writableEnded || res.proxyAnswered) return;
+    if (res.destroyed === true || res.writableEnded || res.proxyAnswered === true) return;
+    this.bytesWritten += chunk.length;
     if (!res.write(chunk)) {
       this.encoder.pause();
       res.once('drain', this.onDrain);
@@ -221,7 +261,7 @@ class CompressedRelay {
 
   private readonly onEnd = (): void => {
     const res = this.res;
-    if (!res.destroyed && !res.writableEnded && !res.proxyAnswered) res.end();
+    if (res.destroyed !== true && !res.writableEnded && res.proxyAnswered !== true) res.end();
   };
 
   private readonly onError = (): void => {

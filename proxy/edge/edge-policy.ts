@@ -1,7 +1,9 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { ProxyConfig } from '../config.js';
+import type { ContentCoding } from './accept-encoding.js';
 import { AllowedHosts } from './allowed-hosts.js';
 import { BodyLimit } from './body-limit.js';
-import { Compression } from './compression.js';
+import { Compression, type CompressionRequest } from './compression.js';
 import { ErrorAnswers } from './error-response.js';
 import { SecurityHeaders } from './security-headers.js';
 
@@ -38,4 +40,26 @@ export function edgePolicyFrom(config: EdgePolicyConfig): EdgePolicy {
     allowedHosts:
       config.ALLOWED_HOSTS === undefined ? null : new AllowedHosts(config.ALLOWED_HOSTS),
   };
+}
+
+/**
+ * The policy's edits of a slot's answer head, the same on HTTP/1.1 and
+ * HTTP/2: the security headers the slot did not set, then compression's
+ * decision and its edits, on the head's header lines ([name, value, ...]).
+ * Returns the coding the body is to be compressed with; null: relayed as it is.
+ */
+export function applyToSlotHead(
+  policy: Pick<EdgePolicy, 'securityHeaders' | 'compression'>,
+  lines: string[],
+  req: CompressionRequest,
+  status: number,
+  headers: IncomingHttpHeaders,
+): ContentCoding | null {
+  policy.securityHeaders?.addMissing(lines, headers);
+  const compression = policy.compression;
+  if (compression === null) return null;
+  const decision = compression.decide(req, status, headers);
+  if (decision === 'leave') return null;
+  compression.editHead(lines, decision);
+  return decision === 'vary' ? null : decision;
 }

@@ -9,7 +9,8 @@ import { ClientRefusals } from './client-refusals.js';
 import { SlotDrainer } from './drain.js';
 import { edgePolicyFrom, type EdgePolicyConfig } from './edge-policy.js';
 import { EdgeRequest, EdgeResponse } from './exchange.js';
-import { Forwarder, type Lifecycle } from './forward.js';
+import type { EdgeContext, Lifecycle } from './edge-handler.js';
+import { Forwarder } from './forward.js';
 import { Http2Forwarder } from './h2-forward.js';
 import { StreamResetGuard } from './h2-reset-guard.js';
 import type { EdgeFront } from './plain-front.js';
@@ -170,28 +171,28 @@ export function createEdgeProxy(options: EdgeProxyOptions): EdgeProxy {
   const lifecycle: Lifecycle = { closing: false };
   const accessLog = config.ACCESS_LOG ? new AccessLog(logger) : null;
   const policy = edgePolicyFrom(config);
-  // What the HTTP/1.1, HTTP/2 and WebSocket paths share.
-  const shared = {
+  const context: EdgeContext = {
     registry,
     upstreams,
     metrics,
     accessLog,
     logger,
     trustProxy: config.TRUST_PROXY,
-    policy,
+    lifecycle,
   };
-  const forwarder = new Forwarder({ ...shared, lifecycle, front });
+  const forwarder = new Forwarder({ ...context, policy, front });
   const http2 = new Http2Forwarder({
-    ...shared,
+    ...context,
     hsts: front?.hsts ?? null,
     maxHeaderSize: config.MAX_HEADER_SIZE,
+    policy,
     resets: new StreamResetGuard({
       burst: HTTP2_RESET_BURST,
       perSecond: HTTP2_RESETS_PER_SECOND,
       logger,
     }),
   });
-  const websockets = new WebSocketProxy({ ...shared, forwarder, lifecycle });
+  const websockets = new WebSocketProxy({ ...context, forwarder, policy });
 
   const server = createServer<typeof EdgeRequest, typeof EdgeResponse>(
     {
@@ -217,7 +218,7 @@ export function createEdgeProxy(options: EdgeProxyOptions): EdgeProxy {
   server.maxHeadersCount = 0;
   if (config.MAX_CONNECTIONS > 0) server.maxConnections = config.MAX_CONNECTIONS;
   server.on('upgrade', websockets.handleUpgrade);
-  const refusals = new ClientRefusals({ registry, metrics, accessLog, errors: policy.errors });
+  const refusals = new ClientRefusals({ ...context, errors: policy.errors });
   server.on('clientError', refusals.onClientError);
   server.on('checkExpectation', refusals.onCheckExpectation);
   // Without a body limit Node sends 100 Continue itself.

@@ -6,13 +6,11 @@ import type {
 } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Writable } from 'node:stream';
 import type { ServerOptions } from 'http-proxy-3';
-import type { Logger } from 'pino';
 import { requestIdFrom } from '../../common/request-id.js';
 import type { ContentCoding } from './accept-encoding.js';
-import type { AccessLog } from './access-log.js';
-import type { EdgePolicy } from './edge-policy.js';
+import { EdgeHandler, type EdgeContext } from './edge-handler.js';
+import { applyToSlotHead, type EdgePolicy } from './edge-policy.js';
 import type { ErrorAnswers } from './error-response.js';
 import { EdgeResponse, type EdgeRequest, type ExchangeObserver } from './exchange.js';
 import {
@@ -22,12 +20,11 @@ import {
   prepareRequestHeaders,
   responseHeaderLines,
 } from './headers.js';
-import type { ProxyMetrics } from '../metrics.js';
 import { isReplayable, toOriginForm } from './request-target.js';
 import { linkUpstreamAnswer, relayBody } from './response-relay.js';
+import type { SlotAnswerSink } from './slot-pass.js';
 import { SlotProxies, type SlotProxyHandlers } from './slot-proxies.js';
 import { isTlsSocket, type EdgeFront } from './plain-front.js';
-import type { SlotRegistry } from '../state/slot-registry.js';
 import type { Slot } from '../state/slot-state.js';
 import {
   classifyUpstreamError,
@@ -35,23 +32,8 @@ import {
   UpstreamTimeoutError,
 } from './upstream-errors.js';
 import { UpstreamWarnings } from './upstream-warnings.js';
-import type { Upstream } from './upstream.js';
 
-/** Shared between the pipeline parts: flips once when the proxy starts shutting down. */
-export interface Lifecycle {
-  closing: boolean;
-}
-
-export interface ForwarderOptions {
-  registry: SlotRegistry;
-  upstreams: Readonly<Record<Slot, Upstream>>;
-  metrics: ProxyMetrics;
-  /** null when ACCESS_LOG is off. */
-  accessLog: AccessLog | null;
-  logger: Logger;
-  /** TRUST_PROXY: keep an incoming X-Forwarded-* chain instead of replacing it. */
-  trustProxy: boolean;
-  lifecycle: Lifecycle;
+export interface ForwarderOptions extends EdgeContext {
   /** Compression, body limit, security headers, host names (edge-policy.ts). */
   policy: EdgePolicy;
   /** With TLS on: the plain listener's own answers and HSTS (null: forward everything). */
@@ -66,13 +48,7 @@ export interface ForwarderOptions {
  * access log) when the client answer closes. Its handlers are created once
  * per proxy; per-request state lives on EdgeRequest.
  */
-export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
-  private readonly registry: SlotRegistry;
-  private readonly upstreams: Readonly<Record<Slot, Upstream>>;
-  private readonly metrics: ProxyMetrics;
-  private readonly accessLog: AccessLog | null;
-  private readonly trustProxy: boolean;
-  private readonly lifecycle: Lifecycle;
+export class Forwarder extends EdgeHandler implements ExchangeObserver, SlotProxyHandlers {
   private readonly policy: EdgePolicy;
   private readonly errors: ErrorAnswers;
   /** Slot answer headers never copied (the security headers add Server to them). */
@@ -83,13 +59,8 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
   private readonly warnings: UpstreamWarnings;
 
   constructor(options: ForwarderOptions) {
-    this.registry = options.registry;
-    this.upstreams = options.upstreams;
-    this.metrics = options.metrics;
-    this.accessLog = options.accessLog;
+    super(options);
     this.warnings = new UpstreamWarnings(options.logger);
-    this.trustProxy = options.trustProxy;
-    this.lifecycle = options.lifecycle;
     this.policy = options.policy;
     this.errors = options.policy.errors;
     this.droppedResponseHeaders = options.policy.securityHeaders?.droppedResponseHeaders;
@@ -217,17 +188,7 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
   upstreamAnswerCut(req: EdgeRequest, res: EdgeResponse): void {
     // The proxy answers by itself (a refused body): the slot's answer was dropped on purpose.
     if (res.proxyAnswered) return;
-    if (req.upstreamError === null) {
-      req.upstreamError = 'reset';
-      this.metrics.countUpstreamError(req.slot, 'reset');
-      this.warnings.warn(
-        req.slot,
-        req.requestId,
-        { reason: 'reset', status: 502, error: 'upstream_reset' },
-        undefined,
-        false,
-      );
-    }
+    this.warnings.answerCut(req, this.metrics, false);
     res.destroy();
   }
 
@@ -277,17 +238,17 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
   };
 
   /** The slot answered through the undici pool's pass (slot-pass.ts): staged the same way. */
-  slotAnswerStarted(
-    req: EdgeRequest,
-    res: EdgeResponse,
-    status: number,
-    message: string | undefined,
-    headers: IncomingHttpHeaders,
-  ): Writable | null {
+  readonly slotAnswerStarted: SlotAnswerSink['slotAnswerStarted'] = (
+    req,
+    res,
+    status,
+    message,
+    headers,
+  ) => {
     if (res.proxyAnswered) return null;
     const coding = this.stageSlotHead(req, res, status, message, headers);
     return coding === null ? null : this.policy.compression!.encoderInto(res, coding, headers);
-  }
+  };
 
   /**
    * Stages the slot's answer head on the client answer (either pass) in one
@@ -311,12 +272,9 @@ export class Forwarder implements ExchangeObserver, SlotProxyHandlers {
       dropped,
       this.droppedResponseHeaders,
     );
-    this.policy.securityHeaders?.addMissing(lines, headers);
-    const compression = this.policy.compression;
-    const decision = compression === null ? 'leave' : compression.decide(req, status, headers);
-    if (decision !== 'leave') compression!.editHead(lines, decision);
+    const coding = applyToSlotHead(this.policy, lines, req, status, headers);
     res.stageHead(status, message, lines);
-    return decision === 'leave' || decision === 'vary' ? null : decision;
+    return coding;
   }
 
   readonly onError = (error: Error, req: EdgeRequest, target: ServerResponse | Socket): void => {

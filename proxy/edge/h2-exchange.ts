@@ -9,6 +9,7 @@ import {
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Slot } from '../state/slot-state.js';
+import type { CompressedBody } from './compression.js';
 import { clientAddress } from './headers.js';
 import { UpstreamTimeoutError, type UpstreamErrorReason } from './upstream-errors.js';
 import type { Upstream, UpstreamExchange } from './upstream.js';
@@ -27,6 +28,8 @@ export interface H2ExchangeOwner {
   finished(exchange: H2Exchange): void;
   upstreamFailed(exchange: H2Exchange, error: NodeJS.ErrnoException): void;
   relay(exchange: H2Exchange, proxyRes: LinkedUpstreamResponse): void;
+  /** The slot answered an extended CONNECT's handshake with 101 (h2-websocket.ts). */
+  upgraded(exchange: H2Exchange, proxyRes: IncomingMessage, socket: Socket, head: Buffer): void;
   upstreamCut(exchange: H2Exchange): void;
 }
 
@@ -59,6 +62,8 @@ export class H2Exchange implements UpstreamExchange {
   cut = false;
   /** The proxy ended the answer (Node reports a stream the client reset as finished too). */
   ended = false;
+  /** An RFC 8441 extended CONNECT for a WebSocket: the slot gets an HTTP/1.1 handshake. */
+  webSocket = false;
   /** MAX_BODY_SIZE refused the body (declared or counted). */
   bodyTooLarge = false;
   bodyBytes = 0;
@@ -66,6 +71,8 @@ export class H2Exchange implements UpstreamExchange {
   done = false;
   /** Body bytes written to the client (HTTP/2 frames and headers are the session's). */
   bytes = 0;
+  /** The answer body goes through an encoder (COMPRESSION), which counts what it wrote. */
+  compressed: CompressedBody | null = null;
 
   constructor(
     readonly forwarder: H2ExchangeOwner,
@@ -127,6 +134,20 @@ export function onUpstreamResponse(this: LinkedRequest, proxyRes: IncomingMessag
   exchange.forwarder.relay(exchange, proxyRes as LinkedUpstreamResponse);
 }
 
+export function onUpstreamUpgrade(
+  this: LinkedRequest,
+  proxyRes: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+): void {
+  const exchange = this.h2Exchange;
+  if (exchange === undefined || exchange.proxyReq !== this) {
+    socket.destroy();
+    return;
+  }
+  exchange.forwarder.upgraded(exchange, proxyRes, socket, head);
+}
+
 export function onUpstreamData(this: LinkedUpstreamResponse, chunk: Buffer): void {
   const exchange = this.h2Exchange;
   if (exchange === undefined || exchange.done) return;
@@ -147,7 +168,8 @@ export function onUpstreamEnd(this: LinkedUpstreamResponse): void {
   const exchange = this.h2Exchange;
   if (exchange === undefined || exchange.done) return;
   exchange.ended = true;
-  if (!exchange.res.writableEnded) exchange.res.end();
+  // A compressed answer is ended by its encoder, once the last bytes are flushed.
+  if (exchange.compressed === null && !exchange.res.writableEnded) exchange.res.end();
 }
 
 export function onUpstreamResponseClose(this: LinkedUpstreamResponse): void {

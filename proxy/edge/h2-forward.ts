@@ -1,12 +1,16 @@
-import { request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import {
+  request,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+} from 'node:http';
 import { constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Logger } from 'pino';
 import { requestIdFrom } from '../../common/request-id.js';
-import type { AccessLog } from './access-log.js';
 import type { AllowedHosts } from './allowed-hosts.js';
-import type { EdgePolicy } from './edge-policy.js';
+import { EdgeHandler, type EdgeContext } from './edge-handler.js';
+import { applyToSlotHead, type EdgePolicy } from './edge-policy.js';
 import type { ProxyErrorBody } from './error-response.js';
 import {
   H2Exchange,
@@ -19,22 +23,22 @@ import {
   onUpstreamResponse,
   onUpstreamResponseClose,
   onUpstreamTimeout,
+  onUpstreamUpgrade,
   type LinkedRequest,
   type LinkedResponse,
   type LinkedStream,
   type LinkedUpstreamResponse,
 } from './h2-exchange.js';
 import type { StreamResetGuard } from './h2-reset-guard.js';
+import { requestProblem } from './h2-request-checks.js';
+import { H2WebSocketBridge, toWebSocketHandshake } from './h2-websocket.js';
 import {
   connectionTokens,
   DROPPED_RESPONSE_HEADERS,
-  isValidHost,
   prepareRequestHeaders,
+  responseHeaderLines,
 } from './headers.js';
-import type { ProxyMetrics } from '../metrics.js';
 import type { SecurityHeaders } from './security-headers.js';
-import type { SlotRegistry } from '../state/slot-registry.js';
-import type { Slot } from '../state/slot-state.js';
 import { isIdempotentMethod } from './request-target.js';
 import { upstreamPath } from './stream-pass.js';
 import {
@@ -43,17 +47,8 @@ import {
   type UpstreamFailure,
 } from './upstream-errors.js';
 import { UpstreamWarnings } from './upstream-warnings.js';
-import type { Upstream } from './upstream.js';
 
-export interface Http2ForwarderOptions {
-  registry: SlotRegistry;
-  upstreams: Readonly<Record<Slot, Upstream>>;
-  metrics: ProxyMetrics;
-  /** null when ACCESS_LOG is off. */
-  accessLog: AccessLog | null;
-  logger: Logger;
-  /** TRUST_PROXY: keep an incoming X-Forwarded-* chain instead of replacing it. */
-  trustProxy: boolean;
+export interface Http2ForwarderOptions extends EdgeContext {
   /** Strict-Transport-Security for every answer, or null (HSTS=off). */
   hsts: string | null;
   /** Counts streams clients abandon; GOAWAY past the bound. */
@@ -61,10 +56,10 @@ export interface Http2ForwarderOptions {
   /** MAX_HEADER_SIZE: bytes of a header list (names, values and 32 per field, as HTTP/2 counts). */
   maxHeaderSize: number;
   /**
-   * The edge policy of the HTTP/1.1 path: security headers, ALLOWED_HOSTS
-   * and MAX_BODY_SIZE hold on HTTP/2 too (compression does not yet).
+   * The edge policy of the HTTP/1.1 path, applied by the same code: security
+   * headers, compression, ALLOWED_HOSTS and MAX_BODY_SIZE.
    */
-  policy: Pick<EdgePolicy, 'securityHeaders' | 'allowedHosts' | 'bodyLimit'>;
+  policy: Pick<EdgePolicy, 'securityHeaders' | 'compression' | 'allowedHosts' | 'bodyLimit'>;
 }
 
 const INVALID_RESPONSE: UpstreamFailure = {
@@ -81,39 +76,40 @@ const INVALID_RESPONSE: UpstreamFailure = {
  * own 4xx/502/504 JSON answers included), the forwarded headers are the same
  * (X-Forwarded-Proto: https), streams in flight are drained with their slot,
  * and each stream is counted and logged once. A request body without
- * Content-Length goes to the slot chunked, never unframed.
+ * Content-Length goes to the slot chunked, never unframed. An RFC 8441
+ * extended CONNECT for a WebSocket goes to the slot as an HTTP/1.1
+ * handshake and, once the slot answers 101, becomes a tunnel (h2-websocket.ts).
  */
-export class Http2Forwarder implements H2ExchangeOwner {
-  private readonly registry: SlotRegistry;
-  private readonly upstreams: Readonly<Record<Slot, Upstream>>;
-  private readonly metrics: ProxyMetrics;
-  private readonly accessLog: AccessLog | null;
-  private readonly trustProxy: boolean;
+export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
   private readonly hsts: string | null;
   private readonly resets: StreamResetGuard;
   private readonly maxHeaderSize: number;
   private readonly security: SecurityHeaders | null;
+  private readonly policy: Http2ForwarderOptions['policy'];
   private readonly droppedResponseHeaders: Readonly<Record<string, true>>;
   private readonly allowedHosts: AllowedHosts | null;
   /** MAX_BODY_SIZE in bytes; Infinity when off. */
   private readonly maxBodyBytes: number;
   private readonly warnings: UpstreamWarnings;
+  private readonly webSockets: H2WebSocketBridge;
 
   constructor(options: Http2ForwarderOptions) {
-    this.registry = options.registry;
-    this.upstreams = options.upstreams;
-    this.metrics = options.metrics;
-    this.accessLog = options.accessLog;
+    super(options);
     this.warnings = new UpstreamWarnings(options.logger);
-    this.trustProxy = options.trustProxy;
     this.hsts = options.hsts;
     this.resets = options.resets;
     this.maxHeaderSize = options.maxHeaderSize;
     this.security = options.policy.securityHeaders;
+    this.policy = options.policy;
     this.droppedResponseHeaders =
       options.policy.securityHeaders?.droppedResponseHeaders ?? DROPPED_RESPONSE_HEADERS;
     this.allowedHosts = options.policy.allowedHosts;
     this.maxBodyBytes = options.policy.bodyLimit?.maxBytes ?? Infinity;
+    this.webSockets = new H2WebSocketBridge({
+      metrics: options.metrics,
+      accessLog: options.accessLog,
+      droppedResponseHeaders: this.droppedResponseHeaders,
+    });
   }
 
   /** The TLS listener's handler for HTTP/2 requests ('request', and CONNECT's 'connect'). */
@@ -127,6 +123,11 @@ export class Http2Forwarder implements H2ExchangeOwner {
     const authority = req.headers[':authority'] ?? req.headers.host;
     if (this.allowedHosts !== null && !this.allowedHosts.allows(authority, req.url)) {
       this.answer(exchange, 421, 'misdirected_request');
+      return;
+    }
+    exchange.webSocket = req.method === 'CONNECT';
+    if (exchange.webSocket && this.lifecycle.closing) {
+      this.answer(exchange, 503, 'shutting_down');
       return;
     }
     const declared = req.headers['content-length'];
@@ -152,13 +153,15 @@ export class Http2Forwarder implements H2ExchangeOwner {
       upgrade: false,
     });
     const outgoing = headers as OutgoingHttpHeaders;
-    if (!req.stream.endAfterHeaders && outgoing['content-length'] === undefined) {
+    if (exchange.webSocket) toWebSocketHandshake(outgoing);
+    else if (!req.stream.endAfterHeaders && outgoing['content-length'] === undefined) {
       // Without it Node would send the body of a GET or DELETE delimited by nothing.
       outgoing['transfer-encoding'] = 'chunked';
     }
     exchange.headers = outgoing;
     this.send(exchange);
-    if (req.stream.endAfterHeaders) exchange.proxyReq?.end();
+    // A handshake has no body: what the client sends after it is the WebSocket's.
+    if (req.stream.endAfterHeaders || exchange.webSocket) exchange.proxyReq?.end();
     else {
       // Counted before the pipe sees a chunk, so the one over the limit is not forwarded.
       if (this.maxBodyBytes !== Infinity) req.on('data', onRequestData);
@@ -204,7 +207,7 @@ export class Http2Forwarder implements H2ExchangeOwner {
       host: hostname,
       hostname,
       port: target.port === '' ? undefined : Number(target.port),
-      method: exchange.method,
+      method: exchange.webSocket ? 'GET' : exchange.method,
       path: base + upstreamPath(exchange.url),
       headers: exchange.headers ?? {},
       agent: exchange.upstream.agent,
@@ -214,6 +217,7 @@ export class Http2Forwarder implements H2ExchangeOwner {
     proxyReq.on('timeout', onUpstreamTimeout);
     proxyReq.on('error', onUpstreamError);
     proxyReq.on('response', onUpstreamResponse);
+    if (exchange.webSocket) proxyReq.on('upgrade', onUpstreamUpgrade);
   }
 
   /** The slot answered: its head goes out at once, its body as it comes. */
@@ -230,8 +234,13 @@ export class Http2Forwarder implements H2ExchangeOwner {
       this.fail(exchange, INVALID_RESPONSE, undefined);
       return;
     }
+    const headers = proxyRes.headers;
+    // RFC 9110 §8.6: never on a 204; HTTP/2 clients reset a stream whose length disagrees.
+    if (status === 204) delete headers['content-length'];
+    const lines = this.slotHead(exchange, headers, this.droppedResponseHeaders);
+    const coding = applyToSlotHead(this.policy, lines, exchange.req, status, headers);
     try {
-      res.writeHead(status, this.responseHeaders(exchange, proxyRes.headers));
+      res.writeHead(status, lines);
     } catch (error) {
       // A header HTTP/2 cannot carry: refused here rather than sent broken.
       proxyRes.destroy();
@@ -240,29 +249,56 @@ export class Http2Forwarder implements H2ExchangeOwner {
     }
     exchange.proxyRes = proxyRes;
     proxyRes.h2Exchange = exchange;
-    proxyRes.on('data', onUpstreamData);
+    if (coding !== null) {
+      exchange.compressed = this.policy.compression!.relay(proxyRes, res, coding);
+    } else {
+      proxyRes.on('data', onUpstreamData);
+    }
     proxyRes.on('end', onUpstreamEnd);
     proxyRes.on('close', onUpstreamResponseClose);
   }
 
-  /** The slot's answer head as HTTP/2 takes it: no connection-specific headers. */
-  private responseHeaders(exchange: H2Exchange, headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-    const dropped = connectionTokens(headers.connection);
-    const out: OutgoingHttpHeaders = {
-      'x-togather-slot': exchange.slot,
-      'x-request-id': exchange.requestId,
-    };
-    for (const name in headers) {
-      if (this.droppedResponseHeaders[name] === true) continue;
-      if (dropped !== null && dropped.includes(name)) continue;
-      const value = headers[name];
-      if (value !== undefined) out[name] = value;
+  /**
+   * A slot answer's head as the client gets it over HTTP/2, as on HTTP/1.1
+   * (headers.ts: the same dropped set, which holds what HTTP/2 cannot carry), with HSTS.
+   */
+  private slotHead(
+    exchange: H2Exchange,
+    headers: IncomingHttpHeaders,
+    dropped: Readonly<Record<string, true>>,
+  ): string[] {
+    const lines = responseHeaderLines(
+      exchange.slot,
+      exchange.requestId,
+      headers,
+      connectionTokens(headers.connection),
+      dropped,
+    );
+    if (this.hsts !== null && headers['strict-transport-security'] === undefined) {
+      lines.push('strict-transport-security', this.hsts);
     }
-    if (this.hsts !== null && out['strict-transport-security'] === undefined) {
-      out['strict-transport-security'] = this.hsts;
+    return lines;
+  }
+
+  /** The slot switched the handshake's connection to WebSocket: the stream becomes its tunnel. */
+  upgraded(exchange: H2Exchange, proxyRes: IncomingMessage, socket: Socket, head: Buffer): void {
+    if (exchange.done) {
+      socket.destroy();
+      return;
     }
-    if (this.security !== null) this.security.addMissingTo(out, headers);
-    return out;
+    try {
+      // What the slot agreed to (Sec-WebSocket-Protocol, -Extensions) goes on the stream's 200.
+      const head = this.slotHead(exchange, proxyRes.headers, this.webSockets.droppedFromAnswer);
+      exchange.res.writeHead(200, head);
+    } catch (error) {
+      socket.destroy();
+      this.fail(exchange, INVALID_RESPONSE, error as Error);
+      return;
+    }
+    // Not an exchange any more: the drain follows it as a WebSocket, and it was counted as one.
+    exchange.done = true;
+    exchange.upstream.end(exchange);
+    this.webSockets.open(exchange, socket, head);
   }
 
   /** The upstream request failed: sent again once after a stale pooled socket, else answered. */
@@ -289,17 +325,7 @@ export class Http2Forwarder implements H2ExchangeOwner {
   /** The slot cut its answer short after the head went out: the stream is cut too. */
   upstreamCut(exchange: H2Exchange): void {
     if (exchange.done || exchange.ended) return;
-    if (exchange.upstreamError === null) {
-      exchange.upstreamError = 'reset';
-      this.metrics.countUpstreamError(exchange.slot, 'reset');
-      this.warnings.warn(
-        exchange.slot,
-        exchange.requestId,
-        { reason: 'reset', status: 502, error: 'upstream_reset' },
-        undefined,
-        true,
-      );
-    }
+    this.warnings.answerCut(exchange, this.metrics, true);
     exchange.cut = true;
     exchange.res.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
   }
@@ -384,31 +410,9 @@ export class Http2Forwarder implements H2ExchangeOwner {
       remoteAddress: exchange.remoteAddress,
       status,
       durationMs,
-      bytes: exchange.bytes,
+      bytes: exchange.bytes + (exchange.compressed?.bytesWritten ?? 0),
       aborted,
       upstreamError: exchange.upstreamError,
     });
   }
-}
-
-/**
- * What the proxy refuses in an HTTP/2 request nghttp2 let through (it has
- * already refused malformed pseudo-headers and connection-specific fields
- * with RST_STREAM, and Node too many fields with ENHANCE_YOUR_CALM): the
- * same refusals as on HTTP/1.1.
- */
-function requestProblem(req: Http2ServerRequest, maxHeaderSize: number): [number, string] | null {
-  // Node does not hold clients to the SETTINGS_MAX_HEADER_LIST_SIZE it advertises: 431 as on HTTP/1.1.
-  const raw = req.rawHeaders;
-  let size = 0;
-  for (let i = 0; i < raw.length; i += 2) size += raw[i]!.length + raw[i + 1]!.length + 32;
-  if (size > maxHeaderSize) return [431, 'request_header_fields_too_large'];
-  // Not a forward proxy (and no RFC 8441 extended CONNECT: the setting is not offered).
-  if (req.method === 'CONNECT') return [405, 'method_not_allowed'];
-  const url = req.url;
-  if (url === undefined || url.charCodeAt(0) !== 47 /* "/" */) return [400, 'bad_request_target'];
-  const authority = req.headers[':authority'] ?? req.headers.host;
-  if (authority === undefined) return [400, 'missing_host_header'];
-  if (!isValidHost(authority)) return [400, 'invalid_host_header'];
-  return null;
 }

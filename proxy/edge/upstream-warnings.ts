@@ -1,7 +1,18 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import type { ProxyMetrics } from '../metrics.js';
 import type { Slot } from '../state/slot-state.js';
-import type { UpstreamFailure } from './upstream-errors.js';
+import type { UpstreamErrorReason, UpstreamFailure } from './upstream-errors.js';
+
+/** A slot that broke its answer off after the head went out. */
+const ANSWER_CUT: UpstreamFailure = { reason: 'reset', status: 502, error: 'upstream_reset' };
+
+/** What an exchange (HTTP/1.1's EdgeRequest, HTTP/2's H2Exchange) records of its slot's failure. */
+export interface FailedExchange {
+  readonly slot: Slot;
+  readonly requestId: string;
+  upstreamError: UpstreamErrorReason | null;
+}
 
 /** How often upstream failures of one slot reach the log at most (the metric counts all). */
 const WARN_INTERVAL_MS = 1000;
@@ -46,5 +57,13 @@ export class UpstreamWarnings {
       },
       'upstream request failed',
     );
+  }
+
+  /** The slot cut its answer short after the head went out: counted and logged once per exchange. */
+  answerCut(exchange: FailedExchange, metrics: ProxyMetrics, http2: boolean): void {
+    if (exchange.upstreamError !== null) return;
+    exchange.upstreamError = 'reset';
+    metrics.countUpstreamError(exchange.slot, 'reset');
+    this.warn(exchange.slot, exchange.requestId, ANSWER_CUT, undefined, http2);
   }
 }

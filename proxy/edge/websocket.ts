@@ -5,13 +5,13 @@ import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { requestIdFrom } from '../../common/request-id.js';
-import type { AccessLog } from './access-log.js';
+import type { AccessLog, AccessRecord } from './access-log.js';
+import { EdgeHandler, type EdgeContext } from './edge-handler.js';
 import type { EdgePolicy } from './edge-policy.js';
 import { EdgeResponse, type EdgeProxyServer, type EdgeRequest } from './exchange.js';
-import type { Forwarder, Lifecycle } from './forward.js';
+import type { Forwarder } from './forward.js';
 import { clientAddress, hostHeaderProblem, prepareRequestHeaders } from './headers.js';
 import type { ProxyMetrics } from '../metrics.js';
-import type { SlotRegistry } from '../state/slot-registry.js';
 import type { Slot } from '../state/slot-state.js';
 import { classifyUpstreamError, UpstreamTimeoutError } from './upstream-errors.js';
 import type { Upstream, UpstreamWebSocket } from './upstream.js';
@@ -22,28 +22,22 @@ export const WS_CLOSE_GOING_AWAY = 1001;
 
 /** How long a close waits for the frame in progress to end before cutting the tunnel. */
 const FRAME_END_GRACE_MS = 2000;
-/** How long the client may take to answer our close frame before its socket is destroyed. */
-const CLOSE_REPLY_GRACE_MS = 5000;
+/** How long the client may take to answer a close frame before its side is destroyed. */
+export const CLOSE_REPLY_GRACE_MS = 5000;
 
-export interface WebSocketProxyOptions {
+export interface WebSocketProxyOptions extends EdgeContext {
   forwarder: Forwarder;
-  registry: SlotRegistry;
-  upstreams: Readonly<Record<Slot, Upstream>>;
-  metrics: ProxyMetrics;
-  accessLog: AccessLog | null;
-  logger: Logger;
-  trustProxy: boolean;
-  lifecycle: Lifecycle;
   /** Host names and security headers apply to handshakes too. */
   policy: EdgePolicy;
 }
 
 /**
- * One WebSocket tunnelled to a slot: client socket, upstream socket and the
- * frame boundaries of the slot-to-client direction, so that a drain or a
- * shutdown can end it with a real close frame instead of a cut.
+ * One WebSocket tunnelled to a slot: the client's side (an HTTP/1.1 socket,
+ * or an HTTP/2 stream for RFC 8441, h2-websocket.ts), the upstream socket
+ * and the frame boundaries of the slot-to-client direction, so that a drain
+ * or a shutdown can end it with a real close frame instead of a cut.
  */
-class TunnelledWebSocket implements UpstreamWebSocket {
+export class TunnelledWebSocket implements UpstreamWebSocket {
   upstreamSocket: Socket | null = null;
   proxyReq: ClientRequest | null = null;
   /** The handshake has been answered (by the slot or by the proxy). */
@@ -61,7 +55,7 @@ class TunnelledWebSocket implements UpstreamWebSocket {
     readonly requestId: string,
     readonly slot: Slot,
     readonly upstream: Upstream,
-    readonly client: Socket,
+    readonly client: Duplex,
     readonly startedAt: number,
   ) {}
 
@@ -70,7 +64,7 @@ class TunnelledWebSocket implements UpstreamWebSocket {
   }
 
   /**
-   * Called once http-proxy-3 has piped the tunnel: from then on this listener
+   * Called once the tunnel is piped (by http-proxy-3, or h2-websocket.ts): from then on this listener
    * sees every chunk the pipe writes to the client, in the same order. (Added
    * earlier, it would take the bytes that came with the 101 answer before
    * the pipe exists, and the client would never get them.)
@@ -149,31 +143,20 @@ class TunnelledWebSocket implements UpstreamWebSocket {
  * slot's agent, the answer carries X-Togather-Slot, and the open tunnel is
  * tracked on the slot's Upstream, whose drain closes it with 1012.
  */
-export class WebSocketProxy {
+export class WebSocketProxy extends EdgeHandler {
   private readonly forwarder: Forwarder;
   private readonly proxy: EdgeProxyServer;
-  private readonly registry: SlotRegistry;
-  private readonly upstreams: Readonly<Record<Slot, Upstream>>;
-  private readonly metrics: ProxyMetrics;
-  private readonly accessLog: AccessLog | null;
   private readonly logger: Logger;
-  private readonly trustProxy: boolean;
-  private readonly lifecycle: Lifecycle;
   private readonly policy: EdgePolicy;
   private readonly tunnels = new WeakMap<IncomingMessage, TunnelledWebSocket>();
   private readonly byUpstreamSocket = new WeakMap<Socket, TunnelledWebSocket>();
 
   constructor(options: WebSocketProxyOptions) {
+    super(options);
     this.forwarder = options.forwarder;
     // Its own http-proxy-3 server: handshakes take the library's ws passes, with the slot's options.
     this.proxy = createProxyServer<typeof EdgeRequest>({});
-    this.registry = options.registry;
-    this.upstreams = options.upstreams;
-    this.metrics = options.metrics;
-    this.accessLog = options.accessLog;
     this.logger = options.logger;
-    this.trustProxy = options.trustProxy;
-    this.lifecycle = options.lifecycle;
     this.policy = options.policy;
     this.proxy.on('proxyReqWs', this.onProxyReqWs);
     this.proxy.on('open', this.onOpen);
@@ -194,7 +177,7 @@ export class WebSocketProxy {
       socket.on('error', ignoreError);
       socket.write(this.policy.errors.raw(refusal[0], refusal[1], slot, requestId));
       socket.destroySoon();
-      this.record(req, slot, requestId, startedAt, socket, refusal[0], null);
+      this.record(req, slot, requestId, startedAt, refusal[0], null);
       return;
     }
 
@@ -257,7 +240,6 @@ export class WebSocketProxy {
         tunnel.slot,
         tunnel.requestId,
         tunnel.startedAt,
-        tunnel.client,
         proxyRes.statusCode ?? 502,
         null,
       );
@@ -268,7 +250,7 @@ export class WebSocketProxy {
       tunnel.answered = true;
       tunnel.upgraded(upstreamSocket);
       this.byUpstreamSocket.set(upstreamSocket, tunnel);
-      this.record(req, tunnel.slot, tunnel.requestId, tunnel.startedAt, tunnel.client, 101, null);
+      this.record(req, tunnel.slot, tunnel.requestId, tunnel.startedAt, 101, null);
     });
   };
 
@@ -319,29 +301,26 @@ export class WebSocketProxy {
       tunnel.slot,
       tunnel.requestId,
       tunnel.startedAt,
-      socket,
       failure.status,
       failure.reason,
     );
   };
 
-  /** Metrics and access log for one handshake. */
+  /** Metrics and access log for one handshake (its socket is the client's). */
   private record(
     req: EdgeRequest,
     slot: Slot,
     requestId: string,
     startedAt: number,
-    socket: Socket,
     status: number,
     upstreamError: string | null,
   ): void {
-    this.metrics.countRequest(slot, req.method, status);
-    this.accessLog?.write({
+    recordHandshake(this.metrics, this.accessLog, {
       requestId,
       slot,
       method: req.method,
       url: req.url,
-      remoteAddress: clientAddress(socket),
+      remoteAddress: clientAddress(req.socket),
       status,
       durationMs: performance.now() - startedAt,
       bytes: 0,
@@ -349,6 +328,19 @@ export class WebSocketProxy {
       upstreamError,
     });
   }
+}
+
+/**
+ * A WebSocket handshake (HTTP/1.1 or HTTP/2) is counted and logged once,
+ * when it is answered: the tunnel's life after that is not a request's.
+ */
+export function recordHandshake(
+  metrics: ProxyMetrics,
+  accessLog: AccessLog | null,
+  record: AccessRecord,
+): void {
+  metrics.countRequest(record.slot, record.method, record.status);
+  accessLog?.write(record);
 }
 
 function ignoreError(): void {}

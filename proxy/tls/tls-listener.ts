@@ -104,6 +104,8 @@ export function createTlsListener<Req extends typeof IncomingMessage = typeof In
         allowHTTP1: true,
         settings: {
           maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+          // SETTINGS_ENABLE_CONNECT_PROTOCOL: WebSockets over HTTP/2 (RFC 8441).
+          enableConnectProtocol: true,
           ...(limits.maxHeaderListSize === undefined
             ? {}
             : { maxHeaderListSize: limits.maxHeaderListSize }),

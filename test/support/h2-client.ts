@@ -1,7 +1,9 @@
+import { once } from 'node:events';
 import {
   connect,
   constants,
   type ClientHttp2Session,
+  type ClientHttp2Stream,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
 } from 'node:http2';
@@ -10,6 +12,8 @@ export interface H2Answer {
   status: number;
   headers: IncomingHttpHeaders;
   body: string;
+  /** The body's bytes as they came (a compressed body still compressed). */
+  raw: Buffer;
 }
 
 export interface H2RequestOptions {
@@ -38,7 +42,11 @@ export class H2StreamError extends Error {
 export class H2Client {
   readonly goaways: Array<{ errorCode: number; lastStreamID: number }> = [];
 
-  private constructor(readonly session: ClientHttp2Session) {
+  private constructor(
+    readonly session: ClientHttp2Session,
+    /** The server's first SETTINGS (Node shows defaults in remoteSettings until then). */
+    private readonly settingsArrived: Promise<unknown>,
+  ) {
     session.on('goaway', (errorCode: number, lastStreamID: number) =>
       this.goaways.push({ errorCode, lastStreamID }),
     );
@@ -49,9 +57,12 @@ export class H2Client {
   static connect(url: string, ca: string, servername = 'localhost'): Promise<H2Client> {
     return new Promise((resolve, reject) => {
       const session = connect(url, { ca, servername });
+      const settingsArrived = once(session, 'remoteSettings');
+      // A session that fails first rejects this too; nobody may be waiting for it.
+      settingsArrived.catch(() => undefined);
       session.once('connect', () => {
         session.off('error', reject);
-        resolve(new H2Client(session));
+        resolve(new H2Client(session, settingsArrived));
       });
       session.once('error', reject);
     });
@@ -76,7 +87,10 @@ export class H2Client {
       stream.on('error', (error: NodeJS.ErrnoException) =>
         reject(new H2StreamError(error.message, error.code, stream.rstCode)),
       );
-      stream.on('end', () => resolve({ status, headers, body: Buffer.concat(chunks).toString() }));
+      stream.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        resolve({ status, headers, body: raw.toString(), raw });
+      });
       stream.on('close', () => {
         if (stream.rstCode !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR) {
           reject(new H2StreamError(`stream reset (${stream.rstCode})`, undefined, stream.rstCode));
@@ -93,6 +107,43 @@ export class H2Client {
       } else {
         stream.end(options.body);
       }
+    });
+  }
+
+  /** Whether the server's SETTINGS allow extended CONNECT (RFC 8441), once they arrived. */
+  async connectProtocolEnabled(): Promise<boolean> {
+    await this.settingsArrived;
+    return this.session.remoteSettings.enableConnectProtocol === true;
+  }
+
+  /**
+   * RFC 8441: a WebSocket on a stream of this connection (`:method CONNECT`,
+   * `:protocol`), once the server allowed it. Resolves with the answer's head;
+   * on a 200 the stream carries the WebSocket (StreamWebSocket speaks it).
+   */
+  async webSocket(
+    path: string,
+    headers: OutgoingHttpHeaders = {},
+    protocol = 'websocket',
+  ): Promise<{ status: number; headers: IncomingHttpHeaders; stream: ClientHttp2Stream }> {
+    if (!(await this.connectProtocolEnabled())) {
+      throw new Error('the server does not allow extended CONNECT');
+    }
+    const stream = this.session.request({
+      ':method': 'CONNECT',
+      ':protocol': protocol,
+      ':scheme': 'https',
+      ':path': path,
+      'sec-websocket-version': '13',
+      ...headers,
+    });
+    return new Promise((resolve, reject) => {
+      stream.once('response', (head) =>
+        resolve({ status: Number(head[':status']), headers: head, stream }),
+      );
+      stream.once('error', (error: NodeJS.ErrnoException) =>
+        reject(new H2StreamError(error.message, error.code, stream.rstCode)),
+      );
     });
   }
 
@@ -121,4 +172,11 @@ export async function h2Request(
   } finally {
     client.destroy();
   }
+}
+
+/** The rest of a stream's body, as text. */
+export async function bodyOf(stream: ClientHttp2Stream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { H2StreamError, h2Request } from '../../support/h2-client.js';
+import { bodyOf, H2Client, H2StreamError, h2Request } from '../../support/h2-client.js';
 import { startTlsProxy, type TlsProxy } from '../../support/tls-proxy.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 
 /**
  * The edge policy on HTTP/2 streams as on HTTP/1.1: security headers added
  * where the slot set none and the slot's Server dropped, on slot answers and
- * the proxy's own; ALLOWED_HOSTS answering 421; MAX_BODY_SIZE answering 413
+ * the proxy's own; ALLOWED_HOSTS answering 421 (WebSockets over HTTP/2 too); MAX_BODY_SIZE answering 413
  * for a declared length and cutting a streamed body that grows past it.
  */
 describe('the edge policy on HTTP/2', () => {
@@ -59,6 +59,25 @@ describe('the edge policy on HTTP/2', () => {
       request_id: answer.headers['x-request-id'],
     });
     expect(answer.headers['x-content-type-options']).toBe('nosniff');
+  });
+
+  it('answers a WebSocket over HTTP/2 for another host 421 before the slot sees it', async () => {
+    const client = await H2Client.connect(tls.tlsUrl, tls.ca);
+    try {
+      const answer = await client.webSocket('/live', {
+        ':authority': `203.0.113.7:${tls.tlsPort}`,
+        'x-request-id': 'h2-ws-421',
+      });
+      expect(answer.status).toBe(421);
+      expect(JSON.parse(await bodyOf(answer.stream))).toEqual({
+        error: 'misdirected_request',
+        slot: 'blue',
+        request_id: 'h2-ws-421',
+      });
+      expect(slots.blue.websockets.size).toBe(0);
+    } finally {
+      client.destroy();
+    }
   });
 
   it('answers a declared body over MAX_BODY_SIZE 413 before the slot sees it', async () => {

@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processAlive } from '../../common/process-alive.js';
 import { closedPort, freePort, freePorts } from '../../harness/ports.js';
 import { runCli, startCli } from '../support/processes.js';
-import { TestRedis } from '../support/redis.js';
 import {
   deploySecrets,
   killSlotProcesses,
@@ -14,9 +13,10 @@ import {
   tempDir,
   writeEnvFile,
 } from '../support/deploy-fixtures.js';
+import { RedisProcess } from '../../harness/redis-process.js';
 
 const dir = tempDir('deploy-cli');
-let redis: TestRedis;
+let redis: RedisProcess;
 let admin: Server;
 let adminUrl: string;
 const switches: string[] = [];
@@ -33,7 +33,7 @@ function goodEnv(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 beforeAll(async () => {
-  redis = await TestRedis.start();
+  redis = await RedisProcess.start();
   // A stand-in for the proxy's admin API (blue active) for the lock tests,
   // whose deploys never get as far as a switch.
   admin = createServer((req, res) => {

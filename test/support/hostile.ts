@@ -1,7 +1,7 @@
 import { expect } from 'vitest';
-import type { ProxyProcess } from './proxy-process.js';
 import { converse, type RawResponse } from './raw-client.js';
 import type { FakeSlot } from './fake-slot.js';
+import type { ProxyProcess } from '../../harness/proxy-process.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

@@ -2,8 +2,8 @@ import { request } from 'node:http';
 import { brotliDecompressSync, createGunzip, gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
-import { httpRequest, type HttpAnswer } from '../../support/http-client.js';
 import { answerBody } from '../../support/fake-slot.js';
+import { httpRequest, type HttpAnswer } from '../../../harness/http-client.js';
 
 /** COMPRESSION: gzip and brotli of slot answers, decoded for real. */
 

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse } from '../../support/raw-client.js';
 import { FakeSlot } from '../../support/fake-slot.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
 
 /**
  * Malformed and oversize requests on the public listener of a `togather

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
 import { RawClient, sleep } from '../../support/raw-client.js';
 import { FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
 
 /**
  * Slow and idle clients against `togather proxy` processes with short

@@ -1,9 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse, RawClient } from '../../support/raw-client.js';
 import { FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
 
 /**
  * Request smuggling against the public listener of a `togather proxy`

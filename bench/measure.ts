@@ -4,6 +4,8 @@
  */
 import type { LoadFigures, LoadGenerator } from './loaders/loader.js';
 import { CpuMeter, processTree, rssBytes } from './proc.js';
+import { alternate } from './rounds.js';
+import type { BenchOptions } from './scenario.js';
 import { median } from './stats.js';
 
 export interface Target {
@@ -89,4 +91,49 @@ export function medianFigures(rounds: RunFigures[]): RunFigures {
 /** Warm-up length: enough for the JIT and connection pools, at most 2 s, at least 1 s (autocannon's tick, wrk's unit). */
 export function warmupSeconds(durationSeconds: number): number {
   return Math.max(1, Math.min(2, Math.round(durationSeconds / 2)));
+}
+
+/** A system as a comparison measures it: where it listens and the load that drives it. */
+export interface MeasuredSystem {
+  target: Target;
+  loader: LoadGenerator;
+}
+
+export interface Comparison {
+  /** Measured in this order every round, keyed by target name. */
+  systems: readonly MeasuredSystem[];
+  path: string;
+  connections: number;
+  /** Length of each measured run (the loader's effective seconds). */
+  seconds: number;
+  /** --rounds, and --duration, from which the warm-up is derived. */
+  options: Pick<BenchOptions, 'durationSeconds' | 'rounds'>;
+  upstreamPid: number;
+  /** After each measured run: the progress line. */
+  onRun(name: string, round: number, figures: RunFigures): void;
+}
+
+/**
+ * Warms every system up once, then measures them in alternating rounds
+ * (bench/rounds.ts): the figures of each system by target name.
+ */
+export async function compareSystems(comparison: Comparison): Promise<Map<string, RunFigures[]>> {
+  const { path, connections, upstreamPid } = comparison;
+  const warmup = warmupSeconds(comparison.options.durationSeconds);
+  for (const { target, loader } of comparison.systems)
+    await measureRun(target, path, connections, warmup, upstreamPid, loader);
+  const byName = new Map(comparison.systems.map((system) => [system.target.name, system]));
+  return alternate([...byName.keys()], comparison.options.rounds, async (name, round) => {
+    const { target, loader } = byName.get(name)!;
+    const figures = await measureRun(
+      target,
+      path,
+      connections,
+      comparison.seconds,
+      upstreamPid,
+      loader,
+    );
+    comparison.onRun(name, round, figures);
+    return figures;
+  });
 }

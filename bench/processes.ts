@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WatchedProcess } from '../harness/child-process.js';
+import { launch, type Launch, type WatchedProcess } from '../harness/child-process.js';
 
 /** A child process the benchmark started and must stop, whatever happens (stopAll, installCleanup). */
 export type ManagedProcess = WatchedProcess;
@@ -11,21 +10,12 @@ const registry = new Set<ManagedProcess>();
 const tempDirs = new Set<string>();
 
 /** Starts a child process and registers it for cleanup on exit and on SIGINT. */
-export function startProcess(
-  name: string,
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): ManagedProcess {
-  const child = spawn(command, args, {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const managed = new WatchedProcess(name, child);
+export const startProcess: Launch = (name, command, args, env, cwd) => {
+  const managed = launch(name, command, args, env, cwd);
   registry.add(managed);
   void managed.exited.then(() => registry.delete(managed));
   return managed;
-}
+};
 
 /** A temporary directory removed when the benchmark ends. */
 export function makeTempDir(prefix: string): string {

@@ -1,26 +1,9 @@
-import { freePort, waitForPort } from '../harness/ports.js';
-import { startProcess, type ManagedProcess } from './processes.js';
+import { RedisProcess } from '../harness/redis-process.js';
+import { startProcess } from './processes.js';
 
-export interface RedisProcess {
-  url: string;
-  process: ManagedProcess;
-  stop(): Promise<void>;
-}
+export type { RedisProcess };
 
-/** A private redis-server on a free loopback port, without persistence. */
-export async function startRedis(): Promise<RedisProcess> {
-  const port = await freePort();
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
-  const child = startProcess('redis', 'redis-server', args, {});
-  try {
-    await waitForPort(port);
-  } catch (error) {
-    await child.stop();
-    throw new Error(`redis-server did not start: ${String(error)}\n${child.output()}`);
-  }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    process: child,
-    stop: async () => void (await child.stop()),
-  };
+/** A private redis-server on a free loopback port, without persistence, stopped with the benchmark. */
+export function startRedis(): Promise<RedisProcess> {
+  return RedisProcess.start({ launch: startProcess });
 }

@@ -1,5 +1,6 @@
 /** What every scenario receives and returns. */
 import type { LoadGenerator } from './loaders/loader.js';
+import { WRK_INSTALL_HINT } from './loaders/wrk.js';
 import type { PeerStatus } from './peers/peer.js';
 import type { BodyName, Framing } from './upstream.js';
 
@@ -64,6 +65,15 @@ export function proxyUnavailable(reason: string): ScenarioOutcome {
     data: {},
     markdown: 'Not run: the proxy is not available.\n',
     skipped: [`proxy: ${reason}`],
+  };
+}
+
+/** The outcome of a scenario that measures with wrk, when wrk is not installed. */
+export function wrkMissing(): ScenarioOutcome {
+  return {
+    data: {},
+    markdown: 'Not run: wrk is missing.\n',
+    skipped: [`wrk: not installed (${WRK_INSTALL_HINT})`],
   };
 }
 

@@ -15,8 +15,9 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { markdownTable } from './markdown.js';
 import { processTree, rssBytes } from './proc.js';
-import { freePort, waitForPort } from '../harness/ports.js';
-import { installCleanup, sleep, startProcess, stopAll, type ManagedProcess } from './processes.js';
+import { RedisProcess } from '../harness/redis-process.js';
+import { UpstreamProcess } from '../harness/upstream-process.js';
+import { installCleanup, sleep, startProcess, stopAll } from './processes.js';
 import { startProxy, type ProxyProcess } from './proxy-process.js';
 import { machineInfo } from './report.js';
 import { flatness, SETTLE_FRACTION, type Flatness, type SoakSample } from './soak-analysis.js';
@@ -102,49 +103,6 @@ function openFds(rootPid: number): number {
     }
   }
   return count;
-}
-
-/** redis-server on a fixed port, so it can be killed and started again where the proxy expects it. */
-class SoakRedis {
-  private process: ManagedProcess | undefined;
-
-  constructor(readonly port: number) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    const args = [
-      '--port',
-      String(this.port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-    ];
-    this.process = startProcess('redis', 'redis-server', args, {});
-    await waitForPort(this.port);
-  }
-
-  /** SIGKILL: an outage, and without persistence the state is gone when it comes back. */
-  async kill(): Promise<void> {
-    await this.process?.stop('SIGKILL');
-    this.process = undefined;
-  }
-}
-
-async function startSlot(slot: string): Promise<{ url: string; process: ManagedProcess }> {
-  const port = await freePort();
-  const child = startProcess(`upstream-${slot}`, process.execPath, [UPSTREAM_SCRIPT], {
-    UPSTREAM_PORT: String(port),
-    UPSTREAM_SLOT: slot,
-  });
-  await child.waitFor(/"upstream":"listening"/);
-  await waitForPort(port);
-  return { url: `http://127.0.0.1:${port}`, process: child };
 }
 
 interface HttpCounts {
@@ -234,9 +192,11 @@ async function main(): Promise<number> {
     `soak: ${flags.minutes} min at ${flags.rate} requests/s over ${flags.connections} connections, a switch every ${flags.switchEvery} s, ${flags.wsShort}+${flags.wsLong} WebSocket clients, Redis down for ${flags.redisOutage} s in the middle`,
   );
 
-  const redis = new SoakRedis(await freePort());
-  await redis.start();
-  const [blue, green] = await Promise.all([startSlot('blue'), startSlot('green')]);
+  // Killed and started again on the same port, where the proxy expects it.
+  const redis = await RedisProcess.start({ launch: startProcess });
+  const slot = (name: string) =>
+    UpstreamProcess.start(name, { script: UPSTREAM_SCRIPT, launch: startProcess });
+  const [blue, green] = await Promise.all([slot('blue'), slot('green')]);
   let proxy: ProxyProcess;
   try {
     proxy = await startProxy({
@@ -305,7 +265,7 @@ async function main(): Promise<number> {
           switches.refusedDuringOutage++;
         } else {
           switches.unexpected.push(
-            `${Math.round(elapsed())} s: ${answer.status} ${answer.body.slice(0, 200)}`,
+            `${Math.round(elapsed())} s: ${answer.status} ${answer.text.slice(0, 200)}`,
           );
         }
       } catch (error) {
@@ -335,7 +295,7 @@ async function main(): Promise<number> {
     redisDown = true;
     await redis.kill();
     await sleep(flags.redisOutage * 1000);
-    await redis.start();
+    await redis.restart();
     redisDown = false;
     outage = { from, to: elapsed() };
     log(`Redis: back (empty) at ${Math.round(outage.to)} s`);

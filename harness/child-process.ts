@@ -3,7 +3,8 @@
  * a peer, a load generator), with its output captured for assertions and
  * error messages, waited for by pattern, and stopped with a grace period.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How much of each stream is kept (its tail): enough for any assertion, bounded for long runs. */
@@ -91,3 +92,30 @@ export class WatchedProcess {
     return this.exited;
   }
 }
+
+/**
+ * How a child is started: the tests start theirs plainly (`launch`), the
+ * benchmarks register each one so that an interrupted run stops it too.
+ */
+export type Launch = (
+  name: string,
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  cwd?: string,
+) => WatchedProcess;
+
+/** Exactly `env` plus PATH and HOME: a child sees only what it is given. */
+export function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), ...env };
+}
+
+/** Starts `command` with `childEnv(env)`, stdout and stderr captured. */
+export const launch: Launch = (name, command, args, env, cwd) => {
+  const child = spawn(command, args, {
+    env: childEnv(env),
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new WatchedProcess(name, child);
+};

@@ -8,27 +8,21 @@
  * head and body.
  */
 import { markdownTable } from '../markdown.js';
-import {
-  measureRun,
-  medianFigures,
-  warmupSeconds,
-  type RunFigures,
-  type Target,
-} from '../measure.js';
-import { WRK_INSTALL_HINT, findWrk, wrkLoader } from '../loaders/wrk.js';
+import { medianFigures, type MeasuredSystem, type RunFigures, compareSystems } from '../measure.js';
+import { findWrk, wrkLoader } from '../loaders/wrk.js';
 import type { LoadGenerator } from '../loaders/loader.js';
 import { startNginx } from '../peers/nginx.js';
 import { startProxy } from '../proxy-process.js';
-import { alternate } from '../rounds.js';
-import { nginxStatus, proxyUnavailable, type Scenario, type ScenarioOutcome } from '../scenario.js';
+import {
+  nginxStatus,
+  proxyUnavailable,
+  wrkMissing,
+  type Scenario,
+  type ScenarioOutcome,
+} from '../scenario.js';
 import { fixed, thousands } from '../stats.js';
 import { startUpstream } from '../upstream-process.js';
 import { UPSTREAM_PATHS } from '../upstream.js';
-
-interface System {
-  target: Target;
-  loader: LoadGenerator;
-}
 
 function withEncoding(loader: LoadGenerator, encoding: string | undefined): LoadGenerator {
   if (encoding === undefined) return loader;
@@ -46,12 +40,7 @@ export const compressionScenario: Scenario = {
     if (context.available.proxyMissing !== undefined)
       return proxyUnavailable(context.available.proxyMissing);
     const wrk = findWrk();
-    if (wrk.binary === undefined)
-      return {
-        data: {},
-        markdown: 'Not run: wrk is missing.\n',
-        skipped: [`wrk: not installed (${WRK_INSTALL_HINT})`],
-      };
+    if (wrk.binary === undefined) return wrkMissing();
     const skipped: string[] = [];
     const nginx = nginxStatus(context.available);
     if (nginx.skip !== undefined) skipped.push(nginx.skip);
@@ -60,7 +49,7 @@ export const compressionScenario: Scenario = {
     const seconds = loader.effectiveSeconds(options.durationSeconds);
     const upstream = await startUpstream('blue');
     const stops: (() => Promise<void>)[] = [async () => void (await upstream.process.stop())];
-    const systems = new Map<string, System>();
+    const systems = new Map<string, MeasuredSystem>();
     let rounds = new Map<string, RunFigures[]>();
     try {
       const plain = await startProxy({
@@ -107,31 +96,18 @@ export const compressionScenario: Scenario = {
           loader: withEncoding(loader, 'gzip'),
         });
       }
-      const path = UPSTREAM_PATHS.events;
       context.log('compression: warm-up');
-      for (const { target, loader: l } of systems.values())
-        await measureRun(
-          target,
-          path,
-          connections,
-          warmupSeconds(options.durationSeconds),
-          upstream.process.pid,
-          l,
-        );
-      rounds = await alternate([...systems.keys()], options.rounds, async (name, round) => {
-        const { target, loader: l } = systems.get(name)!;
-        const figures = await measureRun(
-          target,
-          path,
-          connections,
-          seconds,
-          upstream.process.pid,
-          l,
-        );
-        context.log(
-          `compression: round ${round}, ${name}: ${thousands(figures.requestsPerSecond)} req/s, CPU ${fixed(figures.cpuPer10k)} s/10k, ${fixed((figures.bytes ?? Number.NaN) / Math.max(1, figures.responses), 0)} B/response`,
-        );
-        return figures;
+      rounds = await compareSystems({
+        systems: [...systems.values()],
+        path: UPSTREAM_PATHS.events,
+        connections,
+        seconds,
+        upstreamPid: upstream.process.pid,
+        options,
+        onRun: (name, round, figures) =>
+          context.log(
+            `compression: round ${round}, ${name}: ${thousands(figures.requestsPerSecond)} req/s, CPU ${fixed(figures.cpuPer10k)} s/10k, ${fixed((figures.bytes ?? Number.NaN) / Math.max(1, figures.responses), 0)} B/response`,
+          ),
       });
     } finally {
       for (const stop of stops.reverse()) await stop();

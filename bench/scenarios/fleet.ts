@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { httpRequest, keepAliveAgent } from '../http-client.js';
+import { httpRequest, keepAliveAgent } from '../../harness/http-client.js';
 import { SLOT_HEADER } from '../load.js';
 import { startProxy, type ProxyProcess } from '../proxy-process.js';
 import { startRedis } from '../redis-process.js';
@@ -36,7 +36,7 @@ async function waitForSlot(
   const url = `${proxy.url}${UPSTREAM_PATHS.small}`;
   while (performance.now() < deadline) {
     try {
-      const answer = await httpRequest(agent, 'GET', url, {}, PROPAGATION_LIMIT_MS);
+      const answer = await httpRequest(url, { agent, timeoutMs: PROPAGATION_LIMIT_MS });
       if (answer.headers[SLOT_HEADER] === slot) return answer.headersAt;
     } catch {
       // a failed poll is retried until the deadline

@@ -4,17 +4,10 @@
  * inspected to say whether PROXY_WORKERS really started N workers.
  */
 import { markdownTable } from '../markdown.js';
-import {
-  measureRun,
-  medianFigures,
-  warmupSeconds,
-  type RunFigures,
-  type Target,
-} from '../measure.js';
+import { medianFigures, type RunFigures, type Target, compareSystems } from '../measure.js';
 import { startNginx } from '../peers/nginx.js';
 import { processNames } from '../proc.js';
 import { startProxy } from '../proxy-process.js';
-import { alternate } from '../rounds.js';
 import { nginxStatus, type Scenario, type ScenarioOutcome } from '../scenario.js';
 import { fixed, ratio, thousands } from '../stats.js';
 import { startUpstream } from '../upstream-process.js';
@@ -88,36 +81,19 @@ export const multicoreScenario: Scenario = {
           targets.push({ name: `nginx ${workers}w`, url: peer.url, pids: peer.pids });
         }
       } else skipped.push(nginx.skip);
-      const path = bodyPath('small', framing);
-      const byName = new Map(targets.map((t) => [t.name, t]));
       context.log(`multicore: warm-up`);
-      for (const target of targets)
-        await measureRun(
-          target,
-          path,
-          connections,
-          warmupSeconds(options.durationSeconds),
-          upstream.process.pid,
-          loader,
-        );
-      rounds = await alternate(
-        targets.map((t) => t.name),
-        options.rounds,
-        async (name, round) => {
-          const figures = await measureRun(
-            byName.get(name)!,
-            path,
-            connections,
-            loader.effectiveSeconds(options.durationSeconds),
-            upstream.process.pid,
-            loader,
-          );
+      rounds = await compareSystems({
+        systems: targets.map((target) => ({ target, loader })),
+        path: bodyPath('small', framing),
+        connections,
+        seconds: loader.effectiveSeconds(options.durationSeconds),
+        upstreamPid: upstream.process.pid,
+        options,
+        onRun: (name, round, figures) =>
           context.log(
             `multicore: round ${round}, ${name}: ${thousands(figures.requestsPerSecond)} req/s`,
-          );
-          return figures;
-        },
-      );
+          ),
+      });
     } finally {
       for (const stop of stops) await stop();
       await upstream.process.stop();

@@ -8,14 +8,12 @@ import { compareToBaseline, comparisonTable, type ComparisonRow } from '../compa
 import { markdownTable } from '../markdown.js';
 import {
   flagged,
-  measureRun,
   medianFigures,
-  warmupSeconds,
   type RunFigures,
   type Target,
+  compareSystems,
 } from '../measure.js';
 import { startProxy } from '../proxy-process.js';
-import { alternate } from '../rounds.js';
 import type { Scenario, ScenarioContext, ScenarioOutcome } from '../scenario.js';
 import { fixed, megabytes, thousands } from '../stats.js';
 import { startUpstream, type UpstreamProcess } from '../upstream-process.js';
@@ -156,31 +154,22 @@ export const steadyScenario: Scenario = {
             const label = caseLabel(body, framing, connections);
             const path = bodyPath(body, framing);
             context.log(`steady: ${label}: warm-up`);
-            const warmup = warmupSeconds(options.durationSeconds);
-            for (const target of targets)
-              await measureRun(target, path, connections, warmup, upstream.process.pid, loader);
-            const byTarget = new Map(targets.map((t) => [t.name, t]));
-            const rounds = await alternate(
-              targets.map((t) => t.name),
-              options.rounds,
-              async (name, round) => {
-                const figures = await measureRun(
-                  byTarget.get(name)!,
-                  path,
-                  connections,
-                  seconds,
-                  upstream.process.pid,
-                  loader,
-                );
+            const rounds = await compareSystems({
+              systems: targets.map((target) => ({ target, loader })),
+              path,
+              connections,
+              seconds,
+              upstreamPid: upstream.process.pid,
+              options,
+              onRun: (name, round, figures) => {
                 const errors = flagged(figures)
                   ? ` ⚠ ${figures.errors} socket errors ${JSON.stringify(figures.errorKinds)}, ${figures.non2xx} non-2xx`
                   : '';
                 context.log(
                   `steady: ${label}, round ${round}, ${name}: ${thousands(figures.requestsPerSecond)} req/s, p99 ${fixed(figures.p99)} ms, CPU ${fixed(figures.cpuPer10k)} s/10k${errors}`,
                 );
-                return figures;
               },
-            );
+            });
             cases.push({
               body,
               framing,

@@ -11,20 +11,19 @@
 import { compareToBaseline, comparisonTable, type ComparisonRow } from '../comparison.js';
 import { H2LOAD_INSTALL_HINT, findH2load, runH2load } from '../loaders/h2load.js';
 import type { LoadFigures, LoadGenerator } from '../loaders/loader.js';
-import { WRK_INSTALL_HINT, findWrk, wrkLoader } from '../loaders/wrk.js';
+import { findWrk, wrkLoader } from '../loaders/wrk.js';
 import { markdownTable } from '../markdown.js';
-import {
-  measureRun,
-  medianFigures,
-  warmupSeconds,
-  type RunFigures,
-  type Target,
-} from '../measure.js';
+import { medianFigures, type RunFigures, type Target, compareSystems } from '../measure.js';
 import { startNginx } from '../peers/nginx.js';
 import { startProxy, type ProxyProcess } from '../proxy-process.js';
 import { sleep } from '../processes.js';
-import { alternate } from '../rounds.js';
-import { nginxStatus, proxyUnavailable, type Scenario, type ScenarioOutcome } from '../scenario.js';
+import {
+  nginxStatus,
+  proxyUnavailable,
+  wrkMissing,
+  type Scenario,
+  type ScenarioOutcome,
+} from '../scenario.js';
 import { fixed, thousands } from '../stats.js';
 import { selfSignedCertificate } from '../tls-certificate.js';
 import { startUpstream } from '../upstream-process.js';
@@ -139,12 +138,7 @@ export const tlsScenario: Scenario = {
     if (context.available.proxyMissing !== undefined)
       return proxyUnavailable(context.available.proxyMissing);
     const wrk = findWrk();
-    if (wrk.binary === undefined)
-      return {
-        data: {},
-        markdown: 'Not run: wrk is missing.\n',
-        skipped: [`wrk: not installed (${WRK_INSTALL_HINT})`],
-      };
+    if (wrk.binary === undefined) return wrkMissing();
     const h2load = findH2load();
     if (h2load === undefined)
       skipped.push(`h2load: not installed (${H2LOAD_INSTALL_HINT}); HTTP/2 runs skipped`);
@@ -199,36 +193,20 @@ export const tlsScenario: Scenario = {
         stops.push(peer.stop);
         targets.push({ name: 'nginx', url: peer.tlsUrl!, pids: peer.pids });
       }
-      const byName = new Map(targets.map((t) => [t.name, t]));
       for (const c of cases) {
         context.log(`tls: ${c.label}: warm-up`);
-        for (const target of targets)
-          await measureRun(
-            target,
-            path,
-            connections,
-            warmupSeconds(options.durationSeconds),
-            upstream.process.pid,
-            c.loader,
-          );
-        const rounds = await alternate(
-          targets.map((t) => t.name),
-          options.rounds,
-          async (name, round) => {
-            const figures = await measureRun(
-              byName.get(name)!,
-              path,
-              connections,
-              seconds,
-              upstream.process.pid,
-              c.loader,
-            );
+        const rounds = await compareSystems({
+          systems: targets.map((target) => ({ target, loader: c.loader })),
+          path,
+          connections,
+          seconds,
+          upstreamPid: upstream.process.pid,
+          options,
+          onRun: (name, round, figures) =>
             context.log(
               `tls: ${c.label}, round ${round}, ${name}: ${thousands(figures.requestsPerSecond)} req/s, CPU ${fixed(figures.cpuPer10k)} s/10k, errors ${figures.errors}`,
-            );
-            return figures;
-          },
-        );
+            ),
+        });
         results.push({
           label: c.label,
           medians: Object.fromEntries([...rounds].map(([n, list]) => [n, medianFigures(list)])),

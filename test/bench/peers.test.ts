@@ -10,8 +10,8 @@ import {
   smallBody,
 } from '../../bench/upstream.js';
 import { stopAll } from '../../bench/processes.js';
-import { httpRequest } from '../support/http-client.js';
 import { freePort } from '../../harness/ports.js';
+import { httpRequest } from '../../harness/http-client.js';
 
 /**
  * Each installed peer of the bench (nginx, HAProxy, Caddy), started with its

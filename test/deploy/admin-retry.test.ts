@@ -12,15 +12,15 @@ import {
 } from '../support/deploy-fixtures.js';
 import { freePorts } from '../../harness/ports.js';
 import { startCli, waitForHttp } from '../support/processes.js';
-import { TestRedis } from '../support/redis.js';
 import { until } from '../support/wait.js';
 import { WatchedProcess } from '../../harness/child-process.js';
+import { RedisProcess } from '../../harness/redis-process.js';
 
 // `togather deploy --runner local` against a real proxy (its admin API
 // behind AdminFaults, a relay that can answer a switch call itself), with
 // test builds (real node:http servers) on the slots: no database needed.
 const dir = tempDir('deploy-admin-retry');
-let redis: TestRedis;
+let redis: RedisProcess;
 let stack: Stack;
 
 type Slot = 'blue' | 'green';
@@ -130,7 +130,7 @@ class Stack {
 const other = (slot: Slot): Slot => (slot === 'blue' ? 'green' : 'blue');
 
 beforeAll(async () => {
-  redis = await TestRedis.start();
+  redis = await RedisProcess.start();
   stack = await new Stack('main').start(redis.url);
 }, 120_000);
 

@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processAlive } from '../../common/process-alive.js';
 import { closedPort, freePort, freePorts } from '../../harness/ports.js';
 import { runCli, startCli } from '../support/processes.js';
-import { TestRedis } from '../support/redis.js';
 import {
   deploySecrets,
   killSlotProcesses,
@@ -13,10 +12,13 @@ import {
   secret,
   tempDir,
   writeEnvFile,
+  localDeployArgs,
+  DEPLOY_STEPS,
 } from '../support/deploy-fixtures.js';
+import { RedisProcess } from '../../harness/redis-process.js';
 
 const dir = tempDir('deploy-cli');
-let redis: TestRedis;
+let redis: RedisProcess;
 let admin: Server;
 let adminUrl: string;
 const switches: string[] = [];
@@ -33,7 +35,7 @@ function goodEnv(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 beforeAll(async () => {
-  redis = await TestRedis.start();
+  redis = await RedisProcess.start();
   // A stand-in for the proxy's admin API (blue active) for the lock tests,
   // whose deploys never get as far as a switch.
   admin = createServer((req, res) => {
@@ -156,48 +158,18 @@ describe('togather deploy: bad input', () => {
   it('--dry-run prints the plan, warns about a file others can read, and changes nothing', async () => {
     const path = writeEnvFile(join(dir.path, 'readable.env'), goodEnv(), 0o644);
     const build = makeFakeBuild(dir.path, '3.0.0', 'unhealthy');
-    const r = await runCli([
-      'deploy',
-      '--runner',
-      'local',
-      '--env',
-      path,
-      '--build',
-      build,
-      '--dry-run',
-    ]);
+    const r = await runCli([...localDeployArgs(path, build), '--dry-run']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`dry run: deploy 3.0.0 (${build}) with the local runner\n`);
     expect(r.stdout).toContain(
       `warning: ${path} is readable by other users (mode 644); chmod 600 it`,
     );
-    for (const step of [
-      'validate',
-      'lock',
-      'active',
-      'snapshot',
-      'migrate',
-      'start',
-      'health',
-      'switch',
-      'verify',
-      'stop-old',
-    ]) {
+    for (const step of DEPLOY_STEPS) {
       expect(r.stdout).toMatch(new RegExp(`^ ?\\d+\\. ${step} `, 'm'));
     }
 
-    const json = await runCli([
-      'deploy',
-      '--runner',
-      'local',
-      '--env',
-      path,
-      '--build',
-      build,
-      '--dry-run',
-      '--json',
-    ]);
+    const json = await runCli([...localDeployArgs(path, build), '--dry-run', '--json']);
     expect(json.code).toBe(0);
     const plan = JSON.parse(json.stdout) as {
       dry_run: boolean;
@@ -228,7 +200,7 @@ describe('togather deploy: bad input', () => {
     );
     const path = writeEnvFile(join(dir.path, 'plan.env'), goodEnv({ DEPLOY_STATE_DIR: stateDir }));
     const build = makeFakeBuild(dir.path, '3.1.0', 'healthy');
-    const flags = ['deploy', '--runner', 'local', '--env', path, '--build', build, '--dry-run'];
+    const flags = [...localDeployArgs(path, build), '--dry-run'];
     const r = await runCli(flags);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -362,13 +334,7 @@ describe('togather deploy: interrupted', () => {
     });
     const build = makeFakeBuild(dir.path, '6.0.0', 'unhealthy');
     const deploy = startCli([
-      'deploy',
-      '--runner',
-      'local',
-      '--env',
-      path,
-      '--build',
-      build,
+      ...localDeployArgs(path, build),
       '--skip-snapshot',
       '--skip-migrations',
       '--health-retries',
@@ -425,17 +391,7 @@ describe('togather deploy: the lock between deploys', () => {
       DEPLOY_STATE_DIR: stateDir,
     });
     const build = makeFakeBuild(dir.path, '5.0.0', 'unhealthy');
-    const common = [
-      'deploy',
-      '--runner',
-      'local',
-      '--env',
-      path,
-      '--build',
-      build,
-      '--skip-snapshot',
-      '--skip-migrations',
-    ];
+    const common = [...localDeployArgs(path, build), '--skip-snapshot', '--skip-migrations'];
 
     // A deploy that waits for a slot that never becomes healthy: it holds the lock.
     const first = startCli([

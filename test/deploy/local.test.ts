@@ -11,6 +11,8 @@ import {
   secret,
   tempDir,
   writeEnvFile,
+  localDeployArgs,
+  DEPLOY_STEPS,
 } from '../support/deploy-fixtures.js';
 import { startLoad } from '../support/load.js';
 import { freePorts } from '../../harness/ports.js';
@@ -63,13 +65,7 @@ async function history(): Promise<DeploymentRecord[]> {
 function deploy(build: string, extra: string[] = []) {
   return runCli(
     [
-      'deploy',
-      '--runner',
-      'local',
-      '--env',
-      envFile,
-      '--build',
-      build,
+      ...localDeployArgs(envFile, build),
       '--health-interval',
       '200ms',
       // generous for a busy machine: a slot that starts slowly is not a failure
@@ -151,17 +147,7 @@ describe('togather deploy --runner local', () => {
 
     expect(second.stderr).toBe('');
     expect(second.code).toBe(0);
-    for (const step of [
-      'validate',
-      'lock',
-      'active',
-      'snapshot',
-      'migrate',
-      'start',
-      'health',
-      'switch',
-      'verify',
-    ]) {
+    for (const step of DEPLOY_STEPS.filter((s) => s !== 'stop-old')) {
       expect(second.stdout).toMatch(new RegExp(`^${step}\\s+ok\\s+[\\d.]+ m?s  `, 'm'));
     }
     expect(second.stdout).toMatch(

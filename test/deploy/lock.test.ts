@@ -6,16 +6,16 @@ import { createFileLock } from '../../deploy/locks/lock-file.js';
 import { createRedisLock } from '../../deploy/locks/lock-redis.js';
 import { LockHeldError, type DeployLock } from '../../deploy/locks/lock.js';
 import { tempDir } from '../support/deploy-fixtures.js';
-import { TestRedis } from '../support/redis.js';
+import { RedisProcess } from '../../harness/redis-process.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let redisServer: TestRedis;
+let redisServer: RedisProcess;
 let redis: Redis;
 const dir = tempDir('lock');
 
 beforeAll(async () => {
-  redisServer = await TestRedis.start();
+  redisServer = await RedisProcess.start();
   redis = new Redis(redisServer.url, { lazyConnect: true });
   await redis.connect();
 });

@@ -12,14 +12,14 @@ import {
   createRedisDeploymentStore,
 } from '../../deploy/records/deployment-store.js';
 import { tempDir } from '../support/deploy-fixtures.js';
-import { TestRedis } from '../support/redis.js';
+import { RedisProcess } from '../../harness/redis-process.js';
 
-let redisServer: TestRedis;
+let redisServer: RedisProcess;
 let redis: Redis;
 const dir = tempDir('records');
 
 beforeAll(async () => {
-  redisServer = await TestRedis.start();
+  redisServer = await RedisProcess.start();
   redis = new Redis(redisServer.url);
 });
 

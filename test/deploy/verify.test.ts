@@ -8,7 +8,13 @@ import { slotCounts } from '../../deploy/rollout/proxy-metrics.js';
 import { verifyAfterSwitch, type VerifyOptions } from '../../deploy/rollout/verify.js';
 import { CLI } from '../support/processes.js';
 import { freePort } from '../../harness/ports.js';
-import { deploySecrets, tempDir, writeEnvFile, makeFakeBuild } from '../support/deploy-fixtures.js';
+import {
+  deploySecrets,
+  tempDir,
+  writeEnvFile,
+  makeFakeBuild,
+  localDeployArgs,
+} from '../support/deploy-fixtures.js';
 
 const METRICS = `# HELP togather_proxy_requests_total Requests answered.
 # TYPE togather_proxy_requests_total counter
@@ -125,17 +131,7 @@ describe('output on a terminal', () => {
         DEPLOY_STATE_DIR: stateDir,
       });
       const build = makeFakeBuild(dir.path, '4.0.0', 'unhealthy');
-      const command = [
-        process.execPath,
-        CLI,
-        'deploy',
-        '--runner',
-        'local',
-        '--env',
-        envFile,
-        '--build',
-        build,
-      ]
+      const command = [process.execPath, CLI, ...localDeployArgs(envFile, build)]
         .map((a) => `'${a}'`)
         .join(' ');
       // `script` gives the deploy a pseudo-terminal, as an operator's shell would.

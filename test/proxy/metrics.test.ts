@@ -10,11 +10,12 @@ import { ProxyMetrics } from '../../proxy/metrics.js';
 import { FileSlotStore } from '../../proxy/state/file-store.js';
 import { SlotRegistry } from '../../proxy/state/slot-registry.js';
 import { twoSlotsAndEdge, type SlotsAndEdge } from '../support/edge.js';
-import { httpRequest, rawHttp } from '../support/http-client.js';
 import { checkMetrics } from '../support/promtool.js';
-import { ProxyProcess } from '../support/proxy-process.js';
 import { headerOf, startFakeSlots, type FakeSlot } from '../support/fake-slot.js';
 import { until } from '../support/wait.js';
+import { httpRequest } from '../../harness/http-client.js';
+import { rawHttp } from '../support/raw-client.js';
+import { ProxyProcess } from '../../harness/proxy-process.js';
 
 function value(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));

@@ -6,36 +6,29 @@ import {
   TEST_AUTH,
   call,
   problem,
-  postgresBackend,
   startTestApp,
   type TestApp,
-  type TestBackend,
+  appBefore,
+  methodNotAllowed,
 } from '../support/server.js';
 
 const PROBLEM = 'application/problem+json; charset=utf-8';
 
-let backend: TestBackend;
-let server: TestApp;
 let events: string;
 let clock = Date.now();
 const limiter = new LoginLimiter({ now: () => clock });
-
-beforeAll(async () => {
-  backend = await postgresBackend();
-  server = await startTestApp({
-    database: backend.db,
+const tested = appBefore({
+  app: {
     limiter,
     extraRoutes: (app) =>
       app.get('/test/boom', async () => {
         throw new Error('boom: internal detail');
       }),
-  });
-  events = `${server.url}/api/v1/events`;
+  },
 });
 
-afterAll(async () => {
-  await server?.close();
-  await backend?.close();
+beforeAll(async () => {
+  events = `${tested.url}/api/v1/events`;
 });
 
 const valid = { name: 'Valid', startDate: '2030-01-01T10:00:00Z' };
@@ -249,7 +242,7 @@ describe('401 Unauthorized', () => {
 
 describe('admin login', () => {
   const login = (username: string, password: string, ip = '') =>
-    call(`${server.url}/api/v1/admin/login`, {
+    call(`${tested.url}/api/v1/admin/login`, {
       method: 'POST',
       json: { username, password },
       headers: ip ? { 'x-forwarded-for': ip } : {},
@@ -271,7 +264,7 @@ describe('admin login', () => {
   });
 
   it('names missing login fields', async () => {
-    const result = await call(`${server.url}/api/v1/admin/login`, {
+    const result = await call(`${tested.url}/api/v1/admin/login`, {
       method: 'POST',
       json: { user: 'admin' },
     });
@@ -325,7 +318,7 @@ describe('admin login', () => {
 
 describe('other statuses', () => {
   it('404 for an unknown route', async () => {
-    const result = await call(`${server.url}/api/v2/nothing?secret=x`);
+    const result = await call(`${tested.url}/api/v2/nothing?secret=x`);
     expect(result.status).toBe(404);
     expect(result.headers.get('content-type')).toBe(PROBLEM);
     expect(result.body).toEqual(
@@ -348,10 +341,9 @@ describe('other statuses', () => {
     expect(result.status).toBe(405);
     expect(result.headers.get('allow')).toBe('GET, HEAD, POST, OPTIONS');
     expect(result.body).toEqual(
-      problem(
-        405,
-        'Method Not Allowed',
-        'PUT is not allowed here; allowed: GET, HEAD, POST, OPTIONS',
+      methodNotAllowed(
+        'PUT',
+        'GET, HEAD, POST, OPTIONS',
         '/api/v1/events',
         result.headers.get('x-request-id'),
       ),
@@ -359,13 +351,13 @@ describe('other statuses', () => {
     const item = await call(`${events}/00000000-0000-4000-8000-000000000000`, { method: 'PATCH' });
     expect(item.status).toBe(405);
     expect(item.headers.get('allow')).toBe('GET, HEAD, PUT, DELETE, OPTIONS');
-    const login = await call(`${server.url}/api/v1/admin/login`);
+    const login = await call(`${tested.url}/api/v1/admin/login`);
     expect(login.status).toBe(405);
     expect(login.headers.get('allow')).toBe('POST, OPTIONS');
   });
 
   it('500 without internals for an unexpected error, logged with its request id', async () => {
-    const result = await call(`${server.url}/test/boom`);
+    const result = await call(`${tested.url}/test/boom`);
     expect(result.status).toBe(500);
     expect(result.body).toEqual(
       problem(
@@ -377,7 +369,7 @@ describe('other statuses', () => {
       ),
     );
     expect(result.text).not.toContain('internal detail');
-    const logged = server.logs.lines.find(
+    const logged = tested.server.logs.lines.find(
       (l) => l.request_id === result.headers.get('x-request-id') && l.msg === 'request failed',
     );
     expect(logged).toMatchObject({ level: 50, err: { message: 'boom: internal detail' } });
@@ -447,7 +439,7 @@ describe('X-Request-Id and logs', () => {
     });
     expect(result.status).toBe(201);
     expect(result.headers.get('x-request-id')).toBe(id);
-    const lines = server.logs.lines.filter((l) => l.request_id === id);
+    const lines = tested.server.logs.lines.filter((l) => l.request_id === id);
     expect(lines.map((l) => l.msg)).toEqual([
       'admin request',
       'event created',
@@ -457,19 +449,19 @@ describe('X-Request-Id and logs', () => {
 
   it('replaces an unsafe or overlong id with a generated one', async () => {
     for (const bad of ['has space', 'x'.repeat(129), 'quote"d']) {
-      const result = await call(`${server.url}/healthz`, { headers: { 'x-request-id': bad } });
+      const result = await call(`${tested.url}/healthz`, { headers: { 'x-request-id': bad } });
       const echoed = result.headers.get('x-request-id');
       expect(echoed).not.toBe(bad);
       expect(echoed).toMatch(/^[0-9a-f-]{36}$/);
     }
-    const problemBody = await call(`${server.url}/nowhere`);
+    const problemBody = await call(`${tested.url}/nowhere`);
     expect((problemBody.body as { request_id: string }).request_id).toBe(
       problemBody.headers.get('x-request-id'),
     );
   });
 
   it('never logs the API key, the password, the JWT secret or a token', async () => {
-    const login = await call(`${server.url}/api/v1/admin/login`, {
+    const login = await call(`${tested.url}/api/v1/admin/login`, {
       method: 'POST',
       headers: { 'x-forwarded-for': '10.9.9.9' },
       json: { username: TEST_AUTH.adminUsername, password: TEST_AUTH.adminPassword },
@@ -481,7 +473,7 @@ describe('X-Request-Id and logs', () => {
       json: valid,
     });
     await call(events, { method: 'POST', headers: ADMIN, json: valid });
-    const text = server.logs.text();
+    const text = tested.server.logs.text();
     expect(text).toContain('request completed');
     for (const secret of [
       TEST_AUTH.adminApiKey,
@@ -499,7 +491,7 @@ describe('behind the edge proxy (TRUST_PROXY)', () => {
 
   beforeAll(async () => {
     proxied = await startTestApp({
-      database: backend.db,
+      database: tested.db,
       settings: { trustProxy: ['127.0.0.1'] },
     });
   });

@@ -1,12 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   ADMIN,
   call,
   pgliteBackend,
   postgresBackend,
   startTestApp,
-  type TestApp,
-  type TestBackend,
+  appBefore,
 } from '../support/server.js';
 
 interface EventBody {
@@ -29,19 +28,11 @@ describe.each([
   ['PostgreSQL', postgresBackend],
   ['PGlite', pgliteBackend],
 ])('events API on %s', (_name, openBackend) => {
-  let backend: TestBackend;
-  let server: TestApp;
   let events: string;
+  const tested = appBefore({ backend: openBackend });
 
   beforeAll(async () => {
-    backend = await openBackend();
-    server = await startTestApp({ database: backend.db });
-    events = `${server.url}/api/v1/events`;
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    await backend?.close();
+    events = `${tested.url}/api/v1/events`;
   });
 
   const create = async (event: Record<string, unknown>) => {
@@ -283,7 +274,7 @@ describe.each([
 
   it('uses PUBLIC_URL for @id and Location when set', async () => {
     const other = await startTestApp({
-      database: backend.db,
+      database: tested.db,
       settings: { publicUrl: 'https://events.example.org' },
     });
     try {

@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { buildInfo } from '../../common/build-info.js';
 import { createLogger } from '../../common/logger.js';
 import { probeHealth } from '../../proxy/admin/health-gate.js';
@@ -13,13 +13,7 @@ import { Lifecycle } from '../../server/lifecycle.js';
 import { checksumOf, loadMigrations, migrationLabel } from '../../server/migrate.js';
 import healthSchema from '../../server/schemas/health-response.schema.json' with { type: 'json' };
 import { closedPort } from '../../harness/ports.js';
-import {
-  call,
-  postgresBackend,
-  startTestApp,
-  type TestApp,
-  type TestBackend,
-} from '../support/server.js';
+import { call, startTestApp, appBefore } from '../support/server.js';
 
 const ajv = new Ajv2020({ allErrors: true });
 addFormats.default(ajv);
@@ -43,24 +37,13 @@ function contract(body: unknown): Record<string, unknown> & {
   return body as ReturnType<typeof contract>;
 }
 
-let backend: TestBackend;
-let server: TestApp;
 const migrations = await loadMigrations();
 const latest = migrations[migrations.length - 1]!;
-
-beforeAll(async () => {
-  backend = await postgresBackend();
-  server = await startTestApp({ database: backend.db });
-});
-
-afterAll(async () => {
-  await server?.close();
-  await backend?.close();
-});
+const tested = appBefore();
 
 describe('the health contract schema (server/schemas/health-response.schema.json)', () => {
   it('accepts a healthy answer: 200, every required check passing', async () => {
-    const result = await call(`${server.url}/health`);
+    const result = await call(`${tested.url}/health`);
     expect(result.status).toBe(200);
     const report = contract(result.body);
     expect(report.status).toBe('healthy');
@@ -78,7 +61,7 @@ describe('the health contract schema (server/schemas/health-response.schema.json
 
   it('accepts a degraded answer: 200, a check warning', async () => {
     const edited = await startTestApp({
-      database: backend.db,
+      database: tested.db,
       migrations: migrations.map((m, i) => (i === 0 ? { ...m, checksum: 'edited' } : m)),
     });
     try {
@@ -126,7 +109,7 @@ describe('the health contract schema (server/schemas/health-response.schema.json
   it('accepts pending migrations: 503, the applied version below the expected one', async () => {
     const sql = 'ALTER TABLE events ADD COLUMN later text';
     const ahead = await startTestApp({
-      database: backend.db,
+      database: tested.db,
       migrations: [...migrations, { version: 9000, name: 'later', sql, checksum: checksumOf(sql) }],
     });
     try {
@@ -151,20 +134,20 @@ describe('the health contract schema (server/schemas/health-response.schema.json
   });
 
   it('accepts a dirty migration: dirty true', async () => {
-    await backend.db.query(
+    await tested.db.query(
       `INSERT INTO schema_migrations (version, name, checksum, dirty) VALUES (8000, 'half', 'x', true)`,
     );
     try {
-      const report = contract((await call(`${server.url}/health`)).body);
+      const report = contract((await call(`${tested.url}/health`)).body);
       expect(report.checks.migrations!.details).toMatchObject({ version: 8000, dirty: true });
     } finally {
-      await backend.db.query('DELETE FROM schema_migrations WHERE version = 8000');
+      await tested.db.query('DELETE FROM schema_migrations WHERE version = 8000');
     }
   });
 
   it('accepts the answer while shutting down: 503, required fields kept, shutting_down added', async () => {
     const lifecycle = new Lifecycle();
-    const draining = await startTestApp({ database: backend.db, lifecycle });
+    const draining = await startTestApp({ database: tested.db, lifecycle });
     try {
       lifecycle.startDraining();
       const result = await call(`${draining.url}/health`);
@@ -247,7 +230,7 @@ describe('the health contract schema (server/schemas/health-response.schema.json
 
 describe('http_endpoint', () => {
   it('fails when the listener takes no more connections', async () => {
-    const crowded = await startTestApp({ database: backend.db });
+    const crowded = await startTestApp({ database: tested.db });
     try {
       // The /health request holds the one connection allowed; the check's own is refused.
       crowded.app.server.maxConnections = 1;
@@ -315,12 +298,12 @@ describe('the fields the contract fixes', () => {
 
 describe('the clients of /health read the package version from app_version', () => {
   it('the proxy health gate', async () => {
-    const probe = await probeHealth(`${server.url}/health`, 2000);
+    const probe = await probeHealth(`${tested.url}/health`, 2000);
     expect(probe).toMatchObject({ ok: true, status: 'healthy', version: buildInfo().version });
   });
 
   it('togather healthcheck', async () => {
-    expect(await checkOnce(`${server.url}/health`, 2000)).toEqual({
+    expect(await checkOnce(`${tested.url}/health`, 2000)).toEqual({
       code: 0,
       message: `healthy: slot blue, version ${buildInfo().version}`,
     });

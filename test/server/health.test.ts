@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { buildInfo } from '../../common/build-info.js';
 import { createLogger } from '../../common/logger.js';
 import { openPostgres } from '../../server/database.js';
@@ -10,13 +10,7 @@ import {
   type Migration,
 } from '../../server/migrate.js';
 import { closedPort } from '../../harness/ports.js';
-import {
-  call,
-  postgresBackend,
-  startTestApp,
-  type TestApp,
-  type TestBackend,
-} from '../support/server.js';
+import { call, startTestApp, appBefore } from '../support/server.js';
 
 interface Check {
   status: string;
@@ -41,25 +35,14 @@ const timing = (check: Check | undefined) => ({
   latency_ms: check!.latency_ms,
 });
 
-let backend: TestBackend;
-let server: TestApp;
 const migrations = await loadMigrations();
 const LATEST_VERSION = migrations[migrations.length - 1]!.version;
 const LATEST = migrationLabel(migrations[migrations.length - 1]!);
-
-beforeAll(async () => {
-  backend = await postgresBackend();
-  server = await startTestApp({ database: backend.db });
-});
-
-afterAll(async () => {
-  await server?.close();
-  await backend?.close();
-});
+const tested = appBefore();
 
 describe('/health', () => {
   it('is 200 healthy with the database, migrations and http_endpoint checks passing', async () => {
-    const result = await call(`${server.url}/health`);
+    const result = await call(`${tested.url}/health`);
     expect(result.status).toBe(200);
     expect(result.headers.get('cache-control')).toBe('no-store');
     const report = result.body as Report;
@@ -99,7 +82,7 @@ describe('/health', () => {
           status: 'pass',
           message: 'GET /healthz answered 200',
           ...timing(checks.http_endpoint),
-          details: { url: `${server.url}/healthz` },
+          details: { url: `${tested.url}/healthz` },
         },
       },
       timestamp: report.timestamp,
@@ -160,7 +143,7 @@ describe('/health', () => {
       checksum: checksumOf('ALTER TABLE events ADD COLUMN future text'),
     };
     const ahead = await startTestApp({
-      database: backend.db,
+      database: tested.db,
       migrations: [...(await loadMigrations()), extra],
     });
     try {
@@ -180,7 +163,7 @@ describe('/health', () => {
   });
 
   it('passes when the schema is ahead of this build (an older build during a cutover)', async () => {
-    const older = await startTestApp({ database: backend.db, migrations: [] });
+    const older = await startTestApp({ database: tested.db, migrations: [] });
     try {
       const result = await call(`${older.url}/health`);
       expect(result.status).toBe(200);
@@ -200,11 +183,11 @@ describe('/health', () => {
   });
 
   it('fails on a dirty migration and warns (degraded, 200) on an edited one', async () => {
-    await backend.db.query(
+    await tested.db.query(
       `INSERT INTO schema_migrations (version, name, checksum, dirty) VALUES (5000, 'interrupted', 'x', true)`,
     );
     try {
-      const dirty = await call(`${server.url}/health`);
+      const dirty = await call(`${tested.url}/health`);
       expect(dirty.status).toBe(503);
       expect((dirty.body as Report).checks.migrations).toMatchObject({
         status: 'fail',
@@ -212,11 +195,11 @@ describe('/health', () => {
           'migration 5000_interrupted is dirty (a migrate run was interrupted); run togather migrate up',
       });
     } finally {
-      await backend.db.query('DELETE FROM schema_migrations WHERE version = 5000');
+      await tested.db.query('DELETE FROM schema_migrations WHERE version = 5000');
     }
     const [first] = await loadMigrations();
     const edited = await startTestApp({
-      database: backend.db,
+      database: tested.db,
       migrations: [{ ...first!, checksum: 'edited' }],
     });
     try {
@@ -240,7 +223,7 @@ describe('/health', () => {
   it('fails a check that does not answer within the per-check timeout', async () => {
     const slow = await startTestApp({
       database: {
-        ...backend.db,
+        ...tested.db,
         query: async () => {
           await new Promise((r) => setTimeout(r, 1500));
           return { rows: [], rowCount: 0 };
@@ -263,17 +246,17 @@ describe('/health', () => {
 
 describe('/readyz and /healthz', () => {
   it('answer ready and ok', async () => {
-    const ready = await call(`${server.url}/readyz`);
+    const ready = await call(`${tested.url}/readyz`);
     expect(ready.status).toBe(200);
     expect(ready.body).toEqual({ status: 'ready' });
-    const live = await call(`${server.url}/healthz`);
+    const live = await call(`${tested.url}/healthz`);
     expect(live.body).toEqual({ status: 'ok' });
   });
 });
 
 describe('/version', () => {
   it('answers GET with the build, HEAD without a body, OPTIONS with Allow', async () => {
-    const get = await call(`${server.url}/version`);
+    const get = await call(`${tested.url}/version`);
     expect(get.status).toBe(200);
     const build = buildInfo();
     expect(get.body).toEqual({
@@ -282,18 +265,18 @@ describe('/version', () => {
       build_date: build.build_date,
       node_version: process.version,
     });
-    const head = await call(`${server.url}/version`, { method: 'HEAD' });
+    const head = await call(`${tested.url}/version`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.text).toBe('');
     expect(head.headers.get('content-type')).toBe('application/json; charset=utf-8');
-    const options = await call(`${server.url}/version`, { method: 'OPTIONS' });
+    const options = await call(`${tested.url}/version`, { method: 'OPTIONS' });
     expect(options.status).toBe(204);
     expect(options.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
   });
 
   it('answers 405 with Allow to every other method', async () => {
     for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) {
-      const result = await call(`${server.url}/version`, { method });
+      const result = await call(`${tested.url}/version`, { method });
       expect(result.status).toBe(405);
       expect(result.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
       expect(result.body).toEqual({

@@ -16,6 +16,7 @@ import {
   startTestApp,
   type TestApp,
   type TestBackend,
+  methodNotAllowed,
 } from '../support/server.js';
 
 /**
@@ -103,13 +104,7 @@ describe('the metrics listener', () => {
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
     expect(post.body).toEqual(
-      problem(
-        405,
-        'Method Not Allowed',
-        'POST is not allowed here; allowed: GET, HEAD, OPTIONS',
-        '/metrics',
-        expect.any(String),
-      ),
+      methodNotAllowed('POST', 'GET, HEAD, OPTIONS', '/metrics', expect.any(String)),
     );
     const other = await call(metricsUrl.replace('/metrics', '/health'));
     expect(other.status).toBe(404);

@@ -1,15 +1,8 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ADMIN,
-  call,
-  postgresBackend,
-  startTestApp,
-  type TestApp,
-  type TestBackend,
-} from '../support/server.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN, call, appBefore } from '../support/server.js';
 
 interface Operation {
   responses: Record<string, { description: string; content?: Record<string, { schema: object }> }>;
@@ -21,28 +14,20 @@ interface Document {
   paths: Record<string, Record<string, Operation>>;
 }
 
-let backend: TestBackend;
-let server: TestApp;
 let doc: Document;
 const ajv = new Ajv2020({ strict: false, allErrors: true });
 addFormats.default(ajv);
+const tested = appBefore();
 
 beforeAll(async () => {
-  backend = await postgresBackend();
-  server = await startTestApp({ database: backend.db });
-  doc = (await call(`${server.url}/openapi.json`)).body as Document;
-});
-
-afterAll(async () => {
-  await server?.close();
-  await backend?.close();
+  doc = (await call(`${tested.url}/openapi.json`)).body as Document;
 });
 
 /** The routes Fastify has, from its own route tree: `├── /path (GET, HEAD, ...)`, children indented. */
 function registeredRoutes(): Array<{ path: string; method: string }> {
   const routes: Array<{ path: string; method: string }> = [];
   const prefixes: string[] = [];
-  for (const line of server.app.printRoutes({ commonPrefix: false }).split('\n')) {
+  for (const line of tested.server.app.printRoutes({ commonPrefix: false }).split('\n')) {
     const match = /^(.*?)── (\S+) \(([A-Z, ]+)\)$/.exec(line);
     if (!match) continue;
     // "├" at the root, "│   └" one level down.
@@ -73,8 +58,8 @@ function expectDocumented(
 
 describe('the OpenAPI document', () => {
   it('is served at /openapi.json and /api/v1/openapi.json, and is valid OpenAPI 3.1', async () => {
-    const root = await call(`${server.url}/openapi.json`);
-    const api = await call(`${server.url}/api/v1/openapi.json`);
+    const root = await call(`${tested.url}/openapi.json`);
+    const api = await call(`${tested.url}/api/v1/openapi.json`);
     expect(root.status).toBe(200);
     expect(root.headers.get('content-type')).toBe('application/json; charset=utf-8');
     expect(api.status).toBe(200);
@@ -99,7 +84,7 @@ describe('the OpenAPI document', () => {
       if (path === '/metrics') continue;
       if (documented.has(`${method} ${path}`)) continue;
       // The rest must be the 405 answers that complete a documented path.
-      const url = `${server.url}${path.replace(':id', '00000000-0000-4000-8000-000000000000')}`;
+      const url = `${tested.url}${path.replace(':id', '00000000-0000-4000-8000-000000000000')}`;
       const result = await call(url, { method });
       if (result.status !== 405) missing.push(`${method} ${path} (answers ${result.status})`);
     }
@@ -138,7 +123,7 @@ describe('the OpenAPI document', () => {
   });
 
   it('describes the real answers: each validates against its documented schema', async () => {
-    const places = `${server.url}/api/v1/places`;
+    const places = `${tested.url}/api/v1/places`;
     const created = await call(places, {
       method: 'POST',
       headers: ADMIN,
@@ -150,13 +135,13 @@ describe('the OpenAPI document', () => {
     });
     expectDocumented('/api/v1/places', 'post', created);
     const id = (created.body as { identifier: string }).identifier;
-    const event = await call(`${server.url}/api/v1/events`, {
+    const event = await call(`${tested.url}/api/v1/events`, {
       method: 'POST',
       headers: ADMIN,
       json: { name: 'Documented', startDate: '2031-01-01T10:00:00Z', location: { identifier: id } },
     });
     expectDocumented('/api/v1/events', 'post', event);
-    expectDocumented('/api/v1/events', 'get', await call(`${server.url}/api/v1/events`));
+    expectDocumented('/api/v1/events', 'get', await call(`${tested.url}/api/v1/events`));
     expectDocumented('/api/v1/places', 'get', await call(`${places}?limit=500`));
     expectDocumented('/api/v1/places/{id}', 'get', await call(`${places}/${id}`));
     expectDocumented(
@@ -179,11 +164,11 @@ describe('the OpenAPI document', () => {
     expectDocumented(
       '/api/v1/organizations/{id}',
       'get',
-      await call(`${server.url}/api/v1/organizations/00000000-0000-4000-8000-000000000000`),
+      await call(`${tested.url}/api/v1/organizations/00000000-0000-4000-8000-000000000000`),
     );
-    expectDocumented('/health', 'get', await call(`${server.url}/health`));
-    expectDocumented('/readyz', 'get', await call(`${server.url}/readyz`));
-    expectDocumented('/version', 'get', await call(`${server.url}/version`));
-    expectDocumented('/admin/login', 'get', await call(`${server.url}/admin/login`));
+    expectDocumented('/health', 'get', await call(`${tested.url}/health`));
+    expectDocumented('/readyz', 'get', await call(`${tested.url}/readyz`));
+    expectDocumented('/version', 'get', await call(`${tested.url}/version`));
+    expectDocumented('/admin/login', 'get', await call(`${tested.url}/admin/login`));
   });
 });

@@ -1,13 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   ADMIN,
   call,
   problem,
   pgliteBackend,
   postgresBackend,
-  startTestApp,
-  type TestApp,
-  type TestBackend,
+  appBefore,
+  methodNotAllowed,
 } from '../support/server.js';
 
 const PROBLEM = 'application/problem+json; charset=utf-8';
@@ -98,21 +97,10 @@ describe.each([
   ['PostgreSQL', postgresBackend],
   ['PGlite', pgliteBackend],
 ])('places and organizations on %s', (_db, openBackend) => {
-  let backend: TestBackend;
-  let server: TestApp;
-
-  beforeAll(async () => {
-    backend = await openBackend();
-    server = await startTestApp({ database: backend.db });
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    await backend?.close();
-  });
+  const tested = appBefore({ backend: openBackend });
 
   describe.each(COLLECTIONS)('/api/v1/$name', (collection) => {
-    const base = () => `${server.url}/api/v1/${collection.name}`;
+    const base = () => `${tested.url}/api/v1/${collection.name}`;
     const create = async (body: Record<string, unknown>) => {
       const result = await call(base(), { method: 'POST', headers: ADMIN, json: body });
       expect(result.status).toBe(201);
@@ -243,22 +231,11 @@ describe.each([
 });
 
 describe('bad input to places and organizations', () => {
-  let backend: TestBackend;
-  let server: TestApp;
-
-  beforeAll(async () => {
-    backend = await postgresBackend();
-    server = await startTestApp({ database: backend.db });
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    await backend?.close();
-  });
+  const tested = appBefore();
 
   describe.each(COLLECTIONS)('/api/v1/$name', (collection) => {
     const path = `/api/v1/${collection.name}`;
-    const base = () => `${server.url}${path}`;
+    const base = () => `${tested.url}${path}`;
 
     it('400 for wrong types, naming each field', async () => {
       const result = await call(base(), {
@@ -490,10 +467,9 @@ describe('bad input to places and organizations', () => {
       expect(patch.status).toBe(405);
       expect(patch.headers.get('allow')).toBe('GET, HEAD, PUT, DELETE, OPTIONS');
       expect(patch.body).toEqual(
-        problem(
-          405,
-          'Method Not Allowed',
-          'PATCH is not allowed here; allowed: GET, HEAD, PUT, DELETE, OPTIONS',
+        methodNotAllowed(
+          'PATCH',
+          'GET, HEAD, PUT, DELETE, OPTIONS',
           `${path}/${UNKNOWN}`,
           patch.headers.get('x-request-id'),
         ),
@@ -501,13 +477,7 @@ describe('bad input to places and organizations', () => {
       const put = await call(base(), { method: 'PUT', json: {} });
       expect(put.status).toBe(405);
       expect(put.body).toEqual(
-        problem(
-          405,
-          'Method Not Allowed',
-          'PUT is not allowed here; allowed: GET, HEAD, POST, OPTIONS',
-          path,
-          put.headers.get('x-request-id'),
-        ),
+        methodNotAllowed('PUT', 'GET, HEAD, POST, OPTIONS', path, put.headers.get('x-request-id')),
       );
       const options = await call(base(), { method: 'OPTIONS' });
       expect(options.status).toBe(204);
@@ -517,16 +487,13 @@ describe('bad input to places and organizations', () => {
 });
 
 describe('events referring to places and organizations', () => {
-  let backend: TestBackend;
-  let server: TestApp;
   let place: Body;
   let organization: Body;
+  const tested = appBefore();
 
   beforeAll(async () => {
-    backend = await postgresBackend();
-    server = await startTestApp({ database: backend.db });
     place = (
-      await call(`${server.url}/api/v1/places`, {
+      await call(`${tested.url}/api/v1/places`, {
         method: 'POST',
         headers: ADMIN,
         json: {
@@ -542,7 +509,7 @@ describe('events referring to places and organizations', () => {
       })
     ).body as Body;
     organization = (
-      await call(`${server.url}/api/v1/organizations`, {
+      await call(`${tested.url}/api/v1/organizations`, {
         method: 'POST',
         headers: ADMIN,
         json: { name: 'Jazz Society', url: 'https://example.org/jazz' },
@@ -550,12 +517,7 @@ describe('events referring to places and organizations', () => {
     ).body as Body;
   });
 
-  afterAll(async () => {
-    await server?.close();
-    await backend?.close();
-  });
-
-  const events = () => `${server.url}/api/v1/events`;
+  const events = () => `${tested.url}/api/v1/events`;
 
   it('refers by identifier; the answer carries the @id and name, the inline columns a copy', async () => {
     const result = await call(events(), {
@@ -583,7 +545,7 @@ describe('events referring to places and organizations', () => {
       name: 'Jazz Society',
     });
     // The previous release, sharing the database during a cutover, reads these.
-    const row = await backend.db.query(
+    const row = await tested.db.query(
       'SELECT location_name, location_address, organizer_name, organizer_url FROM events WHERE id = $1',
       [event.identifier],
     );
@@ -665,7 +627,7 @@ describe('events referring to places and organizations', () => {
     ]);
 
     const doomed = (
-      await call(`${server.url}/api/v1/places`, {
+      await call(`${tested.url}/api/v1/places`, {
         method: 'POST',
         headers: ADMIN,
         json: { name: 'Doomed' },
@@ -682,7 +644,7 @@ describe('events referring to places and organizations', () => {
         },
       })
     ).body as Body;
-    await call(`${server.url}/api/v1/places/${doomed.identifier}`, {
+    await call(`${tested.url}/api/v1/places/${doomed.identifier}`, {
       method: 'DELETE',
       headers: ADMIN,
     });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../common/config.js';
 import { loadServerConfig } from '../../server/config.js';
 import { LOGIN_PAGE_CSP } from '../../server/login-page.js';
@@ -10,30 +10,18 @@ import {
   TEST_AUTH,
   call,
   problem,
-  postgresBackend,
   startTestApp,
-  type TestApp,
-  type TestBackend,
+  appBefore,
+  methodNotAllowed,
 } from '../support/server.js';
 
 const PROBLEM = 'application/problem+json; charset=utf-8';
 const HTML = 'text/html; charset=utf-8';
 const API_CSP = "default-src 'none'; frame-ancestors 'self'";
 
-let backend: TestBackend;
-let server: TestApp;
 let clock = Date.now();
 const limiter = new LoginLimiter({ now: () => clock });
-
-beforeAll(async () => {
-  backend = await postgresBackend();
-  server = await startTestApp({ database: backend.db, limiter });
-});
-
-afterAll(async () => {
-  await server?.close();
-  await backend?.close();
-});
+const tested = appBefore({ app: { limiter } });
 
 function form(fields: Record<string, string>) {
   return {
@@ -46,17 +34,17 @@ function form(fields: Record<string, string>) {
 describe('security headers', () => {
   it('are on every answer: JSON, problems, 405, 413, 204, HEAD', async () => {
     const answers = [
-      await call(`${server.url}/health`),
-      await call(`${server.url}/no/such/route`),
-      await call(`${server.url}/api/v1/places`, { method: 'PATCH' }),
-      await call(`${server.url}/api/v1/places`, { method: 'POST', json: {} }),
-      await call(`${server.url}/api/v1/places`, {
+      await call(`${tested.url}/health`),
+      await call(`${tested.url}/no/such/route`),
+      await call(`${tested.url}/api/v1/places`, { method: 'PATCH' }),
+      await call(`${tested.url}/api/v1/places`, { method: 'POST', json: {} }),
+      await call(`${tested.url}/api/v1/places`, {
         method: 'POST',
         headers: ADMIN,
         json: { name: 'x'.repeat(1_100_000) },
       }),
-      await call(`${server.url}/api/v1/places`, { method: 'OPTIONS' }),
-      await call(`${server.url}/version`, { method: 'HEAD' }),
+      await call(`${tested.url}/api/v1/places`, { method: 'OPTIONS' }),
+      await call(`${tested.url}/version`, { method: 'HEAD' }),
     ];
     expect(answers.map((a) => a.status)).toEqual([200, 404, 405, 401, 413, 204, 200]);
     for (const answer of answers) {
@@ -70,7 +58,7 @@ describe('security headers', () => {
 
 describe('GET /admin/login', () => {
   it('is an HTML page with a form posting to the admin login, under a strict CSP', async () => {
-    const page = await call(`${server.url}/admin/login`);
+    const page = await call(`${tested.url}/admin/login`);
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toBe(HTML);
     expect(page.headers.get('cache-control')).toBe('no-store');
@@ -92,14 +80,13 @@ describe('GET /admin/login', () => {
   });
 
   it('answers 405 with Allow to other methods', async () => {
-    const post = await call(`${server.url}/admin/login`, form({ username: 'a', password: 'b' }));
+    const post = await call(`${tested.url}/admin/login`, form({ username: 'a', password: 'b' }));
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
     expect(post.body).toEqual(
-      problem(
-        405,
-        'Method Not Allowed',
-        'POST is not allowed here; allowed: GET, HEAD, OPTIONS',
+      methodNotAllowed(
+        'POST',
+        'GET, HEAD, OPTIONS',
         '/admin/login',
         post.headers.get('x-request-id'),
       ),
@@ -113,7 +100,7 @@ describe('the login form (POST /api/v1/admin/login as a form)', () => {
   it('signs in: a page with a token that writes', async () => {
     limiter.recordSuccess('127.0.0.1');
     const result = await call(
-      `${server.url}${login}`,
+      `${tested.url}${login}`,
       form({ username: TEST_AUTH.adminUsername, password: TEST_AUTH.adminPassword }),
     );
     expect(result.status).toBe(200);
@@ -123,7 +110,7 @@ describe('the login form (POST /api/v1/admin/login as a form)', () => {
     expect(result.text).toContain('<h1>Signed in</h1>');
     expect(result.text).toContain('valid for 60 minutes');
     const token = /<textarea id="token" readonly>([^<]+)<\/textarea>/.exec(result.text)![1]!;
-    const created = await call(`${server.url}/api/v1/organizations`, {
+    const created = await call(`${tested.url}/api/v1/organizations`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}` },
       json: { name: 'Signed in by form' },
@@ -134,11 +121,11 @@ describe('the login form (POST /api/v1/admin/login as a form)', () => {
   it('says why a try failed, the same for an unknown user as for a wrong password', async () => {
     limiter.recordSuccess('127.0.0.1');
     const wrongPassword = await call(
-      `${server.url}${login}`,
+      `${tested.url}${login}`,
       form({ username: TEST_AUTH.adminUsername, password: 'wrong password' }),
     );
     const unknownUser = await call(
-      `${server.url}${login}`,
+      `${tested.url}${login}`,
       form({ username: 'nobody', password: TEST_AUTH.adminPassword }),
     );
     for (const result of [wrongPassword, unknownUser]) {
@@ -153,7 +140,7 @@ describe('the login form (POST /api/v1/admin/login as a form)', () => {
     }
     expect(unknownUser.text).toBe(wrongPassword.text);
 
-    const missing = await call(`${server.url}${login}`, form({ username: 'admin' }));
+    const missing = await call(`${tested.url}${login}`, form({ username: 'admin' }));
     expect(missing.status).toBe(400);
     expect(missing.headers.get('content-type')).toBe(HTML);
     expect(missing.text).toContain(
@@ -164,11 +151,11 @@ describe('the login form (POST /api/v1/admin/login as a form)', () => {
   it('says when it is throttled, and when to try again (429, Retry-After)', async () => {
     limiter.recordSuccess('127.0.0.1');
     for (let i = 0; i < 5; i++) {
-      const failed = await call(`${server.url}${login}`, form({ username: 'x', password: 'y' }));
+      const failed = await call(`${tested.url}${login}`, form({ username: 'x', password: 'y' }));
       expect(failed.status).toBe(401);
     }
     const limited = await call(
-      `${server.url}${login}`,
+      `${tested.url}${login}`,
       form({ username: TEST_AUTH.adminUsername, password: TEST_AUTH.adminPassword }),
     );
     expect(limited.status).toBe(429);
@@ -178,7 +165,7 @@ describe('the login form (POST /api/v1/admin/login as a form)', () => {
       '<p class="error" role="alert">Too many failed sign-ins from your address. Try again in 900 seconds.</p>',
     );
     // JSON clients still get JSON.
-    const json = await call(`${server.url}${login}`, {
+    const json = await call(`${tested.url}${login}`, {
       method: 'POST',
       json: { username: 'x', password: 'y' },
     });
@@ -199,7 +186,7 @@ describe('CORS', () => {
   const origin = 'https://app.example.org';
 
   it('with the default CORS_ORIGINS=*: any origin may read, without credentials', async () => {
-    const get = await call(`${server.url}/api/v1/events`, { headers: { origin } });
+    const get = await call(`${tested.url}/api/v1/events`, { headers: { origin } });
     expect(get.status).toBe(200);
     expect(get.headers.get('access-control-allow-origin')).toBe('*');
     expect(get.headers.get('access-control-allow-credentials')).toBeNull();
@@ -208,7 +195,7 @@ describe('CORS', () => {
     );
     expect(get.headers.get('vary')).toContain('Origin');
 
-    const preflight = await call(`${server.url}/api/v1/places`, {
+    const preflight = await call(`${tested.url}/api/v1/places`, {
       method: 'OPTIONS',
       headers: {
         origin,
@@ -225,12 +212,12 @@ describe('CORS', () => {
     expect(preflight.headers.get('access-control-max-age')).toBe('600');
     expect(preflight.headers.get('access-control-allow-credentials')).toBeNull();
 
-    const doc = await call(`${server.url}/openapi.json`, { headers: { origin } });
+    const doc = await call(`${tested.url}/openapi.json`, { headers: { origin } });
     expect(doc.headers.get('access-control-allow-origin')).toBe('*');
   });
 
   it('with *: a preflight for a write is refused (403 saying why), a write gets no CORS headers', async () => {
-    const preflight = await call(`${server.url}/api/v1/places`, {
+    const preflight = await call(`${tested.url}/api/v1/places`, {
       method: 'OPTIONS',
       headers: { origin, 'access-control-request-method': 'POST' },
     });
@@ -246,7 +233,7 @@ describe('CORS', () => {
         preflight.headers.get('x-request-id'),
       ),
     );
-    const write = await call(`${server.url}/api/v1/places`, {
+    const write = await call(`${tested.url}/api/v1/places`, {
       method: 'POST',
       headers: { ...ADMIN, origin },
       json: { name: 'Cross-origin' },
@@ -256,9 +243,9 @@ describe('CORS', () => {
   });
 
   it('adds nothing outside the API, nor without Origin (OPTIONS answers Allow as before)', async () => {
-    const health = await call(`${server.url}/health`, { headers: { origin } });
+    const health = await call(`${tested.url}/health`, { headers: { origin } });
     expect(health.headers.get('access-control-allow-origin')).toBeNull();
-    const options = await call(`${server.url}/api/v1/places`, { method: 'OPTIONS' });
+    const options = await call(`${tested.url}/api/v1/places`, { method: 'OPTIONS' });
     expect(options.status).toBe(204);
     expect(options.headers.get('allow')).toBe('GET, HEAD, POST, OPTIONS');
     expect(options.headers.get('access-control-allow-origin')).toBeNull();
@@ -266,7 +253,7 @@ describe('CORS', () => {
 
   it('with listed origins: those may write (Authorization allowed), others get nothing', async () => {
     const listed = await startTestApp({
-      database: backend.db,
+      database: tested.db,
       settings: { cors: { anyOrigin: false, origins: [origin] } },
     });
     try {

@@ -154,3 +154,22 @@ export function killSlotProcesses(stateDir: string): void {
     }
   }
 }
+
+/** The steps of a local deploy, in the order it runs and prints them. */
+export const DEPLOY_STEPS = [
+  'validate',
+  'lock',
+  'active',
+  'snapshot',
+  'migrate',
+  'start',
+  'health',
+  'switch',
+  'verify',
+  'stop-old',
+] as const;
+
+/** `togather deploy --runner local --env <envFile> --build <build>`, then `flags`. */
+export function localDeployArgs(envFile: string, build: string, ...flags: string[]): string[] {
+  return ['deploy', '--runner', 'local', '--env', envFile, '--build', build, ...flags];
+}

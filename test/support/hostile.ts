@@ -1,15 +1,108 @@
-import { expect } from 'vitest';
-import type { ProxyProcess } from './proxy-process.js';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { converse, type RawResponse } from './raw-client.js';
-import type { FakeSlot } from './fake-slot.js';
+import { FakeSlot } from './fake-slot.js';
+import { ProxyProcess } from '../../harness/proxy-process.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
- * Shared checks of the hostile-input suites: the proxy's own error answer,
- * and that after a hostile exchange the proxy is up and serves the next
- * request on a new connection normally, as the fake slot (raw wire) proves.
+ * The hostile-input suites' fixture and shared checks: recording slots on
+ * the raw wire and a `togather proxy` process in front, the proxy's own
+ * error answer, and that after a hostile exchange the proxy is up and serves
+ * the next request on a new connection normally, as the fake slot proves.
  */
+
+export interface RawSlots {
+  readonly blue: FakeSlot;
+  readonly green: FakeSlot;
+}
+
+export interface HostileEdge extends RawSlots {
+  readonly proxy: ProxyProcess;
+}
+
+/** Blue and green recording slots (raw wire), started before the suite's tests and closed after them. */
+export function rawSlots(): RawSlots {
+  const slots: { blue?: FakeSlot; green?: FakeSlot } = {};
+  beforeAll(async () => {
+    [slots.blue, slots.green] = await Promise.all([
+      FakeSlot.start('blue', { wire: 'raw' }),
+      FakeSlot.start('green', { wire: 'raw' }),
+    ]);
+  });
+  afterAll(async () => {
+    await Promise.all([slots.blue?.close(), slots.green?.close()]);
+  });
+  return {
+    get blue() {
+      return started(slots.blue);
+    },
+    get green() {
+      return started(slots.green);
+    },
+  };
+}
+
+/**
+ * A `togather proxy` process in front of `slots` (access log off, info logs,
+ * then `env`), started before the suite's tests and stopped after them.
+ */
+export function proxyBefore(
+  slots: RawSlots,
+  env: Record<string, string> = {},
+): { readonly proxy: ProxyProcess } {
+  let proxy: ProxyProcess | undefined;
+  beforeAll(async () => {
+    proxy = await ProxyProcess.start({
+      blueUrl: slots.blue.url,
+      greenUrl: slots.green.url,
+      env: { ACCESS_LOG: 'off', LOG_LEVEL: 'info', ...env },
+    });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+  return {
+    get proxy() {
+      return started(proxy);
+    },
+  };
+}
+
+/**
+ * Both of the above, and after each test: the proxy serves the next client
+ * normally on blue, blue read no bytes it could not frame, and green (idle)
+ * got nothing. Blue's records are reset between tests.
+ */
+export function hostileEdge(env: Record<string, string> = {}): HostileEdge {
+  const slots = rawSlots();
+  const front = proxyBefore(slots, env);
+  afterEach(async () => {
+    try {
+      await expectServedNormally(front.proxy, slots.blue);
+      expect(slots.blue.unreadable).toEqual([]);
+      expect(slots.green.traffic()).toEqual([]);
+    } finally {
+      slots.blue.reset();
+    }
+  });
+  return {
+    get blue() {
+      return slots.blue;
+    },
+    get green() {
+      return slots.green;
+    },
+    get proxy() {
+      return front.proxy;
+    },
+  };
+}
+
+function started<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error('used before its beforeAll ran (or after it failed)');
+  return value;
+}
 
 /** The proxy's own error answer: status, JSON `{error, slot, request_id}`, the slot header. */
 export function expectProxyError(

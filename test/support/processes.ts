@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { WatchedProcess } from '../../harness/child-process.js';
+import { BUILT_CLI as CLI } from '../../harness/built-files.js';
+import { childEnv, launch } from '../../harness/child-process.js';
 import { until } from './wait.js';
 
-/** The built CLI (`npm test` builds first). */
-export const CLI = fileURLToPath(new URL('../../dist/cli/togather.js', import.meta.url));
+export { CLI };
 
 export interface CliResult {
   code: number | null;
@@ -20,7 +19,7 @@ export function runCli(
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
-      env: baseEnv(env),
+      env: childEnv(env),
       cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -37,18 +36,9 @@ export function runCli(
   });
 }
 
-function baseEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env };
-}
-
 /** Starts `togather <args>` in the background. */
 export function startCli(args: string[], env: Record<string, string> = {}, cwd?: string) {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: baseEnv(env),
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new WatchedProcess(`togather ${args.join(' ')}`, child);
+  return launch(`togather ${args.join(' ')}`, process.execPath, [CLI, ...args], env, cwd);
 }
 
 /** Polls a URL until it answers with the given status; the failure says what it last answered. */

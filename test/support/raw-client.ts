@@ -141,6 +141,52 @@ export async function converse(
   }
 }
 
+/** The status line and headers of one answer's head (the text before its blank line). */
+function parseHead(head: string): Omit<RawResponse, 'body'> {
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const status = Number(/^HTTP\/\d\.\d (\d{3})/.exec(statusLine)?.[1] ?? NaN);
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return { statusLine, status, headers };
+}
+
+/**
+ * Writes bytes on a fresh TCP connection, waits for the other side to close
+ * it, and parses the one answer that came back; its body is everything after
+ * the head, framing and all.
+ */
+export function rawHttp(
+  port: number,
+  text: string | Buffer,
+  timeoutMs = 10_000,
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no complete answer within ${timeoutMs} ms: ${Buffer.concat(chunks)}`));
+    }, timeoutMs);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    // EPIPE/ECONNRESET while the proxy closes after answering are expected here.
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const received = Buffer.concat(chunks).toString('latin1');
+      const end = received.indexOf('\r\n\r\n');
+      if (end === -1) {
+        reject(new Error(`unreadable answer: ${JSON.stringify(Buffer.concat(chunks).toString())}`));
+        return;
+      }
+      resolve({ ...parseHead(received.slice(0, end)), body: received.slice(end + 4) });
+    });
+    socket.write(text);
+  });
+}
+
 /** Parses complete HTTP/1.x answers out of `text` (Content-Length, chunked or none). */
 export function parseResponses(text: string): RawResponse[] {
   const answers: RawResponse[] = [];
@@ -148,13 +194,7 @@ export function parseResponses(text: string): RawResponse[] {
   while (at < text.length) {
     const headEnd = text.indexOf('\r\n\r\n', at);
     if (headEnd === -1) break;
-    const [statusLine = '', ...lines] = text.slice(at, headEnd).split('\r\n');
-    const status = Number(/^HTTP\/\d\.\d (\d{3})/.exec(statusLine)?.[1] ?? NaN);
-    const headers: Record<string, string> = {};
-    for (const line of lines) {
-      const colon = line.indexOf(':');
-      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-    }
+    const { statusLine, status, headers } = parseHead(text.slice(at, headEnd));
     let bodyStart = headEnd + 4;
     let body: string;
     if (headers['transfer-encoding']?.toLowerCase().includes('chunked')) {

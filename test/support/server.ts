@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll } from 'vitest';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../common/logger.js';
@@ -128,6 +129,57 @@ export async function startTestApp(
   };
 }
 
+/** What the suite's tests run against: a migrated database and the app on it. */
+export interface AppUnderTest {
+  readonly backend: TestBackend;
+  readonly server: TestApp;
+  /** The app's base URL (`server.url`). */
+  readonly url: string;
+  /** The backend's database (`backend.db`). */
+  readonly db: Database;
+}
+
+/**
+ * The app-under-test fixture: before the suite's tests, a migrated database
+ * (PostgreSQL unless `backend` opens another) and `startTestApp` on it with
+ * `app`'s dependencies; after them, both closed.
+ */
+export function appBefore(
+  options: {
+    backend?: () => Promise<TestBackend>;
+    app?: Partial<Omit<AppDeps, 'settings' | 'database'>> & { settings?: Partial<AppSettings> };
+  } = {},
+): AppUnderTest {
+  let backend: TestBackend | undefined;
+  let server: TestApp | undefined;
+  beforeAll(async () => {
+    backend = await (options.backend ?? postgresBackend)();
+    server = await startTestApp({ ...options.app, database: backend.db });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await backend?.close();
+  });
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('used before its beforeAll ran (or after it failed)');
+    return value;
+  };
+  return {
+    get backend() {
+      return started(backend);
+    },
+    get server() {
+      return started(server);
+    },
+    get url() {
+      return started(server).url;
+    },
+    get db() {
+      return started(backend).db;
+    },
+  };
+}
+
 /** fetch returning status, headers and the parsed JSON body (or text). */
 export async function call(
   url: string,
@@ -161,4 +213,20 @@ export function problem(
   extra: Record<string, unknown> = {},
 ) {
   return { type: 'about:blank', title, status, detail, instance, request_id: requestId, ...extra };
+}
+
+/** The exact 405 body: `method` is not allowed at `instance`, `allow` lists what is. */
+export function methodNotAllowed(
+  method: string,
+  allow: string,
+  instance: string,
+  requestId: string | null,
+) {
+  return problem(
+    405,
+    'Method Not Allowed',
+    `${method} is not allowed here; allowed: ${allow}`,
+    instance,
+    requestId,
+  );
 }

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestEdge } from '../../support/edge.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
-import { TestRedis } from '../../support/redis.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 const KEY = 'test-admin-key-0123456789-abcdefghijklmnop';
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -19,7 +19,7 @@ interface Admin {
 
 /** The whole proxy in this process, on a real Redis. */
 async function startAdmin(
-  redis: TestRedis,
+  redis: RedisProcess,
   slots: Record<'blue' | 'green', FakeSlot>,
   prefix: string,
 ): Promise<Admin> {
@@ -45,7 +45,7 @@ interface Answer {
 }
 
 describe('admin API', () => {
-  let redis: TestRedis;
+  let redis: RedisProcess;
   let slots: Record<'blue' | 'green', FakeSlot>;
   let admin: Admin;
   let n = 0;
@@ -73,7 +73,7 @@ describe('admin API', () => {
   }
 
   beforeAll(async () => {
-    [redis, slots] = await Promise.all([TestRedis.start(), startFakeSlots()]);
+    [redis, slots] = await Promise.all([RedisProcess.start(), startFakeSlots()]);
   });
   beforeEach(async () => {
     slots.blue.setHealth({ status: 200, delayMs: 0 });

@@ -7,7 +7,7 @@ import { SlotRegistry } from '../../../proxy/state/slot-registry.js';
 import type { Slot } from '../../../common/slot.js';
 import { SwitchService } from '../../../proxy/admin/switch-service.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
-import { TestRedis } from '../../support/redis.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -19,13 +19,13 @@ interface Proxy {
 }
 
 describe('switch service on a real Redis store', () => {
-  let redis: TestRedis;
+  let redis: RedisProcess;
   let slots: Record<Slot, FakeSlot>;
   let prefixN = 0;
   const open: RedisStore[] = [];
 
   beforeAll(async () => {
-    [redis, slots] = await Promise.all([TestRedis.start(), startFakeSlots()]);
+    [redis, slots] = await Promise.all([RedisProcess.start(), startFakeSlots()]);
   });
   afterEach(async () => {
     await Promise.all(open.splice(0).map((s) => s.close()));

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
-import { httpRequest, type HttpAnswer } from '../../support/http-client.js';
 import { freePort } from '../../../harness/ports.js';
 import { runCli } from '../../support/processes.js';
-import { PROCESS_ADMIN_KEY, ProxyProcess } from '../../support/proxy-process.js';
-import { TestRedis } from '../../support/redis.js';
 import { valueOf } from '../../support/wait.js';
+import { httpRequest, type HttpAnswer } from '../../../harness/http-client.js';
+import { PROCESS_ADMIN_KEY, ProxyProcess } from '../../../harness/proxy-process.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 /**
  * PROXY_WORKERS=2 (issue 5): `togather proxy` as a cluster primary with two
@@ -83,14 +83,14 @@ function alive(pid: number): boolean {
 }
 
 interface RedisCluster {
-  redis: TestRedis;
+  redis: RedisProcess;
   slots: Record<'blue' | 'green', FakeSlot>;
   proxy: ProxyProcess;
 }
 
 /** A private Redis, two fake slots and `togather proxy` with PROXY_WORKERS=2 on them. */
 async function startRedisCluster(name: string): Promise<RedisCluster> {
-  const redis = await TestRedis.start();
+  const redis = await RedisProcess.start();
   const slots = await startFakeSlots();
   const proxy = await ProxyProcess.start({
     blueUrl: slots.blue.url,
@@ -109,7 +109,7 @@ async function stopRedisCluster(cluster: Partial<RedisCluster>): Promise<void> {
 }
 
 describe('PROXY_WORKERS=2 on Redis', () => {
-  let redis: TestRedis;
+  let redis: RedisProcess;
   let slots: Record<'blue' | 'green', FakeSlot>;
   let proxy: ProxyProcess;
   /** Requests sent through the public listener so far (for the metrics totals). */

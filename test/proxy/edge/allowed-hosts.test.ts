@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostName } from '../../../proxy/edge/allowed-hosts.js';
 import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
-import { httpRequest, rawHttp } from '../../support/http-client.js';
+import { httpRequest } from '../../../harness/http-client.js';
+import { rawHttp } from '../../support/raw-client.js';
 
 /** ALLOWED_HOSTS: requests for other authorities get 421 and never reach a slot. */
 

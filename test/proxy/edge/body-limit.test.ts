@@ -1,8 +1,8 @@
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
-import { httpRequest } from '../../support/http-client.js';
 import { RawClient } from '../../support/raw-client.js';
+import { httpRequest } from '../../../harness/http-client.js';
 
 /**
  * MAX_BODY_SIZE: 413 for a declared body over the limit before the slot sees

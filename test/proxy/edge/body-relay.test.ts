@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProxyProcess } from '../../support/proxy-process.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
 
 /**
  * The slot's answer body reaches the client through the forwarder's relay

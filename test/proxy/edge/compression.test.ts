@@ -3,7 +3,7 @@ import { createGunzip } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compressionCases, compressionOffCases } from '../../support/compression-cases.js';
 import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
-import { httpRequest } from '../../support/http-client.js';
+import { httpRequest } from '../../../harness/http-client.js';
 
 /**
  * COMPRESSION on HTTP/1.1: the cases every protocol passes

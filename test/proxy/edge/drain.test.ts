@@ -3,9 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Slot } from '../../../proxy/state/slot-state.js';
 import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
-import { httpRequest } from '../../support/http-client.js';
 import { headerOf } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
+import { httpRequest } from '../../../harness/http-client.js';
 
 async function activate(t: SlotsAndEdge, slot: Slot): Promise<void> {
   if (t.edge.registry.current.active !== slot) await t.switchTo(slot);

@@ -7,10 +7,11 @@ import {
   type SlotsAndEdge,
   type TestEdge,
 } from '../../support/edge.js';
-import { httpRequest, rawHttp } from '../../support/http-client.js';
 import { closedPort } from '../../../harness/ports.js';
 import { FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
+import { httpRequest } from '../../../harness/http-client.js';
+import { rawHttp } from '../../support/raw-client.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpRequest, type HttpRequestOptions } from '../../support/http-client.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
 import { createTestCertificates, type TestCertificates } from '../../support/tls.js';
 import { FakeSlot } from '../../support/fake-slot.js';
 import { nextMessage, openWebSocket, refusedWebSocket } from '../../support/websocket-client.js';
+import { httpRequest, type HttpRequestOptions } from '../../../harness/http-client.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
 
 /**
  * Slots behind https URLs, with `togather proxy` as a child process: requests,

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SECURITY_HEADERS } from '../../../proxy/edge/security-headers.js';
 import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
-import { httpRequest, rawHttp } from '../../support/http-client.js';
 import { closedPort } from '../../../harness/ports.js';
+import { httpRequest } from '../../../harness/http-client.js';
+import { rawHttp } from '../../support/raw-client.js';
 
 /** SECURITY_HEADERS and CONTENT_SECURITY_POLICY on slot answers and the proxy's own. */
 

@@ -1,9 +1,9 @@
 import { urlJoin } from 'http-proxy-3/dist/lib/http-proxy/common.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prefixedPath, upstreamPath } from '../../../proxy/edge/stream-pass.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse } from '../../support/raw-client.js';
 import { FakeSlot, type RecordedRequest } from '../../support/fake-slot.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
 
 /**
  * The data plane's own web pass (stream-pass.ts) forwards every request, to

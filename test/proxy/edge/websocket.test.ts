@@ -2,7 +2,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestEdge, twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
-import { rawHttp } from '../../support/http-client.js';
 import { closedPort } from '../../../harness/ports.js';
 import { FakeSlot } from '../../support/fake-slot.js';
 import {
@@ -12,6 +11,7 @@ import {
   refusedWebSocket,
 } from '../../support/websocket-client.js';
 import { until } from '../../support/wait.js';
+import { rawHttp } from '../../support/raw-client.js';
 
 describe('WebSocket proxying', () => {
   let t: SlotsAndEdge;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { twoSlotsAndEdge, type SlotsAndEdge } from '../../support/edge.js';
-import { httpRequest, rawHttp } from '../../support/http-client.js';
+import { httpRequest } from '../../../harness/http-client.js';
+import { rawHttp } from '../../support/raw-client.js';
 
 /** X-Real-IP: the client socket's address, whatever the client sent. */
 

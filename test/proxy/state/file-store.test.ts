@@ -10,8 +10,8 @@ import type { SlotState } from '../../../proxy/state/slot-state.js';
 import { StoreCorruptError, StoreUnavailableError } from '../../../proxy/state/store.js';
 import type { SwitchRecord } from '../../../proxy/state/switch-record.js';
 import { LogCapture, startTestEdge, TEST_ADMIN_KEY } from '../../support/edge.js';
-import { httpRequest } from '../../support/http-client.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
+import { httpRequest } from '../../../harness/http-client.js';
 
 function next(from: SlotState, actor = 'test'): SlotState {
   return {

@@ -9,8 +9,8 @@ import { SlotRegistry } from '../../../proxy/state/slot-registry.js';
 import { otherSlot, type Slot } from '../../../common/slot.js';
 import { invalidStateReason, type SlotState } from '../../../proxy/state/slot-state.js';
 import { StoreUnavailableError } from '../../../proxy/state/store.js';
-import { TestRedis } from '../../support/redis.js';
 import { until } from '../../support/wait.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 /**
  * Random interleavings of compare-and-set from several store instances (each
@@ -68,12 +68,12 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   },
 );
 
-let redis: TestRedis;
+let redis: RedisProcess;
 let raw: Redis;
 let run = 0;
 
 beforeAll(async () => {
-  redis = await TestRedis.start();
+  redis = await RedisProcess.start();
   raw = new Redis(redis.url, { lazyConnect: true });
   // It reconnects by itself after the outages the tests cause; nothing to report.
   raw.on('error', () => undefined);

@@ -8,16 +8,16 @@ import { otherSlot, type Slot } from '../../../common/slot.js';
 import type { SlotState } from '../../../proxy/state/slot-state.js';
 import { StoreCorruptError, StoreUnavailableError } from '../../../proxy/state/store.js';
 import type { SwitchRecord } from '../../../proxy/state/switch-record.js';
-import { TestRedis } from '../../support/redis.js';
 import { until, valueOf } from '../../support/wait.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
-let redis: TestRedis;
+let redis: RedisProcess;
 let raw: Redis;
 const stores: RedisStore[] = [];
 let prefixCounter = 0;
 
 beforeAll(async () => {
-  redis = await TestRedis.start();
+  redis = await RedisProcess.start();
   raw = new Redis(redis.url, { lazyConnect: true });
   // It reconnects by itself after the outages the tests cause; nothing to report.
   raw.on('error', () => undefined);

@@ -5,7 +5,7 @@ import { secretsEqual } from '../../../common/secrets.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { freePort } from '../../../harness/ports.js';
 import { runCli, startCli } from '../../support/processes.js';
-import { PROCESS_ADMIN_KEY, ProxyProcess } from '../../support/proxy-process.js';
+import { PROCESS_ADMIN_KEY, ProxyProcess } from '../../../harness/proxy-process.js';
 
 /**
  * The admin API of a `togather proxy` process under fuzzed methods, paths,

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { freePort } from '../../../harness/ports.js';
 import { startCli, waitForHttp } from '../../support/processes.js';
-import { TestRedis } from '../../support/redis.js';
 import { WatchedProcess } from '../../../harness/child-process.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 const KEY = 'cutover-test-admin-key-0123456789abcdefgh';
 const LOAD_SECONDS = 11;
@@ -29,7 +29,7 @@ function headerValue(headers: Record<string, unknown> | undefined, name: string)
 }
 
 describe('cutover under load', () => {
-  let redis: TestRedis;
+  let redis: RedisProcess;
   let slots: Record<'blue' | 'green', FakeSlot>;
   let proxy: WatchedProcess;
   let publicUrl: string;
@@ -37,7 +37,7 @@ describe('cutover under load', () => {
 
   beforeAll(async () => {
     // Thousands of requests a second: the slots count them and keep none.
-    [redis, slots] = await Promise.all([TestRedis.start(), startFakeSlots({ record: false })]);
+    [redis, slots] = await Promise.all([RedisProcess.start(), startFakeSlots({ record: false })]);
     const [port, adminPort] = [await freePort(), await freePort()];
     publicUrl = `http://127.0.0.1:${port}`;
     adminUrl = `http://127.0.0.1:${adminPort}`;

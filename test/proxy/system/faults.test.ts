@@ -2,12 +2,11 @@ import { Agent, request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../../harness/ports.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
 import { sleep } from '../../support/raw-client.js';
 import { FakeSlot } from '../../support/fake-slot.js';
-import { SlotProcess } from '../../support/slot-process.js';
 import { until } from '../../support/wait.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
+import { UpstreamProcess } from '../../../harness/upstream-process.js';
 
 /**
  * Faults of the slots behind a `togather proxy` process: the active slot
@@ -88,13 +87,12 @@ function startLoad(url: string, clients: number) {
 }
 
 describe('the active slot killed under load', () => {
-  let blue: SlotProcess;
+  let blue: UpstreamProcess;
   let green: FakeSlot;
   let proxy: ProxyProcess;
 
   beforeAll(async () => {
-    blue = new SlotProcess('blue', await freePort());
-    await blue.start();
+    blue = await UpstreamProcess.start('blue');
     green = await FakeSlot.start('green', { wire: 'raw' });
     proxy = await ProxyProcess.start({
       blueUrl: blue.url,

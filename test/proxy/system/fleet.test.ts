@@ -5,9 +5,9 @@ import { otherSlot, type Slot } from '../../../common/slot.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { freePort, waitForPort } from '../../../harness/ports.js';
 import { startCli, waitForHttp } from '../../support/processes.js';
-import { TestRedis } from '../../support/redis.js';
 import { valueOf } from '../../support/wait.js';
 import { WatchedProcess } from '../../../harness/child-process.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 /**
  * Two `togather proxy` processes on one Redis (issue 3, Fleet and Redis
@@ -71,7 +71,7 @@ class FleetProxy {
     readonly adminUrl: string,
   ) {}
 
-  static async start(name: string, redis: TestRedis, slots: Record<Slot, FakeSlot>) {
+  static async start(name: string, redis: RedisProcess, slots: Record<Slot, FakeSlot>) {
     const port = await freePort();
     const adminPort = await freePort();
     const child = startCli(['proxy'], {
@@ -199,13 +199,13 @@ async function eventually<T>(
 }
 
 describe('fleet: two proxies on one Redis', () => {
-  let redis: TestRedis;
+  let redis: RedisProcess;
   let raw: Redis;
   let slots: Record<Slot, FakeSlot>;
   let proxies: [FleetProxy, FleetProxy];
 
   beforeAll(async () => {
-    redis = await TestRedis.start();
+    redis = await RedisProcess.start();
     raw = new Redis(redis.url, { lazyConnect: true });
     // Reconnects by itself after the outage test; nothing to report.
     raw.on('error', () => undefined);

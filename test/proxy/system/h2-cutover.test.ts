@@ -9,7 +9,7 @@ import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { H2Client } from '../../support/h2-client.js';
 import { selfSigned } from '../../support/pebble.js';
 import { freePort } from '../../../harness/ports.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
 
 const run = promisify(execFile);
 const LOAD_MS = 6000;

@@ -1,8 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
+import { describe, expect, it } from 'vitest';
+import { expectProxyError, hostileEdge } from '../../support/hostile.js';
 import { converse } from '../../support/raw-client.js';
-import { FakeSlot, type RecordedRequest } from '../../support/fake-slot.js';
+import type { RecordedRequest } from '../../support/fake-slot.js';
 
 /**
  * Hop-by-hop abuse against a `togather proxy` process: Connection tokens
@@ -11,38 +10,9 @@ import { FakeSlot, type RecordedRequest } from '../../support/fake-slot.js';
  * own headers. The recording slot shows exactly which header lines arrived.
  */
 
-let blue: FakeSlot;
-let green: FakeSlot;
-let proxy: ProxyProcess;
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-beforeAll(async () => {
-  [blue, green] = await Promise.all([
-    FakeSlot.start('blue', { wire: 'raw' }),
-    FakeSlot.start('green', { wire: 'raw' }),
-  ]);
-  proxy = await ProxyProcess.start({
-    blueUrl: blue.url,
-    greenUrl: green.url,
-    env: { ACCESS_LOG: 'off', LOG_LEVEL: 'info' },
-  });
-});
-
-afterAll(async () => {
-  await proxy?.stop();
-  await Promise.all([blue?.close(), green?.close()]);
-});
-
-afterEach(async () => {
-  try {
-    await expectServedNormally(proxy, blue);
-    expect(blue.unreadable).toEqual([]);
-    expect(green.traffic()).toEqual([]);
-  } finally {
-    blue.reset();
-  }
-});
+const edge = hostileEdge();
 
 /** Every value of `name` (any case) the slot received, in order. */
 function values(request: RecordedRequest | undefined, name: string): string[] {
@@ -53,7 +23,7 @@ function values(request: RecordedRequest | undefined, name: string): string[] {
 /** Sends one request that closes its connection and returns what the slot received. */
 async function forward(path: string, headerLines: string, body = ''): Promise<RecordedRequest> {
   const reply = await converse(
-    proxy.port,
+    edge.proxy.port,
     `POST ${path} HTTP/1.1\r\nHost: edge.test\r\n${headerLines}Content-Length: ${body.length}\r\n\r\n${body}`,
   );
   expect(
@@ -61,7 +31,7 @@ async function forward(path: string, headerLines: string, body = ''): Promise<Re
     reply.received,
   ).toEqual([200]);
   expect(reply.answers[0]!.headers['x-togather-slot']).toBe('blue');
-  const [request] = blue.received(path);
+  const [request] = edge.blue.received(path);
   expect(request, `the slot received ${path}`).toBeDefined();
   return request!;
 }
@@ -69,13 +39,13 @@ async function forward(path: string, headerLines: string, body = ''): Promise<Re
 describe('client Connection tokens', () => {
   it('Connection: close, X-Togather-Slot neither forwards the client value nor strips the answer header', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       'GET /tag HTTP/1.1\r\nHost: edge.test\r\nConnection: close, X-Togather-Slot\r\nX-Togather-Slot: green\r\n\r\n',
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
     expect(reply.answers[0]!.headers['x-togather-slot']).toBe('blue');
     expect(reply.closed).toBe(true);
-    const [request] = blue.received('/tag');
+    const [request] = edge.blue.received('/tag');
     expect(values(request, 'x-togather-slot')).toEqual([]);
     expect(values(request, 'connection')).toEqual(['keep-alive']);
   });
@@ -90,7 +60,7 @@ describe('client Connection tokens', () => {
     expect(values(request, 'x-forwarded-for')).toEqual(['127.0.0.1']);
     expect(values(request, 'x-forwarded-proto')).toEqual(['http']);
     expect(values(request, 'x-forwarded-host')).toEqual(['edge.test']);
-    expect(values(request, 'x-forwarded-port')).toEqual([String(proxy.port)]);
+    expect(values(request, 'x-forwarded-port')).toEqual([String(edge.proxy.port)]);
   });
 
   it('tokens naming framing and routing headers do not remove them', async () => {
@@ -129,7 +99,7 @@ describe('client Connection tokens', () => {
     ]) {
       expect(values(request, name), name).toEqual([]);
     }
-    expect(blue.rawText()).not.toContain('c2VjcmV0');
+    expect(edge.blue.rawText()).not.toContain('c2VjcmV0');
   });
 });
 
@@ -142,12 +112,12 @@ describe('X-Togather-Slot from clients', () => {
   ])('never reaches the slot when sent %s', async (_name, lines) => {
     const request = await forward('/client-slot', lines);
     expect(values(request, 'x-togather-slot')).toEqual([]);
-    expect(blue.rawText().toLowerCase()).not.toContain('x-togather-slot');
+    expect(edge.blue.rawText().toLowerCase()).not.toContain('x-togather-slot');
   });
 
   it('never reaches the slot in a WebSocket handshake', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       'GET /ws HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
         'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
         'X-Togather-Slot: green\r\n\r\n',
@@ -156,7 +126,7 @@ describe('X-Togather-Slot from clients', () => {
     expect(reply.answers.map((a) => [a.status, a.headers['x-togather-slot']])).toEqual([
       [200, 'blue'],
     ]);
-    const [handshake] = blue.received('/ws');
+    const [handshake] = edge.blue.received('/ws');
     expect(values(handshake, 'x-togather-slot')).toEqual([]);
     expect(values(handshake, 'upgrade')).toEqual(['websocket']);
   });
@@ -171,20 +141,20 @@ describe('upgrades other than WebSocket', () => {
     ['an unknown protocol', 'Connection: Upgrade\r\nUpgrade: smuggle/1.0\r\n'],
   ])('400 unsupported_upgrade for %s, nothing forwarded', async (_name, lines) => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `GET /upgrade HTTP/1.1\r\nHost: edge.test\r\n${lines}\r\n`,
     );
     expect(reply.answers).toHaveLength(1);
     expectProxyError(reply.answers[0], 400, 'unsupported_upgrade');
     expect(reply.closed).toBe(true);
-    expect(blue.traffic()).toEqual([]);
+    expect(edge.blue.traffic()).toEqual([]);
   });
 });
 
 describe('slot answers', () => {
   it('a slot cannot speak for the proxy or strip its headers through Connection', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       'GET /hop-answer HTTP/1.1\r\nHost: edge.test\r\nX-Request-Id: client-id-2\r\nConnection: close\r\n\r\n',
     );
     expect(reply.answers).toHaveLength(1);
@@ -202,21 +172,21 @@ describe('slot answers', () => {
 
   it('generates a request id when the client sends none, the same on both sides', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       'GET /rid HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n',
     );
     const id = reply.answers[0]!.headers['x-request-id'];
     expect(id).toMatch(UUID);
-    expect(values(blue.received('/rid')[0], 'x-request-id')).toEqual([id]);
+    expect(values(edge.blue.received('/rid')[0], 'x-request-id')).toEqual([id]);
   });
 
   it('replaces a client request id that is not sane', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `GET /rid-bad HTTP/1.1\r\nHost: edge.test\r\nX-Request-Id: ${'x'.repeat(200)}\r\nConnection: close\r\n\r\n`,
     );
     const id = reply.answers[0]!.headers['x-request-id'];
     expect(id).toMatch(UUID);
-    expect(values(blue.received('/rid-bad')[0], 'x-request-id')).toEqual([id]);
+    expect(values(edge.blue.received('/rid-bad')[0], 'x-request-id')).toEqual([id]);
   });
 });

@@ -1,8 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
+import { describe, expect, it } from 'vitest';
+import { expectProxyError, hostileEdge } from '../../support/hostile.js';
 import { converse } from '../../support/raw-client.js';
-import { FakeSlot } from '../../support/fake-slot.js';
 
 /**
  * Malformed and oversize requests on the public listener of a `togather
@@ -14,50 +12,19 @@ import { FakeSlot } from '../../support/fake-slot.js';
 const HEAD = 'Host: edge.test\r\n';
 const MAX_HEADER_SIZE = 8192;
 
-let blue: FakeSlot;
-let green: FakeSlot;
-let proxy: ProxyProcess;
-
-beforeAll(async () => {
-  [blue, green] = await Promise.all([
-    FakeSlot.start('blue', { wire: 'raw' }),
-    FakeSlot.start('green', { wire: 'raw' }),
-  ]);
-  proxy = await ProxyProcess.start({
-    blueUrl: blue.url,
-    greenUrl: green.url,
-    env: {
-      MAX_HEADER_SIZE: String(MAX_HEADER_SIZE),
-      HEADERS_TIMEOUT: '2s',
-      REQUEST_TIMEOUT: '3s',
-      ACCESS_LOG: 'off',
-      LOG_LEVEL: 'info',
-    },
-  });
-});
-
-afterAll(async () => {
-  await proxy?.stop();
-  await Promise.all([blue?.close(), green?.close()]);
-});
-
-afterEach(async () => {
-  try {
-    await expectServedNormally(proxy, blue);
-    expect(blue.unreadable).toEqual([]);
-    expect(green.traffic()).toEqual([]);
-  } finally {
-    blue.reset();
-  }
+const edge = hostileEdge({
+  MAX_HEADER_SIZE: String(MAX_HEADER_SIZE),
+  HEADERS_TIMEOUT: '2s',
+  REQUEST_TIMEOUT: '3s',
 });
 
 /** Sends `bytes`, expects exactly one proxy error answer, a closed connection and nothing upstream. */
 async function expectRefused(bytes: string, status: number, error: string): Promise<void> {
-  const reply = await converse(proxy.port, bytes);
+  const reply = await converse(edge.proxy.port, bytes);
   expect(reply.answers, reply.received).toHaveLength(1);
   expectProxyError(reply.answers[0], status, error);
   expect(reply.closed).toBe(true);
-  expect(blue.traffic()).toEqual([]);
+  expect(edge.blue.traffic()).toEqual([]);
 }
 
 describe('oversize requests', () => {
@@ -96,23 +63,23 @@ describe('oversize requests', () => {
 
   it('414 for a long target on a keep-alive connection after a served request', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `GET /first HTTP/1.1\r\n${HEAD}\r\nGET /${'u'.repeat(2 * MAX_HEADER_SIZE)} HTTP/1.1\r\n${HEAD}\r\n`,
       { answers: 2 },
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200, 414]);
     expectProxyError(reply.answers[1], 414, 'uri_too_long');
-    expect(blue.traffic().map((r) => r.target)).toEqual(['/first']);
+    expect(edge.blue.traffic().map((r) => r.target)).toEqual(['/first']);
   });
 
   it('forwards a target just under the limit whole', async () => {
     const target = `/long-${'u'.repeat(MAX_HEADER_SIZE - 200)}`;
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `GET ${target} HTTP/1.1\r\n${HEAD}Connection: close\r\n\r\n`,
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
-    expect(blue.traffic().map((r) => r.target)).toEqual([target]);
+    expect(edge.blue.traffic().map((r) => r.target)).toEqual([target]);
   });
 });
 
@@ -132,11 +99,11 @@ describe('methods', () => {
 
   it('forwards a request line with two spaces before the target re-written with one', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `GET  /spaces HTTP/1.1\r\n${HEAD}Connection: close\r\n\r\n`,
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
-    expect(blue.rawText()).toContain('GET /spaces HTTP/1.1\r\n');
+    expect(edge.blue.rawText()).toContain('GET /spaces HTTP/1.1\r\n');
   });
 
   it('405 to CONNECT, the listener is not a forward proxy', async () => {
@@ -173,39 +140,39 @@ describe('control characters', () => {
 
   it('passes obs-text (bytes above 0x7f) in a header value through unchanged', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `GET /obs HTTP/1.1\r\n${HEAD}X-Name: caf\xe9\r\nConnection: close\r\n\r\n`,
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
-    const [request] = blue.received('/obs');
+    const [request] = edge.blue.received('/obs');
     expect(request!.headers).toContainEqual(['x-name', 'caf\xe9']);
   });
 
   it('passes percent-encoded bytes in the target through undecoded', async () => {
     const target = '/enc/%00%0d%0a%2e%2e%2f?q=%00';
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `GET ${target} HTTP/1.1\r\n${HEAD}Connection: close\r\n\r\n`,
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
-    expect(blue.traffic().map((r) => r.target)).toEqual([target]);
+    expect(edge.blue.traffic().map((r) => r.target)).toEqual([target]);
   });
 });
 
 describe('Host', () => {
   it('400 missing_host_header for HTTP/1.1 without Host', async () => {
-    const reply = await converse(proxy.port, 'GET /nohost HTTP/1.1\r\n\r\n');
+    const reply = await converse(edge.proxy.port, 'GET /nohost HTTP/1.1\r\n\r\n');
     expectProxyError(reply.answers[0], 400, 'missing_host_header');
-    expect(blue.traffic()).toEqual([]);
+    expect(edge.blue.traffic()).toEqual([]);
   });
 
   it('400 duplicate_host_header for two Host lines', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       'GET /twohosts HTTP/1.1\r\nHost: edge.test\r\nHost: internal.admin\r\n\r\n',
     );
     expectProxyError(reply.answers[0], 400, 'duplicate_host_header');
-    expect(blue.traffic()).toEqual([]);
+    expect(edge.blue.traffic()).toEqual([]);
   });
 
   it.each([
@@ -215,39 +182,39 @@ describe('Host', () => {
     ['a port that is not a number', 'edge.test:80x'],
     ['an unclosed IP literal', '[::1'],
   ])('400 invalid_host_header for a Host with %s', async (_name, host) => {
-    const reply = await converse(proxy.port, `GET /badhost HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    const reply = await converse(edge.proxy.port, `GET /badhost HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
     expectProxyError(reply.answers[0], 400, 'invalid_host_header');
-    expect(blue.traffic()).toEqual([]);
+    expect(edge.blue.traffic()).toEqual([]);
   });
 
   it('forwards an HTTP/1.0 request without Host', async () => {
-    const reply = await converse(proxy.port, 'GET /old HTTP/1.0\r\n\r\n');
+    const reply = await converse(edge.proxy.port, 'GET /old HTTP/1.0\r\n\r\n');
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
     expect(reply.closed).toBe(true);
-    expect(blue.traffic().map((r) => r.target)).toEqual(['/old']);
+    expect(edge.blue.traffic().map((r) => r.target)).toEqual(['/old']);
   });
 });
 
 describe('request targets', () => {
   it('turns an absolute-form target into origin form, the authority replacing Host', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       'GET http://app.example:8443/abs?x=1 HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n',
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
-    const [request] = blue.received('/abs');
+    const [request] = edge.blue.received('/abs');
     expect(request!.target).toBe('/abs?x=1');
     expect(request!.headers).toContainEqual(['host', 'app.example:8443']);
   });
 
   it('drops userinfo of an absolute-form target', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       'GET http://user:secret@app.example/userinfo HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n',
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
-    expect(blue.rawText()).not.toContain('secret');
-    expect(blue.received('/userinfo')[0]!.headers).toContainEqual(['host', 'app.example']);
+    expect(edge.blue.rawText()).not.toContain('secret');
+    expect(edge.blue.received('/userinfo')[0]!.headers).toContainEqual(['host', 'app.example']);
   });
 
   it.each([
@@ -263,22 +230,22 @@ describe('request targets', () => {
     ['a non-http absolute form', 'GET ftp://edge.test/file HTTP/1.1'],
   ])('400 bad_request_target for %s (the connection stays usable)', async (_name, line) => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `${line}\r\n${HEAD}\r\nGET /same-connection HTTP/1.1\r\n${HEAD}Connection: close\r\n\r\n`,
       { answers: 2 },
     );
     expect(reply.answers.map((a) => a.status)).toEqual([400, 200]);
     expectProxyError(reply.answers[0], 400, 'bad_request_target');
-    expect(blue.traffic().map((r) => r.target)).toEqual(['/same-connection']);
+    expect(edge.blue.traffic().map((r) => r.target)).toEqual(['/same-connection']);
   });
 });
 
 describe('other protocols on the HTTP/1.1 port', () => {
   it('505 for an HTTP/0.9 request line, never forwarded', async () => {
-    const reply = await converse(proxy.port, 'GET /nine\r\n\r\n');
+    const reply = await converse(edge.proxy.port, 'GET /nine\r\n\r\n');
     expectProxyError(reply.answers[0], 505, 'http_version_not_supported');
     expect(reply.closed).toBe(true);
-    expect(blue.traffic()).toEqual([]);
+    expect(edge.blue.traffic()).toEqual([]);
   });
 
   it('505 for an HTTP/2.0 request line in HTTP/1 syntax, never forwarded', async () => {
@@ -288,10 +255,10 @@ describe('other protocols on the HTTP/1.1 port', () => {
   it('400 for the HTTP/2 prior-knowledge preface', async () => {
     const settingsFrame = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
     const preface = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), settingsFrame]);
-    const reply = await converse(proxy.port, preface);
+    const reply = await converse(edge.proxy.port, preface);
     expectProxyError(reply.answers[0], 400, 'bad_request');
     expect(reply.closed).toBe(true);
-    expect(blue.traffic()).toEqual([]);
+    expect(edge.blue.traffic()).toEqual([]);
   });
 
   it('400 for a TLS ClientHello on the plain-text port', async () => {

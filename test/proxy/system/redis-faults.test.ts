@@ -2,11 +2,11 @@ import { Agent, request } from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
-import { ProxyProcess, type AdminAnswer } from '../../support/proxy-process.js';
 import { sleep } from '../../support/raw-client.js';
-import { TestRedis } from '../../support/redis.js';
 import { TcpRelay } from '../../support/tcp-relay.js';
 import { until } from '../../support/wait.js';
+import { ProxyProcess, type AdminAnswer } from '../../../harness/proxy-process.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 /**
  * Redis faults under two `togather proxy` processes of one fleet: proxy A
@@ -32,13 +32,13 @@ interface Sample {
   connected: boolean;
 }
 
-let redis: TestRedis;
+let redis: RedisProcess;
 let raw: Redis;
 let slots: Record<Slot, FakeSlot>;
 let run = 0;
 
 beforeAll(async () => {
-  redis = await TestRedis.start();
+  redis = await RedisProcess.start();
   raw = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   raw.on('error', () => undefined);
   await raw.connect();

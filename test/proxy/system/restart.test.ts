@@ -2,9 +2,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
 import { converse, sleep } from '../../support/raw-client.js';
-import { TestRedis } from '../../support/redis.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 /**
  * `togather proxy` killed with SIGKILL and started again: the slot state
@@ -21,10 +21,10 @@ interface SlotView {
 }
 
 let slots: Record<Slot, FakeSlot>;
-let redis: TestRedis;
+let redis: RedisProcess;
 
 beforeAll(async () => {
-  [slots, redis] = await Promise.all([startFakeSlots(), TestRedis.start()]);
+  [slots, redis] = await Promise.all([startFakeSlots(), RedisProcess.start()]);
 });
 
 afterAll(async () => {

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, waitForPort } from '../../../harness/ports.js';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.js';
 import { runCli, startCli, waitForHttp } from '../../support/processes.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
 import { WatchedProcess } from '../../../harness/child-process.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
 
 /**
  * Known secrets given to a `togather serve` app and a `togather proxy` in

@@ -1,9 +1,9 @@
 import { Agent } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { twoSlotsAndEdge } from '../../support/edge.js';
-import { httpRequest } from '../../support/http-client.js';
 import { headerOf } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
+import { httpRequest } from '../../../harness/http-client.js';
 
 describe('edge proxy shutdown', () => {
   it('stops accepting, lets a request in flight finish with Connection: close, then resolves', async () => {

@@ -1,8 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expectProxyError, expectServedNormally } from '../../support/hostile.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
+import { describe, expect, it } from 'vitest';
+import { expectProxyError, hostileEdge } from '../../support/hostile.js';
 import { converse, RawClient } from '../../support/raw-client.js';
-import { FakeSlot } from '../../support/fake-slot.js';
 import { until } from '../../support/wait.js';
 
 /**
@@ -16,43 +14,10 @@ import { until } from '../../support/wait.js';
 
 const HEAD = 'Host: edge.test\r\n';
 
-let blue: FakeSlot;
-let green: FakeSlot;
-let proxy: ProxyProcess;
-
-beforeAll(async () => {
-  [blue, green] = await Promise.all([
-    FakeSlot.start('blue', { wire: 'raw' }),
-    FakeSlot.start('green', { wire: 'raw' }),
-  ]);
-  proxy = await ProxyProcess.start({
-    blueUrl: blue.url,
-    greenUrl: green.url,
-    env: {
-      HEADERS_TIMEOUT: '2s',
-      REQUEST_TIMEOUT: '2s',
-      UPSTREAM_TIMEOUT: '5s',
-      ACCESS_LOG: 'off',
-      LOG_LEVEL: 'info',
-    },
-  });
-});
-
-afterAll(async () => {
-  await proxy?.stop();
-  await Promise.all([blue?.close(), green?.close()]);
-});
-
-afterEach(async () => {
-  // Whatever the case, the proxy serves the next client normally, on the same
-  // pooled slot connection if it kept one, and nothing went to the idle slot.
-  try {
-    await expectServedNormally(proxy, blue);
-    expect(blue.unreadable).toEqual([]);
-    expect(green.traffic()).toEqual([]);
-  } finally {
-    blue.reset();
-  }
+const edge = hostileEdge({
+  HEADERS_TIMEOUT: '2s',
+  REQUEST_TIMEOUT: '2s',
+  UPSTREAM_TIMEOUT: '5s',
 });
 
 describe('ambiguous framing is refused with 400 before anything reaches the slot', () => {
@@ -111,13 +76,13 @@ describe('ambiguous framing is refused with 400 before anything reaches the slot
   ];
 
   it.each(refused)('%s', async (_name, bytes) => {
-    const reply = await converse(proxy.port, bytes);
+    const reply = await converse(edge.proxy.port, bytes);
     expect(reply.answers, reply.received).toHaveLength(1);
     expectProxyError(reply.answers[0], 400, 'bad_request');
     expect(reply.answers[0]!.headers.connection).toBe('close');
     expect(reply.closed).toBe(true);
-    expect(blue.traffic()).toEqual([]);
-    expect(blue.rawText()).not.toContain('smuggle');
+    expect(edge.blue.traffic()).toEqual([]);
+    expect(edge.blue.rawText()).not.toContain('smuggle');
   });
 });
 
@@ -132,7 +97,7 @@ describe('a body that breaks its chunked framing is cut: the slot never gets a w
 
   it.each(broken)('%s', async (_name, body) => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `POST /smuggle HTTP/1.1\r\n${HEAD}Transfer-Encoding: chunked\r\n\r\n${body}GET /smuggled HTTP/1.1\r\n${HEAD}\r\n`,
     );
     expect(reply.answers, reply.received).toHaveLength(1);
@@ -140,9 +105,11 @@ describe('a body that breaks its chunked framing is cut: the slot never gets a w
     expect(reply.closed).toBe(true);
     // The head may have been streamed to the slot before the bad chunk was
     // read; then the connection that carried it is closed, never reused.
-    await until(() => blue.connections().every((c) => !c.text.includes('/smuggle') || !c.open));
-    expect(blue.traffic()).toEqual([]);
-    expect(blue.rawText()).not.toContain('/smuggled');
+    await until(() =>
+      edge.blue.connections().every((c) => !c.text.includes('/smuggle') || !c.open),
+    );
+    expect(edge.blue.traffic()).toEqual([]);
+    expect(edge.blue.rawText()).not.toContain('/smuggled');
   });
 });
 
@@ -155,11 +122,11 @@ describe('framing the proxy accepts reaches the slot framed one way only', () =>
     'Transfer-Encoding with %s is read as chunked and forwarded chunked',
     async (_name, header) => {
       const reply = await converse(
-        proxy.port,
+        edge.proxy.port,
         `POST /chunked HTTP/1.1\r\n${HEAD}${header}\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n`,
       );
       expect(reply.answers.map((a) => a.status)).toEqual([200]);
-      const [request] = blue.received('/chunked');
+      const [request] = edge.blue.received('/chunked');
       expect(request!.body.toString()).toBe('abcde');
       const framing = request!.headers.filter(([n]) =>
         ['transfer-encoding', 'content-length'].includes(n.toLowerCase()),
@@ -172,17 +139,17 @@ describe('framing the proxy accepts reaches the slot framed one way only', () =>
 
   it('passes chunk extensions as body framing only (decoded, re-chunked)', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `POST /ext HTTP/1.1\r\n${HEAD}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n3;name=value\r\nabc\r\n0\r\n\r\n`,
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
-    expect(blue.received('/ext')[0]!.body.toString()).toBe('abc');
-    expect(blue.rawText()).not.toContain('name=value');
+    expect(edge.blue.received('/ext')[0]!.body.toString()).toBe('abc');
+    expect(edge.blue.rawText()).not.toContain('name=value');
   });
 
   it('sends a request pipelined after a correct body as its own request', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `POST /first HTTP/1.1\r\n${HEAD}Content-Length: 5\r\n\r\nhello` +
         `GET /second HTTP/1.1\r\n${HEAD}Connection: close\r\n\r\n`,
       { answers: 2 },
@@ -191,7 +158,7 @@ describe('framing the proxy accepts reaches the slot framed one way only', () =>
       [200, 'blue'],
       [200, 'blue'],
     ]);
-    expect(blue.traffic().map((r) => [r.method, r.target, r.body.toString()])).toEqual([
+    expect(edge.blue.traffic().map((r) => [r.method, r.target, r.body.toString()])).toEqual([
       ['POST', '/first', 'hello'],
       ['GET', '/second', ''],
     ]);
@@ -201,17 +168,17 @@ describe('framing the proxy accepts reaches the slot framed one way only', () =>
     // Content-Length covers "short" and the smuggled request line; the rest is not a request.
     const body = 'shortGET /smuggled HTTP/1.1\r\n';
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `POST /lie HTTP/1.1\r\n${HEAD}Content-Length: ${body.length}\r\n\r\n${body}${HEAD}\r\n`,
       { answers: 2 },
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200, 400]);
     expectProxyError(reply.answers[1], 400, 'bad_request');
     expect(reply.closed).toBe(true);
-    expect(blue.traffic().map((r) => [r.method, r.target, r.body.toString()])).toEqual([
+    expect(edge.blue.traffic().map((r) => [r.method, r.target, r.body.toString()])).toEqual([
       ['POST', '/lie', body],
     ]);
-    expect(blue.received('/smuggled')).toEqual([]);
+    expect(edge.blue.received('/smuggled')).toEqual([]);
   });
 
   it.each([
@@ -225,19 +192,19 @@ describe('framing the proxy accepts reaches the slot framed one way only', () =>
     // Node leaves header lines past its header count limit out of req.headers.
     const smuggled = `GET /smuggled HTTP/1.1\r\n${HEAD}\r\n`;
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `GET /front HTTP/1.1\r\n${HEAD}${'x-pad:\r\n'.repeat(2001)}Connection: close\r\n${framed(smuggled)}`,
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200]);
-    expect(blue.traffic().map((r) => [r.method, r.target, r.body.toString()])).toEqual([
+    expect(edge.blue.traffic().map((r) => [r.method, r.target, r.body.toString()])).toEqual([
       ['GET', '/front', smuggled],
     ]);
-    expect(blue.received('/smuggled')).toEqual([]);
+    expect(edge.blue.received('/smuggled')).toEqual([]);
   });
 
   it('answers a malformed request pipelined behind a slow one only after the slow answer', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `GET /slow?ms=300 HTTP/1.1\r\n${HEAD}\r\nNOT A REQUEST\r\n\r\n`,
       { answers: 2 },
     );
@@ -249,20 +216,20 @@ describe('framing the proxy accepts reaches the slot framed one way only', () =>
 
   it('forwards a chunked body with a smuggled request after its last chunk as two requests', async () => {
     const reply = await converse(
-      proxy.port,
+      edge.proxy.port,
       `POST /chunks HTTP/1.1\r\n${HEAD}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n` +
         `GET /pipelined HTTP/1.1\r\n${HEAD}Connection: close\r\n\r\n`,
       { answers: 2 },
     );
     expect(reply.answers.map((a) => a.status)).toEqual([200, 200]);
-    expect(blue.traffic().map((r) => [r.method, r.target, r.body.toString()])).toEqual([
+    expect(edge.blue.traffic().map((r) => [r.method, r.target, r.body.toString()])).toEqual([
       ['POST', '/chunks', 'abc'],
       ['GET', '/pipelined', ''],
     ]);
   });
 
   it('cuts a chunked body that never ends at REQUEST_TIMEOUT and does not reuse its slot connection', async () => {
-    const client = await RawClient.connect(proxy.port);
+    const client = await RawClient.connect(edge.proxy.port);
     try {
       client.write(
         `POST /unfinished HTTP/1.1\r\n${HEAD}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n`,
@@ -276,7 +243,7 @@ describe('framing the proxy accepts reaches the slot framed one way only', () =>
     }
     // The slot never saw a complete request, and the connection that carried
     // the partial one was closed rather than reused for the next client.
-    expect(blue.received('/unfinished')).toEqual([]);
-    expect(blue.rawText()).toContain('POST /unfinished');
+    expect(edge.blue.received('/unfinished')).toEqual([]);
+    expect(edge.blue.rawText()).toContain('POST /unfinished');
   });
 });

@@ -10,9 +10,9 @@ import type { Slot } from '../../../common/slot.js';
 import type { SlotState } from '../../../proxy/state/slot-state.js';
 import { SwitchService, type SwitchOutcome } from '../../../proxy/admin/switch-service.js';
 import { sleep } from '../../support/raw-client.js';
-import { TestRedis } from '../../support/redis.js';
 import { TcpRelay, type StallDirection } from '../../support/tcp-relay.js';
 import { until } from '../../support/wait.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 /**
  * A state-machine property test of the fleet's control plane: several proxy
@@ -114,12 +114,12 @@ interface Answer {
   unknown: boolean;
 }
 
-let redis: TestRedis;
+let redis: RedisProcess;
 let raw: Redis;
 let run = 0;
 
 beforeAll(async () => {
-  redis = await TestRedis.start();
+  redis = await RedisProcess.start();
   raw = new Redis(redis.url, { lazyConnect: true });
   raw.on('error', () => undefined);
   await raw.connect();

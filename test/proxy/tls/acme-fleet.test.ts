@@ -10,7 +10,7 @@ import {
 } from '../../support/acme-fixture.js';
 import { PEBBLE_MISSING } from '../../support/pebble.js';
 import { httpsGet } from '../../support/tls-clients.js';
-import { TestRedis } from '../../support/redis.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 const ENCRYPTION_KEY = 'fleet-test-encryption-key-0123456789abcdef';
 
@@ -18,13 +18,13 @@ describe.skipIf(PEBBLE_MISSING !== undefined)(
   `ACME in a fleet sharing Redis${PEBBLE_MISSING ? ` (skipped: ${PEBBLE_MISSING})` : ''}`,
   () => {
     const suite = pebbleSuite();
-    let redis: TestRedis;
+    let redis: RedisProcess;
     let raw: Redis;
     let prefixes = 0;
     let prefix = '';
 
     beforeAll(async () => {
-      redis = await TestRedis.start();
+      redis = await RedisProcess.start();
       raw = new Redis(redis.url);
     });
 

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACME_TEST_DOMAIN as DOMAIN } from '../../support/acme-fixture.js';
-import { httpRequest } from '../../support/http-client.js';
 import { PEBBLE_MISSING, TestPebble } from '../../support/pebble.js';
 import { freePort } from '../../../harness/ports.js';
-import { ProxyProcess } from '../../support/proxy-process.js';
 import { h2Get, httpsGet } from '../../support/tls-clients.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
+import { httpRequest } from '../../../harness/http-client.js';
+import { ProxyProcess } from '../../../harness/proxy-process.js';
 
 interface AcmeDomainView {
   domain: string;

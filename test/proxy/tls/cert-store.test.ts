@@ -11,7 +11,7 @@ import {
   RedisCertificateStore,
   StoredValueUnreadable,
 } from '../../../proxy/tls/redis-cert-store.js';
-import { TestRedis } from '../../support/redis.js';
+import { RedisProcess } from '../../../harness/redis-process.js';
 
 const PEM = {
   cert: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
@@ -85,13 +85,13 @@ describe('private key encryption (CERT_ENCRYPTION_KEY)', () => {
 });
 
 describe('Redis certificate store', () => {
-  let redis: TestRedis;
+  let redis: RedisProcess;
   let client: Redis;
   let n = 0;
   const prefix = () => `certstore-${++n}-${process.pid}:`;
 
   beforeAll(async () => {
-    redis = await TestRedis.start();
+    redis = await RedisProcess.start();
     client = new Redis(redis.url, fastFailRedisOptions());
     client.on('error', () => undefined);
     await client.connect();

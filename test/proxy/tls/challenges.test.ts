@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Http01Challenges } from '../../../proxy/tls/challenge-responder.js';
 import { ChallengeListener } from '../../support/acme-fixture.js';
-import { httpRequest } from '../../support/http-client.js';
+import { httpRequest } from '../../../harness/http-client.js';
 
 const TOKEN = 'LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0';
 const KEY_AUTHORIZATION = `${TOKEN}.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI`;

@@ -3,11 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startTestEdge } from '../../support/edge.js';
 import { H2Client, H2StreamError, h2Request } from '../../support/h2-client.js';
-import { httpRequest } from '../../support/http-client.js';
 import { closedPort } from '../../../harness/ports.js';
 import { httpsRequest } from '../../support/tls-clients.js';
 import { startTlsProxy, type TlsProxy } from '../../support/tls-proxy.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
+import { httpRequest } from '../../../harness/http-client.js';
 
 type Echo = {
   slot: string;

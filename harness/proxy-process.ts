@@ -1,13 +1,22 @@
+/**
+ * `togather proxy` as a child process of the built CLI, driven only through
+ * its outside contract (docs/architecture.md): configured by environment, on
+ * free loopback ports, switched and read through the admin API. The tests
+ * take the defaults (debug logs on stdout, a short drain and shutdown); the
+ * benchmarks pass their own variables and launcher.
+ */
 import { readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request, type IncomingHttpHeaders } from 'node:http';
+import type { Agent, IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitForPort } from '../../harness/ports.js';
-import { startCli } from './processes.js';
-import { WatchedProcess } from '../../harness/child-process.js';
-import { until } from './wait.js';
+import { performance } from 'node:perf_hooks';
+import { BUILT_CLI } from './built-files.js';
+import { launch, type Launch, type WatchedProcess } from './child-process.js';
+import { httpRequest, keepAliveAgent, pollUntil } from './http-client.js';
+import { freePort, waitForPort } from './ports.js';
 
+/** The admin key unless the options give one (the tests send it themselves). */
 export const PROCESS_ADMIN_KEY = 'reliability-admin-key-0123456789abcdefghij';
 
 export interface ProxyProcessOptions {
@@ -16,13 +25,29 @@ export interface ProxyProcessOptions {
   /** Redis store when set, else a file store in `stateDir`. */
   redisUrl?: string;
   keyPrefix?: string;
-  /** Proxy variables on top of the defaults below (UPSTREAM_TIMEOUT, HEADERS_TIMEOUT...). */
+  /** Proxy variables on top of the defaults (UPSTREAM_TIMEOUT, HEADERS_TIMEOUT...), set last. */
   env?: Record<string, string>;
   /** Reuse a state directory (a restart with the file store); not removed by stop(). */
   stateDir?: string;
   /** Reuse ports (a restart). */
   port?: number;
   adminPort?: number;
+  adminKey?: string;
+  /** A TLS listener too (PROXY_TLS_PORT, a free port) serving this certificate; plain HTTP is not redirected. */
+  tls?: { certFile: string; keyFile: string };
+  /** For messages and the launcher; `proxy` by default. */
+  name?: string;
+  /** The built CLI to run (another build's, for A/B runs); this build's by default. */
+  cli?: string;
+  /** Node flags before the script (`--cpu-prof`, `--max-semi-space-size=16`). */
+  nodeArgs?: string[];
+  launch?: Launch;
+  /** Admin calls over kept-alive connections (a switch timed without its connect); fresh ones by default. */
+  keepAlive?: boolean;
+  /** X-Actor of the switches; `reliability-test` by default. */
+  actor?: string;
+  /** How long stop() waits after SIGTERM before SIGKILL; 10 s by default. */
+  stopGraceMs?: number;
 }
 
 export interface AdminAnswer {
@@ -31,26 +56,28 @@ export interface AdminAnswer {
   text: string;
   /** The body parsed as JSON, or undefined when it is not JSON. */
   json: unknown;
+  /** performance.now() when the request was sent and when the answer's headers arrived. */
+  sentAt: number;
+  answeredAt: number;
 }
 
-/**
- * `togather proxy` as a child process of the built CLI, on free loopback
- * ports, logging JSON at debug level to stdout, with a short drain and
- * shutdown unless the options say otherwise.
- */
 export class ProxyProcess {
   private constructor(
     readonly options: ProxyProcessOptions,
     readonly process: WatchedProcess,
     readonly port: number,
     readonly adminPort: number,
+    /** The TLS listener's port when started with `tls`. */
+    readonly tlsPort: number | undefined,
     readonly stateDir: string,
     private ownStateDir: boolean,
+    private readonly agent: Agent | undefined,
   ) {}
 
   static async start(options: ProxyProcessOptions): Promise<ProxyProcess> {
     const port = options.port ?? (await freePort());
     const adminPort = options.adminPort ?? (await freePort());
+    const tlsPort = options.tls ? await freePort() : undefined;
     const ownStateDir = options.stateDir === undefined;
     const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'togather-rel-')));
     const env: Record<string, string> = {
@@ -58,7 +85,7 @@ export class ProxyProcess {
       PROXY_PORT: String(port),
       ADMIN_HOST: '127.0.0.1',
       ADMIN_PORT: String(adminPort),
-      ADMIN_API_KEY: PROCESS_ADMIN_KEY,
+      ADMIN_API_KEY: options.adminKey ?? PROCESS_ADMIN_KEY,
       BLUE_URL: options.blueUrl,
       GREEN_URL: options.greenUrl,
       STATE_FILE: join(stateDir, 'proxy-state.json'),
@@ -68,23 +95,51 @@ export class ProxyProcess {
       ...(options.redisUrl
         ? { REDIS_URL: options.redisUrl, REDIS_KEY_PREFIX: options.keyPrefix ?? 'rel:' }
         : {}),
+      ...(options.tls
+        ? {
+            PROXY_TLS_PORT: String(tlsPort),
+            TLS_CERT_FILE: options.tls.certFile,
+            TLS_KEY_FILE: options.tls.keyFile,
+            HTTPS_REDIRECT: 'off',
+          }
+        : {}),
       ...options.env,
     };
-    const child = startCli(['proxy'], env);
-    const proxy = new ProxyProcess(options, child, port, adminPort, stateDir, ownStateDir);
+    const name = options.name ?? 'proxy';
+    const child = (options.launch ?? launch)(
+      name,
+      process.execPath,
+      [...(options.nodeArgs ?? []), options.cli ?? BUILT_CLI, 'proxy'],
+      env,
+    );
+    const agent = options.keepAlive ? keepAliveAgent() : undefined;
+    const proxy = new ProxyProcess(
+      options,
+      child,
+      port,
+      adminPort,
+      tlsPort,
+      stateDir,
+      ownStateDir,
+      agent,
+    );
     try {
       await proxy.waitReady();
     } catch (error) {
       await child.stop('SIGKILL');
-      throw new Error(
-        `togather proxy did not start: ${String(error)}\n${child.stdout}\n${child.stderr}`,
-      );
+      agent?.destroy();
+      throw new Error(`togather ${name} did not start: ${String(error)}\n${child.output()}`);
     }
     return proxy;
   }
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** https://127.0.0.1:<port> when started with `tls`. */
+  get tlsUrl(): string | undefined {
+    return this.tlsPort === undefined ? undefined : `https://127.0.0.1:${this.tlsPort}`;
   }
 
   get adminUrl(): string {
@@ -124,46 +179,41 @@ export class ProxyProcess {
   }
 
   /** One admin request with the key (unless `headers.authorization` says otherwise). */
-  admin(
+  async admin(
     method: string,
     path: string,
     options: { body?: string; headers?: Record<string, string>; timeoutMs?: number } = {},
   ): Promise<AdminAnswer> {
-    const headers: Record<string, string> = {
-      authorization: `Bearer ${PROCESS_ADMIN_KEY}`,
-      ...options.headers,
-    };
-    if (options.body !== undefined) {
-      headers['content-length'] = String(Buffer.byteLength(options.body));
-    }
-    return new Promise((resolve, reject) => {
-      const req = request(
-        `${this.adminUrl}${path}`,
-        { method, headers, agent: false, timeout: options.timeoutMs ?? 15_000 },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-          res.on('error', reject);
-          res.on('end', () => {
-            let json: unknown;
-            try {
-              json = JSON.parse(text);
-            } catch {
-              json = undefined;
-            }
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-          });
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
-      req.on('error', reject);
-      req.end(options.body);
+    const sentAt = performance.now();
+    const answer = await httpRequest(`${this.adminUrl}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${this.options.adminKey ?? PROCESS_ADMIN_KEY}`,
+        ...options.headers,
+      },
+      body: options.body,
+      agent: this.agent ?? false,
+      timeoutMs: options.timeoutMs ?? 15_000,
     });
+    let json: unknown;
+    try {
+      json = JSON.parse(answer.body);
+    } catch {
+      json = undefined;
+    }
+    return {
+      status: answer.status,
+      headers: answer.headers,
+      text: answer.body,
+      json,
+      sentAt,
+      answeredAt: answer.headersAt,
+    };
   }
 
   switchTo(slot: string, query = ''): Promise<AdminAnswer> {
     return this.admin('POST', `/admin/switch?slot=${slot}${query}`, {
-      headers: { 'x-actor': 'reliability-test' },
+      headers: { 'x-actor': this.options.actor ?? 'reliability-test' },
     });
   }
 
@@ -205,26 +255,21 @@ export class ProxyProcess {
 
   /** Stops the process (SIGTERM) and removes the state directory it created. */
   async stop(): Promise<void> {
-    await this.process.stop('SIGTERM', 10_000);
+    this.agent?.destroy();
+    await this.process.stop('SIGTERM', this.options.stopGraceMs ?? 10_000);
     if (this.ownStateDir) await rm(this.stateDir, { recursive: true, force: true });
   }
 
   private async waitReady(timeoutMs = 20_000): Promise<void> {
     // An exit ends the wait at once (no point polling a dead process).
-    await until(async () => !this.alive || (await this.healthy()), {
-      timeout: timeoutMs,
-      interval: 50,
-      what: '/healthz to answer 200',
+    const ready = await pollUntil(`${this.adminUrl}/healthz`, (a) => a.status === 200, timeoutMs, {
+      agent: this.agent,
+      stop: () => !this.alive,
+      requestTimeoutMs: 1000,
     });
     if (!this.alive) throw new Error('the process exited');
+    if (!ready) throw new Error(`/healthz did not answer 200 in ${timeoutMs} ms`);
     await waitForPort(this.port);
-  }
-
-  private async healthy(): Promise<boolean> {
-    try {
-      return (await this.admin('GET', '/healthz', { timeoutMs: 1000 })).status === 200;
-    } catch {
-      return false; // not listening yet
-    }
+    if (this.tlsPort !== undefined) await waitForPort(this.tlsPort);
   }
 }

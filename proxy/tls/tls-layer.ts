@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { describeRedisFailure, fastFailRedisOptions } from '../state/redis-store.js';
 import { soloFleet, type AcmeFleet } from './acme-fleet.js';
-import { createAcmeIssuer, type AcmeIssuerOptions } from './acme-issuer.js';
+import type { AcmeIssuerOptions } from './acme-issuer.js';
 import { AcmeManager, type AcmeDomainStatus, type AcmeManagerOptions } from './acme-manager.js';
 import { CertificateRejected } from './certificate-pair.js';
 import { combineSources, type CertificateSource } from './certificate-source.js';
@@ -150,6 +150,8 @@ export async function startTlsLayer(options: TlsLayerOptions): Promise<TlsLayer 
         fleet = soloFleet(challenges);
       }
       storeLocation = `${store.kind} ${store.location}`;
+      // acme-client (with axios and its crypto) is about 9 MB of heap: loaded only with ACME on.
+      const { createAcmeIssuer } = await import('./acme-issuer.js');
       const issuer = createAcmeIssuer({
         directoryUrl: config.ACME_DIRECTORY_URL,
         email: config.ACME_EMAIL,

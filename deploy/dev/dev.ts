@@ -9,6 +9,7 @@ import { generateSecret } from '../../common/secrets.js';
 import { DataDirBusyError, lockDataDir } from '../../server/data-dir-lock.js';
 import type { Slot } from '../../common/slot.js';
 import { isHealthy, probe, sleep } from '../rollout/app-probe.js';
+import { PROXY_NODE_FLAGS } from '../../proxy/heap-tuning.js';
 import { runToEnd } from '../runners/runner.js';
 import { DEV_POOL_MAX, startDevDatabase, type DevDatabase } from './dev-database.js';
 import { statePaths } from '../rollout/deploy-settings.js';
@@ -131,11 +132,16 @@ export async function devCommand(flags: DevFlags): Promise<void> {
 
   const say = (text: string) => process.stdout.write(text);
 
-  function start(name: string, args: string[], env: NodeJS.ProcessEnv): Child {
+  function start(
+    name: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    nodeFlags: readonly string[] = [],
+  ): Child {
     checkpoint();
     const log = join(paths.logs, `${name}.log`);
     const fd = openSync(log, 'a', 0o600);
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], {
       env: childEnv(env),
       stdio: ['ignore', fd, fd],
     });
@@ -248,7 +254,7 @@ export async function devCommand(flags: DevFlags): Promise<void> {
       LOG_LEVEL: process.env.LOG_LEVEL || 'info',
       ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
     };
-    start('proxy', ['proxy'], proxyEnv);
+    start('proxy', ['proxy'], proxyEnv, PROXY_NODE_FLAGS);
 
     const base = {
       blue: `http://127.0.0.1:${ports.blue}`,

@@ -7,6 +7,7 @@ import {
   type WorkerMessage,
 } from './protocol.js';
 import type { ListeningAddress } from '../data-plane.js';
+import { withProxyNodeFlags } from '../heap-tuning.js';
 import type { SlotState } from '../state/slot-state.js';
 import type { AcmeSnapshot } from '../tls/acme-relay.js';
 
@@ -123,7 +124,12 @@ export class WorkerPool {
   start(): Promise<ListeningAddress> {
     if (this.startup !== null || this.started)
       throw new Error('the worker pool is already started');
-    this.options.cluster.setupPrimary({ exec: this.options.exec, args: [] });
+    // The primary's own node flags (cluster's default), plus the proxy's (heap-tuning.ts).
+    this.options.cluster.setupPrimary({
+      exec: this.options.exec,
+      args: [],
+      execArgv: withProxyNodeFlags(process.execArgv),
+    });
     return new Promise<ListeningAddress>((resolve, reject) => {
       this.startup = { resolve, reject, address: null };
       for (let i = 0; i < this.options.size; i++) this.fork();

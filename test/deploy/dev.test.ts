@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { processAlive } from '../../common/process-alive.js';
+import { PROXY_NODE_FLAGS } from '../../proxy/heap-tuning.js';
 import { MIGRATION_LOCK_KEYS } from '../../server/migrate.js';
 import { killSlotProcesses, makeRelease, tempDir } from '../support/deploy-fixtures.js';
 import { freePorts, waitForPort } from '../../harness/ports.js';
@@ -103,6 +104,18 @@ describe('togather dev', () => {
     // the key line, two curl commands and the export line, once each
     expect(out.split(proxyKey!).length - 1).toBe(4);
     expect(out).toContain(`proxy      ${proxyUrl}`);
+    // The proxy child runs with the proxy node flags (V8 reads them from the command line only).
+    const children = readFileSync(`/proc/${dev.pid}/task/${dev.pid}/children`, 'utf8')
+      .trim()
+      .split(' ')
+      .map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean));
+    const proxyArgv = children.find((argv) => argv.at(-1) === 'proxy');
+    expect(proxyArgv, JSON.stringify(children)).toEqual([
+      expect.any(String),
+      ...PROXY_NODE_FLAGS,
+      expect.stringMatching(/togather\.js$/),
+      'proxy',
+    ]);
     expect(out).toContain(`admin API  ${adminUrl}   (127.0.0.1 only)`);
     expect(out).toContain(`curl -i ${proxyUrl}/health`);
     // Each slot's /metrics on a port of its own, printed; never on the slot's own port.

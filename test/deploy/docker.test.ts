@@ -27,6 +27,7 @@ import {
 import { closedPort, freePorts } from '../../harness/ports.js';
 import { WatchedProcess } from '../../harness/child-process.js';
 import { waitForHttp } from '../support/processes.js';
+import { PROXY_NODE_FLAGS } from '../../proxy/heap-tuning.js';
 
 // There is no Docker engine on these machines: the image is checked by reading
 // its Dockerfile, and everything it copies or runs is checked against the repo.
@@ -228,14 +229,31 @@ describe('Dockerfile', () => {
     const text = readFileSync(join(ROOT, source), 'utf8');
     expect(text.startsWith('#!/bin/sh\n')).toBe(true);
     expect(text).toContain('exec node /app/dist/cli/togather.js "$@"');
+    // `proxy` gets the proxy's node flags, on the command line where V8 reads them.
+    expect(text).toContain(
+      `exec node ${PROXY_NODE_FLAGS.join(' ')} /app/dist/cli/togather.js "$@"`,
+    );
     expect(statSync(join(ROOT, source)).mode & 0o111).not.toBe(0);
 
     // The same wrapper pointed at this checkout's build really runs the CLI with its arguments.
-    const local = text.replace('/app/dist/', `${join(ROOT, 'dist')}/`);
+    const local = text.replaceAll('/app/dist/', `${join(ROOT, 'dist')}/`);
     const out = execFileSync('sh', ['-c', local, 'server', 'version', '--json'], {
       encoding: 'utf8',
     });
     expect(JSON.parse(out)).toMatchObject({ node_version: process.version });
+
+    // The node flags reach the proxy's process, and only the proxy's.
+    const script = 'JSON.stringify(process.execArgv.slice(0, -2))';
+    const flagsOf = (command: string): unknown =>
+      JSON.parse(
+        execFileSync(
+          'sh',
+          ['-c', text.replaceAll('/app/dist/cli/togather.js', `-p '${script}'`), 'server', command],
+          { encoding: 'utf8', env: { PATH: process.env.PATH } },
+        ),
+      );
+    expect(flagsOf('proxy')).toEqual(PROXY_NODE_FLAGS);
+    expect(flagsOf('serve')).toEqual([]);
 
     // A command file it cannot write (a read-only /tmp) leaves the command running, silently.
     const unwritable = spawnSync('sh', ['-c', local, 'server', 'serve', '--help'], {
@@ -343,7 +361,7 @@ describe('the image, replayed on disk', () => {
     }
     runtime = stageDir('runtime');
     mkdirSync(join(work, 'tmp'));
-    wrapper = readFileSync(join(runtime, 'server'), 'utf8').replace(
+    wrapper = readFileSync(join(runtime, 'server'), 'utf8').replaceAll(
       '/app/dist/',
       `${join(runtime, 'dist')}/`,
     );

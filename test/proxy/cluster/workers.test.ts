@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROXY_NODE_FLAGS } from '../../../proxy/heap-tuning.js';
 import { startFakeSlots, type FakeSlot } from '../../support/fake-slot.js';
 import { freePort } from '../../../harness/ports.js';
 import { runCli } from '../../support/processes.js';
@@ -121,6 +123,19 @@ describe('PROXY_WORKERS=2 on Redis', () => {
 
   afterAll(async () => {
     await stopRedisCluster({ redis, slots, proxy });
+  });
+
+  it('starts its workers with the proxy node flags (PROXY_NODE_FLAGS), which V8 takes', async () => {
+    const { workers } = await status(proxy);
+    // This primary was started without them: the workers get them from the pool.
+    expect(readFileSync(`/proc/${proxy.pid}/cmdline`, 'utf8').split('\0')).not.toContain(
+      PROXY_NODE_FLAGS[0],
+    );
+    for (const { pid } of workers) {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const script = argv.findIndex((arg) => arg.endsWith('worker-main.js'));
+      expect(argv.slice(1, script)).toEqual(expect.arrayContaining([...PROXY_NODE_FLAGS]));
+    }
   });
 
   it('serves through two worker processes, listed with their pids in /admin/status', async () => {

@@ -32,17 +32,19 @@ export function tuneHeapForProxying(): void {
  * image's /app/server for `proxy`, `togather dev`, and the cluster's workers
  * (worker-pool.ts adds them to the primary's own flags).
  *
- * A young generation of at most 2 × 8 MB instead of V8's 2 × 64 MB. Body
- * bytes read from the slots land in a fresh ArrayBuffer per socket read,
- * freed only when a GC finds its Buffer dead; the young generation's size
- * sets how many of them wait for the next scavenge (a 64 KiB answer makes
- * about five times its JavaScript garbage in buffers). Measured with
- * bench/ab.ts at 256 connections (bench/README.md, Levers): RSS 306 → 216 MB
- * with 64 KiB answers, 236 → 207 MB with 1 MiB answers, CPU per request
- * within the machine's noise. Smaller (1–4 MB) promotes requests in flight
- * to the old generation and trades the scavenges for mark-compacts.
+ * A young generation of at most 2 × 32 MB instead of V8's 2 × 64 MB. Under
+ * load V8 grows it to its maximum; at 128 MB a scavenge now and then finds a
+ * large part of it alive (requests in flight and what they point to), copies
+ * and promotes it, and the old generation fills up until a mark-compact:
+ * the high mode of the proxy's RSS (300+ MB). Body bytes read from a slot
+ * also wait for the next scavenge in one ArrayBuffer per socket read.
+ * Measured with bench/ab.ts, B / A round by round (bench/README.md, Levers):
+ * RSS 0.89 (small JSON, 50 connections) and 0.94 (64 KiB, 256 connections)
+ * at CPU 0.97 and 0.90. Smaller caps cost CPU: 16 MB and 8 MB gave RSS 0.70–0.84
+ * with large bodies but 1.15–1.19 × the CPU per small request (more
+ * scavenges, each promoting the requests in flight, and more mark-compacts).
  */
-export const PROXY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
+export const PROXY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
 
 /**
  * `execArgv` with PROXY_NODE_FLAGS added, each flag that it does not set

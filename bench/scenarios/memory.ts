@@ -2,24 +2,114 @@
  * Scenario 4, memory: the proxy's resident set (process tree) idle, under 256
  * connections, and across a long run, with the growth from 20 % of the
  * requests (200k of 1M) to the end: a leak shows as steady growth there.
+ * Then, for each large body of --bodies (64 KiB, 1 MiB), a fresh proxy under
+ * 256 connections for the steady duration (at least 10 s): its peak RSS, the
+ * figure the issue's target is about (under 150 MB).
  *
- * The load stays autocannon whatever --loader says: the run stops after a
- * number of requests and samples RSS against the response count as it goes;
- * wrk only runs for a duration and reports at the end.
+ * The proxy runs with the node flags it is deployed with (PROXY_NODE_FLAGS).
+ * The long run's load stays autocannon whatever --loader says: it stops
+ * after a number of requests and samples RSS against the response count as
+ * it goes; wrk only runs for a duration and reports at the end. The
+ * large-body runs take --loader (wrk by default), with RSS sampled on a
+ * timer: autocannon reading 1 MiB bodies on 256 connections would take the
+ * core the proxy needs.
  */
 import { performance } from 'node:perf_hooks';
+import { PROXY_NODE_FLAGS } from '../../proxy/heap-tuning.js';
 import { runLoad, type LoadResult } from '../load.js';
 import { startProxy } from '../proxy-process.js';
 import { rssBytes } from '../proc.js';
 import { sleep } from '../processes.js';
-import { proxyUnavailable, type Scenario, type ScenarioOutcome } from '../scenario.js';
+import {
+  proxyUnavailable,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioOutcome,
+} from '../scenario.js';
 import { fixed, megabytes, thousands } from '../stats.js';
 import { startUpstream } from '../upstream-process.js';
-import { UPSTREAM_PATHS } from '../upstream.js';
+import { BODIES, bodyPath, UPSTREAM_PATHS, type BodyName } from '../upstream.js';
 
 const CONNECTIONS = 256;
 /** Where growth is measured from: the JIT, pools and buffers have settled by then. */
 const SETTLED_FRACTION = 0.2;
+/** Shortest large-body run: the peak needs a few full GC cycles to show. */
+const MIN_LARGE_BODY_SECONDS = 10;
+const RSS_SAMPLE_MS = 250;
+
+/** One large-body run: a fresh proxy under 256 connections. */
+interface LargeBodyRun {
+  body: BodyName;
+  loader: string;
+  seconds: number;
+  responses: number;
+  requestsPerSecond: number;
+  errors: number;
+  non2xx: number;
+  idleRss: number;
+  peakRss: number;
+  endRss: number;
+}
+
+async function largeBodyRun(context: ScenarioContext, body: BodyName): Promise<LargeBodyRun> {
+  const upstream = await startUpstream('blue');
+  const proxy = await startProxy({
+    name: `memory-${body}`,
+    blueUrl: upstream.url,
+    greenUrl: upstream.url,
+    nodeArgs: [...PROXY_NODE_FLAGS],
+    cpuProfileDir: context.options.cpuProfileDir,
+  });
+  try {
+    await sleep(1_000);
+    const idleRss = rssBytes(proxy.pids());
+    let peakRss = idleRss;
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, rssBytes(proxy.pids()));
+    }, RSS_SAMPLE_MS);
+    const seconds = Math.max(context.options.durationSeconds, MIN_LARGE_BODY_SECONDS);
+    try {
+      const figures = await context.loader.run({
+        url: `${proxy.url}${bodyPath(body, context.options.framings[0] ?? 'chunked')}`,
+        connections: CONNECTIONS,
+        durationSeconds: seconds,
+      });
+      const endRss = rssBytes(proxy.pids());
+      return {
+        body,
+        loader: figures.loader,
+        seconds,
+        responses: figures.responses,
+        requestsPerSecond: figures.requestsPerSecond,
+        errors: figures.errors,
+        non2xx: figures.non2xx,
+        idleRss,
+        peakRss: Math.max(peakRss, endRss),
+        endRss,
+      };
+    } finally {
+      clearInterval(sampler);
+    }
+  } finally {
+    await proxy.stop();
+    await upstream.process.stop();
+  }
+}
+
+function largeBodyTable(runs: LargeBodyRun[]): string {
+  if (runs.length === 0) return '';
+  const rows = runs.map(
+    (r) =>
+      `| ${BODIES[r.body].label} | ${r.loader}, ${r.seconds} s | ${thousands(r.requestsPerSecond)} | ${megabytes(r.idleRss)} | **${megabytes(r.peakRss)}** | ${megabytes(r.endRss)} | ${r.errors + r.non2xx} |`,
+  );
+  return `
+Large bodies, ${CONNECTIONS} connections, a fresh proxy each (node ${PROXY_NODE_FLAGS.join(' ')}), RSS sampled every ${RSS_SAMPLE_MS} ms (target: peak under 150 MB):
+
+| body | load | req/s | idle | peak | at end | errors |
+| --- | --- | --- | --- | --- | --- | --- |
+${rows.join('\n')}
+`;
+}
 
 interface RssSample {
   responses: number;
@@ -41,6 +131,7 @@ export const memoryScenario: Scenario = {
       name: 'memory',
       blueUrl: upstream.url,
       greenUrl: upstream.url,
+      nodeArgs: [...PROXY_NODE_FLAGS],
       cpuProfileDir: options.cpuProfileDir,
     });
     const samples: RssSample[] = [];
@@ -83,6 +174,14 @@ export const memoryScenario: Scenario = {
       await upstream.process.stop();
     }
     if (!load) throw new Error('memory: the load run did not finish');
+    const largeBodies: LargeBodyRun[] = [];
+    for (const body of options.bodies.filter((b) => b !== 'small')) {
+      const run = await largeBodyRun(context, body);
+      context.log(
+        `memory: ${BODIES[body].label} at ${CONNECTIONS} connections: peak RSS ${megabytes(run.peakRss)} (${thousands(run.requestsPerSecond)} req/s)`,
+      );
+      largeBodies.push(run);
+    }
     const settledAt = requests * SETTLED_FRACTION;
     const settled = samples.find((s) => s.responses >= settledAt) ?? samples[0];
     const end = samples.at(-1);
@@ -107,7 +206,7 @@ export const memoryScenario: Scenario = {
 | idle | peak under ${CONNECTIONS} connections | at ${thousands(figures.settledResponses)} responses | at end (${thousands(load.responses)}) | growth | idle 2 s after the load |
 | --- | --- | --- | --- | --- | --- |
 | ${megabytes(idle)} | ${megabytes(peak)} | ${megabytes(figures.rssAtSettled)} | ${megabytes(figures.rssAtEnd)} | ${fixed(growth * 100, 1)} % | ${megabytes(afterIdle)} |
-`;
-    return { data: { figures, samples }, markdown, skipped: [] };
+${largeBodyTable(largeBodies)}`;
+    return { data: { figures, samples, largeBodies }, markdown, skipped: [] };
   },
 };

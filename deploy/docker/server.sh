@@ -18,6 +18,6 @@ esac
 # The proxy starts with its node flags (PROXY_NODE_FLAGS in proxy/heap-tuning.ts:
 # V8 reads them only from the command line); its workers get them from it.
 if [ "${1:-}" = proxy ]; then
-  exec node --max-semi-space-size=8 /app/dist/cli/togather.js "$@"
+  exec node --max-semi-space-size=32 /app/dist/cli/togather.js "$@"
 fi
 exec node /app/dist/cli/togather.js "$@"

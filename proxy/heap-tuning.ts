@@ -33,16 +33,14 @@ export function tuneHeapForProxying(): void {
  * (worker-pool.ts adds them to the primary's own flags).
  *
  * A young generation of at most 2 × 32 MB instead of V8's 2 × 64 MB. Under
- * load V8 grows it to its maximum; at 128 MB a scavenge now and then finds a
- * large part of it alive (requests in flight and what they point to), copies
- * and promotes it, and the old generation fills up until a mark-compact:
- * the high mode of the proxy's RSS (300+ MB). Body bytes read from a slot
- * also wait for the next scavenge in one ArrayBuffer per socket read.
- * Measured with bench/ab.ts, B / A round by round (bench/README.md, Levers):
- * RSS 0.89 (small JSON, 50 connections) and 0.94 (64 KiB, 256 connections)
- * at CPU 0.97 and 0.90. Smaller caps cost CPU: 16 MB and 8 MB gave RSS 0.70–0.84
- * with large bodies but 1.15–1.19 × the CPU per small request (more
- * scavenges, each promoting the requests in flight, and more mark-compacts).
+ * load V8 grows it to its maximum, and at 128 MB the proxy's RSS has a high
+ * mode (300+ MB) that the cap removes. Measured with bench/ab.ts, B / A
+ * round by round (bench/README.md, Levers): CPU per request 0.97 and 1.00
+ * (small JSON, 50 connections), 0.90 (64 KiB) and 1.00 (1 MiB, 256
+ * connections); median RSS 0.89–1.03, no round above 276 MB against up to
+ * 339 MB without it. Smaller caps cost CPU: 8 MB and 16 MB gave RSS 0.70–0.84
+ * with 64 KiB answers but 1.15–1.19 × the CPU per small request (each
+ * scavenge promotes the requests in flight; more mark-compacts follow).
  */
 export const PROXY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
 

@@ -45,11 +45,15 @@ export function tuneHeapForProxying(): void {
 export const PROXY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
 
 /**
- * `execArgv` with PROXY_NODE_FLAGS added, each flag that it does not set
- * already (a launcher's own value of the same flag wins).
+ * `execArgv` with PROXY_NODE_FLAGS added, each flag that neither it nor
+ * NODE_OPTIONS sets already: an operator's own value wins (on the command
+ * line a flag would override NODE_OPTIONS' value of it).
  */
-export function withProxyNodeFlags(execArgv: readonly string[]): string[] {
+export function withProxyNodeFlags(
+  execArgv: readonly string[],
+  nodeOptions: string | undefined,
+): string[] {
   const named = (flag: string) => flag.split('=', 1)[0]!;
-  const present = new Set(execArgv.map(named));
+  const present = new Set([...execArgv, ...(nodeOptions ?? '').split(/\s+/)].map(named));
   return [...execArgv, ...PROXY_NODE_FLAGS.filter((flag) => !present.has(named(flag)))];
 }

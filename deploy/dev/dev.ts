@@ -9,7 +9,7 @@ import { generateSecret } from '../../common/secrets.js';
 import { DataDirBusyError, lockDataDir } from '../../server/data-dir-lock.js';
 import type { Slot } from '../../common/slot.js';
 import { isHealthy, probe, sleep } from '../rollout/app-probe.js';
-import { PROXY_NODE_FLAGS } from '../../proxy/heap-tuning.js';
+import { withProxyNodeFlags } from '../../proxy/heap-tuning.js';
 import { runToEnd } from '../runners/runner.js';
 import { DEV_POOL_MAX, startDevDatabase, type DevDatabase } from './dev-database.js';
 import { statePaths } from '../rollout/deploy-settings.js';
@@ -254,7 +254,7 @@ export async function devCommand(flags: DevFlags): Promise<void> {
       LOG_LEVEL: process.env.LOG_LEVEL || 'info',
       ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
     };
-    start('proxy', ['proxy'], proxyEnv, PROXY_NODE_FLAGS);
+    start('proxy', ['proxy'], proxyEnv, withProxyNodeFlags([], process.env.NODE_OPTIONS));
 
     const base = {
       blue: `http://127.0.0.1:${ports.blue}`,

@@ -16,8 +16,12 @@ case "${1:-}" in
 esac
 # exec makes node the process that receives SIGTERM from `docker stop`.
 # The proxy starts with its node flags (PROXY_NODE_FLAGS in proxy/heap-tuning.ts:
-# V8 reads them only from the command line); its workers get them from it.
+# V8 reads them only from the command line or NODE_OPTIONS), unless NODE_OPTIONS
+# sets the flag itself (on the command line it would override the operator's).
 if [ "${1:-}" = proxy ]; then
-  exec node --max-semi-space-size=32 /app/dist/cli/togather.js "$@"
+  case " ${NODE_OPTIONS:-} " in
+    *" --max-semi-space-size="*) ;;
+    *) exec node --max-semi-space-size=32 /app/dist/cli/togather.js "$@" ;;
+  esac
 fi
 exec node /app/dist/cli/togather.js "$@"

@@ -128,7 +128,7 @@ export class WorkerPool {
     this.options.cluster.setupPrimary({
       exec: this.options.exec,
       args: [],
-      execArgv: withProxyNodeFlags(process.execArgv),
+      execArgv: withProxyNodeFlags(process.execArgv, process.env.NODE_OPTIONS),
     });
     return new Promise<ListeningAddress>((resolve, reject) => {
       this.startup = { resolve, reject, address: null };

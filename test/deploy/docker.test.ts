@@ -244,16 +244,19 @@ describe('Dockerfile', () => {
 
     // The node flags reach the proxy's process, and only the proxy's.
     const script = 'JSON.stringify(process.execArgv.slice(0, -2))';
-    const flagsOf = (command: string): unknown =>
+    const flagsOf = (command: string, env: NodeJS.ProcessEnv = {}): unknown =>
       JSON.parse(
         execFileSync(
           'sh',
           ['-c', text.replaceAll('/app/dist/cli/togather.js', `-p '${script}'`), 'server', command],
-          { encoding: 'utf8', env: { PATH: process.env.PATH } },
+          { encoding: 'utf8', env: { PATH: process.env.PATH, ...env } },
         ),
       );
     expect(flagsOf('proxy')).toEqual(PROXY_NODE_FLAGS);
     expect(flagsOf('serve')).toEqual([]);
+    // An operator's own value in NODE_OPTIONS is left to win.
+    expect(flagsOf('proxy', { NODE_OPTIONS: '--max-semi-space-size=16' })).toEqual([]);
+    expect(flagsOf('proxy', { NODE_OPTIONS: '--trace-warnings' })).toEqual(PROXY_NODE_FLAGS);
 
     // A command file it cannot write (a read-only /tmp) leaves the command running, silently.
     const unwritable = spawnSync('sh', ['-c', local, 'server', 'serve', '--help'], {

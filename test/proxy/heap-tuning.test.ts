@@ -3,14 +3,17 @@ import { describe, expect, it } from 'vitest';
 import { PROXY_NODE_FLAGS, withProxyNodeFlags } from '../../proxy/heap-tuning.js';
 
 describe('the proxy node flags', { timeout: 30_000 }, () => {
-  it('are added to a process’s own flags, a flag it sets already keeping its value', () => {
-    expect(withProxyNodeFlags([])).toEqual(PROXY_NODE_FLAGS);
-    expect(withProxyNodeFlags(['--enable-source-maps'])).toEqual([
+  it('are added to a process’s own flags, a flag it or NODE_OPTIONS sets keeping its value', () => {
+    expect(withProxyNodeFlags([], undefined)).toEqual(PROXY_NODE_FLAGS);
+    expect(withProxyNodeFlags(['--enable-source-maps'], '--trace-warnings')).toEqual([
       '--enable-source-maps',
       ...PROXY_NODE_FLAGS,
     ]);
-    expect(withProxyNodeFlags(['--max-semi-space-size=32'])).toEqual(['--max-semi-space-size=32']);
-    expect(withProxyNodeFlags(PROXY_NODE_FLAGS)).toEqual(PROXY_NODE_FLAGS);
+    expect(withProxyNodeFlags(['--max-semi-space-size=8'], undefined)).toEqual([
+      '--max-semi-space-size=8',
+    ]);
+    expect(withProxyNodeFlags([], ' --trace-warnings  --max-semi-space-size=8')).toEqual([]);
+    expect(withProxyNodeFlags(PROXY_NODE_FLAGS, undefined)).toEqual(PROXY_NODE_FLAGS);
   });
 
   it('cap the young generation when on the command line (2 × 32 MB new space, V8 grows it to 2 × 64 MB)', () => {

@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { BUILT_CLI as CLI } from '../harness/built-files.js';
 import { ProxyProcess as HarnessProxy } from '../harness/proxy-process.js';
+import { PROXY_NODE_FLAGS } from '../proxy/heap-tuning.js';
 import { processTree } from './proc.js';
 import { makeTempDir, startProcess } from './processes.js';
 
@@ -36,7 +37,11 @@ export interface ProxyOptions {
   tls?: { certFile: string; keyFile: string };
   /** The built CLI to run (another build's dist/cli/togather.js, for A/B runs); this build's by default. */
   cli?: string;
-  /** Node flags before the script (e.g. `--max-semi-space-size=16`). */
+  /**
+   * Node flags before the script (e.g. `--max-semi-space-size=16`), exactly
+   * these; by default the flags every deployed proxy starts with
+   * (PROXY_NODE_FLAGS), so the figures are those of the proxy as shipped.
+   */
   nodeArgs?: string[];
   /** Variables added to (or overriding) the proxy's environment, set last (e.g. COMPRESSION=off). */
   env?: Record<string, string>;
@@ -67,7 +72,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyProcess> {
     adminKey: randomBytes(24).toString('hex'),
     tls: options.tls,
     cli: options.cli ?? CLI,
-    nodeArgs: [...(options.nodeArgs ?? []), ...profiling],
+    nodeArgs: [...(options.nodeArgs ?? PROXY_NODE_FLAGS), ...profiling],
     launch: startProcess,
     keepAlive: true,
     actor: 'bench',

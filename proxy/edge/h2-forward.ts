@@ -38,7 +38,6 @@ import {
   prepareRequestHeaders,
   responseHeaderLines,
 } from './headers.js';
-import type { SecurityHeaders } from './security-headers.js';
 import { isIdempotentMethod } from './request-target.js';
 import { upstreamPath } from './stream-pass.js';
 import {
@@ -84,7 +83,6 @@ export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
   private readonly hsts: string | null;
   private readonly resets: StreamResetGuard;
   private readonly maxHeaderSize: number;
-  private readonly security: SecurityHeaders | null;
   private readonly policy: Http2ForwarderOptions['policy'];
   private readonly droppedResponseHeaders: Readonly<Record<string, true>>;
   private readonly allowedHosts: AllowedHosts | null;
@@ -99,7 +97,6 @@ export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
     this.hsts = options.hsts;
     this.resets = options.resets;
     this.maxHeaderSize = options.maxHeaderSize;
-    this.security = options.policy.securityHeaders;
     this.policy = options.policy;
     this.droppedResponseHeaders =
       options.policy.securityHeaders?.droppedResponseHeaders ?? DROPPED_RESPONSE_HEADERS;
@@ -356,7 +353,7 @@ export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
       'cache-control': 'no-store',
     };
     if (this.hsts !== null) headers['strict-transport-security'] = this.hsts;
-    if (this.security !== null) this.security.addMissingTo(headers, {});
+    this.policy.securityHeaders?.addMissingTo(headers, {});
     res.writeHead(status, headers);
     exchange.ended = true;
     if (exchange.method === 'HEAD') {

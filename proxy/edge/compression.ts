@@ -51,6 +51,11 @@ export interface CompressedBody {
   readonly bytesWritten: number;
 }
 
+/** A compressed body whose caller writes the slot's chunks into `encoder` itself. */
+export interface CompressedIntake extends CompressedBody {
+  readonly encoder: Transform;
+}
+
 /** application/* types that compress; text/*, +json and +xml are recognised by form. */
 const COMPRESSIBLE_APPLICATION = new Set([
   'application/json',
@@ -153,10 +158,12 @@ export class Compression {
    * ends (never when it breaks off) and waits for its 'drain' when a write
    * answers false; an encoder failure destroys the client answer.
    */
-  encoderInto(res: CompressedSink, coding: ContentCoding, headers: IncomingHttpHeaders): Transform {
-    const encoder = encoderFor(coding, headers);
-    CompressedRelay.start(null, res, encoder);
-    return encoder;
+  encoderInto(
+    res: CompressedSink,
+    coding: ContentCoding,
+    headers: IncomingHttpHeaders,
+  ): CompressedIntake {
+    return CompressedRelay.start(null, res, encoderFor(coding, headers));
   }
 
   private isCompressible(type: string): boolean {
@@ -221,7 +228,7 @@ function addVary(lines: string[]): void {
  * answer), so a cut answer never looks complete to the client. Whatever
  * ends the client answer destroys the encoder and its zlib memory.
  */
-class CompressedRelay implements CompressedBody {
+class CompressedRelay implements CompressedIntake {
   /** `proxyRes` null: the caller writes the slot's body into the encoder itself. */
   static start(
     proxyRes: IncomingMessage | null,
@@ -242,7 +249,7 @@ class CompressedRelay implements CompressedBody {
   private constructor(
     private readonly proxyRes: IncomingMessage | null,
     private readonly res: CompressedSink,
-    private readonly encoder: Transform,
+    readonly encoder: Transform,
   ) {}
 
   private readonly onData = (chunk: Buffer): void => {

@@ -247,7 +247,9 @@ export class Forwarder extends EdgeHandler implements ExchangeObserver, SlotProx
   ) => {
     if (res.proxyAnswered) return null;
     const coding = this.stageSlotHead(req, res, status, message, headers);
-    return coding === null ? null : this.policy.compression!.encoderInto(res, coding, headers);
+    return coding === null
+      ? null
+      : this.policy.compression!.encoderInto(res, coding, headers).encoder;
   };
 
   /**

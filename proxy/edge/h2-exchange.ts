@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Slot } from '../state/slot-state.js';
 import type { CompressedBody } from './compression.js';
+import type { UpstreamCall } from './exchange.js';
 import { clientAddress } from './headers.js';
 import { UpstreamTimeoutError, type UpstreamErrorReason } from './upstream-errors.js';
 import type { Upstream, UpstreamExchange } from './upstream.js';
@@ -54,6 +55,8 @@ export class H2Exchange implements UpstreamExchange {
   readonly remoteAddress: string;
   /** The headers sent to the slot (kept for a retry after a stale pooled socket). */
   headers: OutgoingHttpHeaders | null = null;
+  /** The request on the slot's undici pool (h2-slot-call.ts), or the Node request below. */
+  call: (UpstreamCall & { resume(): void }) | null = null;
   proxyReq: LinkedRequest | null = null;
   proxyRes: LinkedUpstreamResponse | null = null;
   retried = false;
@@ -89,6 +92,11 @@ export class H2Exchange implements UpstreamExchange {
   }
 
   abortUpstream(error: Error): void {
+    const call = this.call;
+    if (call !== null) {
+      call.abort(error);
+      return;
+    }
     const proxyReq = this.proxyReq;
     if (proxyReq !== null) {
       // Already destroyed: the slot has answered in full and only the client is still reading.

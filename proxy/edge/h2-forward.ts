@@ -11,6 +11,8 @@ import { requestIdFrom } from '../../common/request-id.js';
 import type { AllowedHosts } from './allowed-hosts.js';
 import { EdgeHandler, type EdgeContext } from './edge-handler.js';
 import { applyToSlotHead, type EdgePolicy } from './edge-policy.js';
+import type { ContentCoding } from './accept-encoding.js';
+import type { CompressedIntake } from './compression.js';
 import type { ProxyErrorBody } from './error-response.js';
 import {
   H2Exchange,
@@ -31,6 +33,7 @@ import {
 } from './h2-exchange.js';
 import type { StreamResetGuard } from './h2-reset-guard.js';
 import { requestProblem } from './h2-request-checks.js';
+import { H2SlotCall, poolTakes, type H2SlotCallOwner } from './h2-slot-call.js';
 import { H2WebSocketBridge, toWebSocketHandshake } from './h2-websocket.js';
 import {
   connectionTokens,
@@ -61,6 +64,9 @@ export interface Http2ForwarderOptions extends EdgeContext {
   policy: Pick<EdgePolicy, 'securityHeaders' | 'compression' | 'allowedHosts' | 'bodyLimit'>;
 }
 
+/** Why a slot call is ended when its stream ended first (never reported: the stream is gone). */
+const STREAM_ABANDONED = new Error('the HTTP/2 stream ended before its answer');
+
 const INVALID_RESPONSE: UpstreamFailure = {
   reason: 'protocol',
   status: 502,
@@ -79,7 +85,7 @@ const INVALID_RESPONSE: UpstreamFailure = {
  * extended CONNECT for a WebSocket goes to the slot as an HTTP/1.1
  * handshake and, once the slot answers 101, becomes a tunnel (h2-websocket.ts).
  */
-export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
+export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner, H2SlotCallOwner {
   private readonly hsts: string | null;
   private readonly resets: StreamResetGuard;
   private readonly maxHeaderSize: number;
@@ -156,6 +162,13 @@ export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
       outgoing['transfer-encoding'] = 'chunked';
     }
     exchange.headers = outgoing;
+    const hasBody = !req.stream.endAfterHeaders && !exchange.webSocket;
+    if (poolTakes(exchange, outgoing, hasBody)) {
+      // A body here has a declared length within MAX_BODY_SIZE, which nghttp2
+      // holds the client to: nothing to count as it flows.
+      H2SlotCall.send(exchange, this, outgoing, hasBody);
+      return;
+    }
     this.send(exchange);
     // A handshake has no body: what the client sends after it is the WebSocket's.
     if (req.stream.endAfterHeaders || exchange.webSocket) exchange.proxyReq?.end();
@@ -217,42 +230,66 @@ export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
     if (exchange.webSocket) proxyReq.on('upgrade', onUpstreamUpgrade);
   }
 
-  /** The slot answered: its head goes out at once, its body as it comes. */
+  /** The slot answered (the Node request): its head goes out at once, its body as it comes. */
   relay(exchange: H2Exchange, proxyRes: LinkedUpstreamResponse): void {
-    const res = exchange.res;
-    if (exchange.done) {
+    const coding = exchange.done
+      ? false
+      : this.stageHead(exchange, proxyRes.statusCode ?? 0, proxyRes.headers);
+    if (coding === false) {
       proxyRes.destroy();
-      return;
-    }
-    const status = proxyRes.statusCode ?? 0;
-    if (status < 200 || status > 599) {
-      // HTTP/2 has no status line for these (1xx answers are not final ones).
-      proxyRes.destroy();
-      this.fail(exchange, INVALID_RESPONSE, undefined);
-      return;
-    }
-    const headers = proxyRes.headers;
-    // RFC 9110 §8.6: never on a 204; HTTP/2 clients reset a stream whose length disagrees.
-    if (status === 204) delete headers['content-length'];
-    const lines = this.slotHead(exchange, headers, this.droppedResponseHeaders);
-    const coding = applyToSlotHead(this.policy, lines, exchange.req, status, headers);
-    try {
-      res.writeHead(status, lines);
-    } catch (error) {
-      // A header HTTP/2 cannot carry: refused here rather than sent broken.
-      proxyRes.destroy();
-      this.fail(exchange, INVALID_RESPONSE, error as Error);
       return;
     }
     exchange.proxyRes = proxyRes;
     proxyRes.h2Exchange = exchange;
     if (coding !== null) {
-      exchange.compressed = this.policy.compression!.relay(proxyRes, res, coding);
+      exchange.compressed = this.policy.compression!.relay(proxyRes, exchange.res, coding);
     } else {
       proxyRes.on('data', onUpstreamData);
     }
     proxyRes.on('end', onUpstreamEnd);
     proxyRes.on('close', onUpstreamResponseClose);
+  }
+
+  /** The slot answered through the pool (h2-slot-call.ts): the head staged the same way. */
+  slotHeadArrived(
+    exchange: H2Exchange,
+    status: number,
+    headers: IncomingHttpHeaders,
+  ): CompressedIntake | null | undefined {
+    const coding = exchange.done ? false : this.stageHead(exchange, status, headers);
+    if (coding === false) return undefined;
+    return coding === null
+      ? null
+      : this.policy.compression!.encoderInto(exchange.res, coding, headers);
+  }
+
+  /**
+   * Writes the slot's answer head on the stream with the edge policy's edits.
+   * Returns the coding its body is compressed with (null: as it is), or false
+   * when the head cannot go out (the stream is then answered 502).
+   */
+  private stageHead(
+    exchange: H2Exchange,
+    status: number,
+    headers: IncomingHttpHeaders,
+  ): ContentCoding | null | false {
+    if (status < 200 || status > 599) {
+      // HTTP/2 has no status line for these (1xx answers are not final ones).
+      this.fail(exchange, INVALID_RESPONSE, undefined);
+      return false;
+    }
+    // RFC 9110 §8.6: never on a 204; HTTP/2 clients reset a stream whose length disagrees.
+    if (status === 204) delete headers['content-length'];
+    const lines = this.slotHead(exchange, headers, this.droppedResponseHeaders);
+    const coding = applyToSlotHead(this.policy, lines, exchange.req, status, headers);
+    try {
+      exchange.res.writeHead(status, lines);
+    } catch (error) {
+      // A header HTTP/2 cannot carry: refused here rather than sent broken.
+      this.fail(exchange, INVALID_RESPONSE, error as Error);
+      return false;
+    }
+    return coding;
   }
 
   /**
@@ -306,12 +343,17 @@ export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
       !exchange.retried &&
       !res.headersSent &&
       isStaleSocketError(error) &&
-      exchange.proxyReq?.reusedSocket === true &&
+      // undici does not say whether the connection was a pooled one: its stale-socket failures retry once.
+      (exchange.proxyReq?.reusedSocket === true || exchange.call !== null) &&
       exchange.req.stream.endAfterHeaders &&
       isIdempotentMethod(exchange.method)
     ) {
       // The slot closed a pooled keep-alive socket as we reused it; the request never reached it.
       exchange.retried = true;
+      if (exchange.call !== null) {
+        H2SlotCall.send(exchange, this, exchange.headers ?? {}, false);
+        return;
+      }
       this.send(exchange);
       exchange.proxyReq?.end();
       return;
@@ -373,6 +415,7 @@ export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
   bodyTooLarge(exchange: H2Exchange): void {
     exchange.bodyTooLarge = true;
     exchange.req.unpipe();
+    exchange.call?.abort(STREAM_ABANDONED);
     const proxyReq = exchange.proxyReq;
     if (proxyReq !== null && !proxyReq.destroyed) proxyReq.destroy();
     if (exchange.res.headersSent) {
@@ -395,6 +438,7 @@ export class Http2Forwarder extends EdgeHandler implements H2ExchangeOwner {
     const durationMs = performance.now() - exchange.startedAt;
     this.metrics.observeRequest(exchange.slot, exchange.method, status, durationMs / 1000);
     if (aborted) {
+      exchange.call?.abort(STREAM_ABANDONED);
       const proxyReq = exchange.proxyReq;
       if (proxyReq !== null && !proxyReq.destroyed) proxyReq.destroy();
       if (!exchange.cut) this.resets.noteAbandoned(exchange.session);

@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { EdgeRequest, EdgeResponse, UpstreamCall } from './exchange.js';
@@ -54,9 +54,7 @@ export function createSlotPass(sink: SlotAnswerSink): WebPass {
     if (headers['transfer-encoding'] !== undefined) return false;
     const length = headers['content-length'];
     const method = req.method ?? 'GET';
-    // undici leaves `Content-Length: 0` out on methods without a payload (a DELETE):
-    // those go the Node way, so the slot sees the header the client sent.
-    if (length === '0' && PAYLOAD_METHODS[method] !== true) return false;
+    if (!takenByPool(method, length)) return false;
     const call = new SlotCall(req, res as EdgeResponse, server, sink);
     req.upstreamCall = call;
     const hasBody = length !== undefined && length !== '0';
@@ -75,19 +73,29 @@ export function createSlotPass(sink: SlotAnswerSink): WebPass {
   };
 }
 
+/**
+ * Whether undici sends what the client sent: it leaves `Content-Length: 0`
+ * out on methods without a payload (a DELETE), so those go the Node way and
+ * the slot sees the header the client sent.
+ */
+export function takenByPool(method: string, contentLength: string | undefined): boolean {
+  return contentLength !== '0' || PAYLOAD_METHODS[method] === true;
+}
+
 /** The methods undici sends `Content-Length: 0` for (it leaves the header out on the others). */
 const PAYLOAD_METHODS: Readonly<Record<string, true>> = Object.assign(
   Object.create(null) as Record<string, true>,
   { PUT: true, POST: true, PATCH: true, QUERY: true, PROPFIND: true, PROPPATCH: true },
 );
 
-/** The client's headers as one list ([name, value, ...], in their order). */
-function headerLines(headers: IncomingHttpHeaders): string[] {
+/** Headers for the slot as one list ([name, value, ...], in their order), as undici takes them. */
+export function headerLines(headers: OutgoingHttpHeaders): string[] {
   const lines: string[] = [];
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined) continue;
     if (typeof value === 'string') lines.push(name, value);
+    else if (typeof value === 'number') lines.push(name, String(value));
     else for (const item of value) lines.push(name, item);
   }
   return lines;

@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startTestEdge } from '../../support/edge.js';
@@ -329,6 +330,61 @@ describe('togather proxy with TLS: switches and closing', () => {
       );
     } finally {
       await tls.stop();
+    }
+  });
+
+  it('sends an idempotent HTTP/2 request again after a stale pooled slot connection, never a POST', async () => {
+    // A slot that answers the first request of each connection and drops the connection at the second.
+    let connections = 0;
+    const stale = createTcpServer((socket) => {
+      connections++;
+      let requests = 0;
+      socket.on('data', () => {
+        requests++;
+        if (requests === 1) {
+          socket.write(
+            'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok',
+          );
+        } else socket.destroy();
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => stale.listen(0, '127.0.0.1', () => resolve()));
+    const port = (stale.address() as AddressInfo).port;
+    const tls = await startTlsProxy({
+      blueUrl: `http://127.0.0.1:${port}`,
+      greenUrl: slots.green.url,
+    });
+    const client = await H2Client.connect(tls.tlsUrl, tls.ca);
+    try {
+      const before = connections;
+      const first = await client.request('/a');
+      const second = await client.request('/b');
+      expect([first.status, second.status, second.body]).toEqual([200, 200, 'ok']);
+      // The first request's connection, the reused one that failed, a fresh one for the retry.
+      expect(connections - before).toBe(2);
+      tls.proxy.edge.upstreams.blue.closeIdleSockets();
+      const fresh = await client.request('/c', {
+        method: 'POST',
+        body: 'x',
+        headers: { 'content-length': '1' },
+      });
+      expect(fresh.status).toBe(200);
+      const post = await client.request('/d', {
+        method: 'POST',
+        body: 'y',
+        headers: { 'content-length': '1', 'x-request-id': 'h2-post-stale' },
+      });
+      expect(post.status).toBe(502);
+      expect(JSON.parse(post.body)).toEqual({
+        error: 'upstream_reset',
+        slot: 'blue',
+        request_id: 'h2-post-stale',
+      });
+    } finally {
+      client.destroy();
+      await tls.stop();
+      await new Promise<void>((resolve) => stale.close(() => resolve()));
     }
   });
 
